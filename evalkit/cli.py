@@ -1,0 +1,159 @@
+"""The ``evalkit`` command line.
+
+Exit codes: 0 success, 1 a check failed (a required backend missing; gates
+later), 2 usage or input error (one line saying what and where), 3 internal
+error (a bug in evalkit: please report it with the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from evalkit import __version__
+from evalkit.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError
+from evalkit.ffmpeg_binary import FFMPEG_ENV
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_SUITE = PROJECT_ROOT / "suites" / "demo.yaml"
+FIXTURES_DIR = PROJECT_ROOT / "data" / "fixtures"
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_fixtures_build(args) -> int:
+    from evalkit.fixtures.build import build_fixtures
+
+    dest = Path(args.dest)
+    _stderr(f"building fixtures into {dest} ...")
+    manifest = build_fixtures(dest)
+    for name, facts in manifest["files"].items():
+        print(f"{facts['sha256'][:16]}  {facts['bytes']:>10,d}  {name}")
+    print(dest)
+    return EXIT_OK
+
+
+def cmd_suite_schema(args) -> int:
+    from evalkit.suite import suite_json_schema
+
+    print(suite_json_schema())
+    return EXIT_OK
+
+
+def cmd_suite_check(args) -> int:
+    from evalkit.suite import load_suite
+
+    loaded = load_suite(Path(args.suite))
+    s = loaded.suite
+    print(f"{loaded.path}: valid suite '{s.name}': {len(s.models)} models x {len(s.backends)} backends x "
+          f"{len(s.inputs)} inputs = {len(s.models) * len(s.backends) * len(s.inputs)} runs")
+    return EXIT_OK
+
+
+def _run(suite_path: Path, out: Path | None) -> int:
+    from evalkit.run import run_suite
+    from evalkit.suite import load_suite
+
+    loaded = load_suite(suite_path)
+    run_dir = run_suite(loaded, out=out, log=_stderr)
+    print(run_dir)
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    return _run(Path(args.suite), Path(args.out) if args.out else None)
+
+
+def cmd_demo(args) -> int:
+    from evalkit.fixtures.build import build_fixtures, fixtures_ready
+
+    if not DEMO_SUITE.is_file():
+        raise UserError(
+            f"the demo needs evalkit's source checkout (no {DEMO_SUITE}): clone the repository and "
+            "`pip install -e .` there"
+        )
+    if args.rebuild_fixtures or not fixtures_ready(FIXTURES_DIR):
+        _stderr(f"building the demo fixtures into {FIXTURES_DIR} (once, about half a minute) ...")
+        build_fixtures(FIXTURES_DIR)
+    _stderr(f"running {DEMO_SUITE} ...")
+    return _run(DEMO_SUITE, Path(args.out) if args.out else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evalkit",
+        description="Evaluate audio-driven lip-sync generators exported to ONNX: run the full generation "
+        "pipeline (audio -> mel -> audio encoder -> feature windows; video -> face crop -> masked 6-channel "
+        "input -> ONNX Runtime -> paste-back -> H.264 MP4) for every model x backend x input of a suite.",
+        epilog="Start with `evalkit demo`. Exit codes: 0 ok, 1 a check failed, 2 usage or input error, "
+        "3 internal error.",
+    )
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    parser.add_argument("--ffmpeg", metavar="PATH",
+                        help=f"ffmpeg binary to use (default: ${FFMPEG_ENV}, else the one imageio-ffmpeg ships)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="build the fixtures if missing and run suites/demo.yaml",
+                          description="Build evalkit's own fixtures (a drawn talking head, speech-like audio and "
+                          "fixture ONNX models) if they are missing, run suites/demo.yaml on them, and print the "
+                          "run folder. Needs no file from outside.")
+    demo.add_argument("--out", metavar="DIR", help="where the run folder goes (default: reports/ of the checkout)")
+    demo.add_argument("--rebuild-fixtures", action="store_true", help="rebuild the fixtures even if present")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run a suite", description="Run every model x backend x input of SUITE. "
+                         "Writes DIR/<suite-name>/<run-id>/ (run.json, and per run an MP4 and lossless frames) "
+                         "and prints that folder's path as the last line.")
+    run.add_argument("suite", metavar="SUITE.yaml")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: the suite's output_dir, else ./reports)")
+    run.set_defaults(func=cmd_run)
+
+    fixtures = sub.add_parser("fixtures", help="evalkit's own test data",
+                              description="Fixtures evalkit builds itself, byte for byte the same on every build.")
+    fsub = fixtures.add_subparsers(dest="fixtures_command", metavar="ACTION", required=True)
+    fbuild = fsub.add_parser("build", help="build every fixture",
+                             description="Build the talking-head clip, the audio, the crop boxes and the fixture "
+                             "ONNX models (reference, lag2, noisy, reference_fp16, mobile_unet, audio_encoder).")
+    fbuild.add_argument("--dest", metavar="DIR", default=str(FIXTURES_DIR), help="default: %(default)s")
+    fbuild.set_defaults(func=cmd_fixtures_build)
+
+    suite = sub.add_parser("suite", help="suite files: schema and validation")
+    ssub = suite.add_subparsers(dest="suite_command", metavar="ACTION", required=True)
+    schema = ssub.add_parser("schema", help="print the suite JSON Schema (for editor completion)")
+    schema.set_defaults(func=cmd_suite_schema)
+    check = ssub.add_parser("check", help="validate a suite without running it",
+                            description="Parse SUITE.yaml, check every field and that every file it names exists.")
+    check.add_argument("suite", metavar="SUITE.yaml")
+    check.set_defaults(func=cmd_suite_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.ffmpeg:
+        os.environ[FFMPEG_ENV] = args.ffmpeg
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except UserError as exc:
+        _stderr(f"evalkit: error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _stderr("evalkit: interrupted (no run folder was completed)")
+        return 130
+    except Exception:
+        _stderr(traceback.format_exc())
+        _stderr("evalkit: internal error (a bug in evalkit; please report it with the traceback above)")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The model contract: every number of the reference pipeline, as data.
+
+The defaults are those of the SyncTalk_2D / Ultralight-Digital-Human "328 /
+ave" reference pipeline (../shared/CONTRACT.md). A suite overrides any field,
+globally (``contract:`` at the top) or per model (``models[i].contract``).
+No stage of evalkit hard-codes one of these numbers: each stage takes the
+contract and reads what it needs.
+
+Boxes are ``[x1, y1, x2, y2]`` in pixels, half-open: x1 <= x < x2 and
+y1 <= y < y2 (the reference's ``cv2.rectangle(img, (5, 5, 310, 305), ...)``
+fills x 5..314 and y 5..309, which is ``[5, 5, 315, 310]`` here).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Box = tuple[int, int, int, int]
+
+
+class Contract(BaseModel):
+    """What a generator model expects and how the pipeline feeds it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- audio -----------------------------------------------------------
+    sample_rate: int = Field(16000, gt=0, description="Audio is resampled to this rate (Hz), mono.")
+    preemphasis: float = Field(0.97, ge=0, lt=1, description="Pre-emphasis coefficient k: y[n] = x[n] - k x[n-1].")
+    n_fft: int = Field(800, gt=0, description="STFT size (samples).")
+    win_length: int = Field(800, gt=0, description="STFT window length (samples), Hann.")
+    hop_length: int = Field(200, gt=0, description="STFT hop (samples); sample_rate / hop_length mel frames per second.")
+    n_mels: int = Field(80, gt=0, description="Mel bands (librosa Slaney filters).")
+    fmin: float = Field(55.0, ge=0, description="Lowest mel frequency (Hz).")
+    fmax: float = Field(7600.0, gt=0, description="Highest mel frequency (Hz).")
+    min_amplitude: float = Field(1e-5, gt=0, description="Floor before 20*log10.")
+    ref_level_db: float = Field(20.0, description="Subtracted after amplitude-to-dB.")
+    min_level_db: float = Field(-100.0, lt=0, description="dB value mapped to -max_abs_value.")
+    max_abs_value: float = Field(4.0, gt=0, description="Normalised mel lies in [-max_abs_value, max_abs_value].")
+    mel_window: int = Field(16, gt=0, description="Mel frames in the window for one video frame.")
+    feature_dim: int = Field(512, gt=0, description="Width of the audio encoder's output row.")
+    feature_pad_repeat: int = Field(
+        1, ge=0, description="Times the first and last feature rows are repeated at each end (reference: once)."
+    )
+    feature_window_before: int = Field(8, ge=0, description="Feature rows before the frame's own row.")
+    feature_window_after: int = Field(7, ge=0, description="Feature rows after the frame's own row.")
+    audio_input_shape: tuple[int, ...] = Field(
+        (32, 16, 16),
+        description="Shape (without the batch axis) the feature window is reshaped to "
+        "(ave: [32,16,16]; hubert: [32,32,32]; wenet: [256,16,32]).",
+    )
+
+    # --- video -----------------------------------------------------------
+    fps: float = Field(25.0, gt=0, description="Video frame rate the model is driven at.")
+    crop_size: int = Field(328, gt=0, description="Face crops are resized to crop_size x crop_size (bicubic).")
+    inner_box: Box = Field((4, 4, 324, 324), description="The region of the crop the model sees, [x1,y1,x2,y2].")
+    mask_box: Box = Field(
+        (5, 5, 315, 310), description="Rectangle of the inner region blacked out in the masked copy, [x1,y1,x2,y2]."
+    )
+    mouth_box: Box = Field(
+        (22, 86, 269, 192),
+        description="Mouth region in inner-region pixels, for mouth fidelity and sync "
+        "(default: x 7-84 %, y 27-60 % of 320, where real lips stayed).",
+    )
+    channel_order: Literal["bgr", "rgb"] = Field(
+        "bgr", description="Channel order the model was trained on (the reference reads BGR with OpenCV)."
+    )
+    resize_interpolation: Literal["bicubic", "bilinear", "area", "nearest"] = Field(
+        "bicubic", description="Interpolation for crop resizes (OpenCV's, as the reference)."
+    )
+    input_scale: float = Field(1 / 255, gt=0, description="uint8 pixel -> model input multiplier.")
+    output_scale: float = Field(255.0, gt=0, description="Model output -> pixel multiplier, then clipped and truncated to uint8.")
+
+    # --- model I/O names (None: found by shape) ---------------------------
+    image_input: str | None = Field(None, description="Name of the 6-channel image input; None finds it by shape.")
+    audio_input: str | None = Field(None, description="Name of the audio input; None finds it by shape.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Contract":
+        rows = self.feature_window_rows
+        if math.prod(self.audio_input_shape) != rows * self.feature_dim:
+            raise ValueError(
+                f"audio_input_shape {list(self.audio_input_shape)} holds {math.prod(self.audio_input_shape)} values, "
+                f"but a feature window holds {rows} rows x {self.feature_dim} = {rows * self.feature_dim}"
+            )
+        for name in ("inner_box", "mask_box", "mouth_box"):
+            x1, y1, x2, y2 = getattr(self, name)
+            if not (x1 < x2 and y1 < y2 and x1 >= 0 and y1 >= 0):
+                raise ValueError(f"{name} {[x1, y1, x2, y2]} is not a box [x1, y1, x2, y2] with x1 < x2, y1 < y2")
+        ix1, iy1, ix2, iy2 = self.inner_box
+        if ix2 > self.crop_size or iy2 > self.crop_size:
+            raise ValueError(f"inner_box {list(self.inner_box)} does not fit in crop_size {self.crop_size}")
+        for name in ("mask_box", "mouth_box"):
+            x1, y1, x2, y2 = getattr(self, name)
+            if x2 > self.inner_width or y2 > self.inner_height:
+                raise ValueError(
+                    f"{name} {[x1, y1, x2, y2]} does not fit in the inner region "
+                    f"{self.inner_width}x{self.inner_height}"
+                )
+        if self.fmax > self.sample_rate / 2:
+            raise ValueError(f"fmax {self.fmax} is above the Nyquist frequency {self.sample_rate / 2}")
+        return self
+
+    # --- derived values (never stored twice) ------------------------------
+    @property
+    def mel_fps(self) -> float:
+        """Mel frames per second (80 with the defaults)."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def feature_window_rows(self) -> int:
+        """Rows in one generator audio window (16 with the defaults)."""
+        return self.feature_window_before + 1 + self.feature_window_after
+
+    @property
+    def inner_width(self) -> int:
+        return self.inner_box[2] - self.inner_box[0]
+
+    @property
+    def inner_height(self) -> int:
+        return self.inner_box[3] - self.inner_box[1]
+
+    @property
+    def image_input_shape(self) -> tuple[int, int, int, int]:
+        """[1, 6, H, W] of the generator's image input."""
+        return (1, 6, self.inner_height, self.inner_width)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """[1, 3, H, W] of the generator's output."""
+        return (1, 3, self.inner_height, self.inner_width)
+
+    def with_overrides(self, overrides: dict | None) -> "Contract":
+        """A new contract with ``overrides`` applied and re-validated."""
+        if not overrides:
+            return self
+        return Contract.model_validate({**self.model_dump(), **overrides})

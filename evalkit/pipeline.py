@@ -1,0 +1,158 @@
+"""The generation pipeline: audio and template video in, generated frames and an MP4 out.
+
+Stages, each in its own module::
+
+    audio.load_audio -> mel.mel_spectrogram -> mel.mel_windows_for_frames
+      -> audio_encoder.encode_mel_windows (or load_features) -> audio_encoder.pad_feature_ends
+      -> feature_windows.feature_window                     (per frame)
+    video_decode.template_frames -> crop.CropPreparer.prepare (per frame)
+      -> runner.Runner.infer -> paste.Paster -> video_encode.VideoWriter
+
+Frames stream through the stages one at a time, into reused buffers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from evalkit import audio as audio_stage
+from evalkit import mel as mel_stage
+from evalkit.audio_encoder import encode_mel_windows, load_features, pad_feature_ends
+from evalkit.contract import Contract
+from evalkit.crop import CropPreparer, check_boxes_fit, load_crop_boxes, load_landmark_boxes
+from evalkit.errors import UserError
+from evalkit.feature_windows import feature_window
+from evalkit.ffmpeg_binary import VideoInfo, probe_video
+from evalkit.paste import Paster
+from evalkit.runner import Runner
+from evalkit.suite import InputSpec
+from evalkit.video_decode import template_frames
+from evalkit.video_encode import VideoWriter
+
+# File names inside one model x backend x input folder.
+OUTPUT_MP4 = "output.mp4"  # what a viewer sees: H.264 yuv420p + AAC
+FRAMES_FULL = "frames_full.mkv"  # exact generated full frames (FFV1)
+FRAMES_INNER = "frames_inner.mkv"  # exact generated inner regions (FFV1), the model's own pixels
+FPS_TOLERANCE = 0.01  # ffmpeg prints rates rounded to 2 decimals
+
+
+@dataclass(frozen=True)
+class AudioFeatures:
+    """The end-padded feature matrix and the number of video frames the audio drives."""
+
+    features: np.ndarray  # [frames + 2 * feature_pad_repeat, feature_dim]
+    frames: int
+    mel_frames: int
+    seconds: float
+    compute_seconds: float
+
+
+def compute_audio_features(audio_path: Path, encoder: Path | None, features_npy: Path | None,
+                           contract: Contract) -> AudioFeatures:
+    """Stages 1-3: audio file -> padded feature matrix."""
+    t0 = time.perf_counter()
+    wav = audio_stage.load_audio(audio_path, contract.sample_rate)
+    mel = mel_stage.mel_spectrogram(wav, contract)
+    try:
+        windows = mel_stage.mel_windows_for_frames(mel, contract)
+    except UserError as exc:
+        raise UserError(f"audio {audio_path}: {exc}") from None
+    if encoder is not None:
+        rows = encode_mel_windows(encoder, windows, contract)
+    else:
+        rows = load_features(features_npy, len(windows), contract)
+    return AudioFeatures(
+        features=pad_feature_ends(rows, contract),
+        frames=len(windows),
+        mel_frames=mel.shape[1],
+        seconds=len(wav) / contract.sample_rate,
+        compute_seconds=time.perf_counter() - t0,
+    )
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """An input's video facts and crop boxes, checked against the contract."""
+
+    spec: InputSpec
+    video: VideoInfo
+    boxes: np.ndarray
+
+
+def prepare_input(spec: InputSpec, contract: Contract) -> PreparedInput:
+    video = probe_video(spec.video)
+    if abs(video.fps - contract.fps) > FPS_TOLERANCE:
+        raise UserError(
+            f"input '{spec.name}': video {spec.video} is {video.fps:g} fps, the contract drives {contract.fps:g} fps "
+            f"(re-encode the video, e.g. ffmpeg -i IN -r {contract.fps:g} OUT, or set contract.fps)"
+        )
+    source = spec.crop_boxes or spec.landmarks
+    boxes = load_crop_boxes(spec.crop_boxes) if spec.crop_boxes else load_landmark_boxes(spec.landmarks)
+    if len(boxes) < video.frames:
+        raise UserError(f"{source}: {len(boxes)} crop boxes for a video of {video.frames} frames (one per frame)")
+    check_boxes_fit(boxes, video.width, video.height, source)
+    return PreparedInput(spec=spec, video=video, boxes=boxes)
+
+
+@dataclass
+class StageTimes:
+    """Wall-clock seconds per stage (time.perf_counter), and the raw inference latencies."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    inference_ms: list[float] = field(default_factory=list)
+
+    def add(self, stage: str, dt: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
+
+
+def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path,
+             label: str = "") -> tuple[int, StageTimes]:
+    """Run the whole per-frame pipeline; writes OUTPUT_MP4, FRAMES_FULL and FRAMES_INNER into ``out_dir``.
+
+    Returns the number of frames generated and the stage timings.
+    """
+    contract = runner.contract
+    video, boxes = prepared.video, prepared.boxes
+    n = audio.frames
+    times = StageTimes()
+    preparer, paster = CropPreparer(contract), Paster(contract)
+    audio_input = np.empty((1, *contract.audio_input_shape), dtype=np.float32)
+    full = np.empty((video.height, video.width, 3), dtype=np.uint8)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w, h = video.width, video.height
+    with (
+        VideoWriter(out_dir / OUTPUT_MP4, w, h, contract.fps, kind="mp4", audio=prepared.spec.audio) as mp4,
+        VideoWriter(out_dir / FRAMES_FULL, w, h, contract.fps, kind="lossless") as lossless_full,
+        VideoWriter(out_dir / FRAMES_INNER, contract.inner_width, contract.inner_height, contract.fps,
+                    kind="lossless") as lossless_inner,
+    ):
+        frames = template_frames(video, n)
+        for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=None):
+            t0 = time.perf_counter()
+            t_index, frame = next(frames)
+            t1 = time.perf_counter()
+            image = preparer.prepare(frame, boxes[t_index])
+            feature_window(audio.features, i, contract, out=audio_input)
+            t2 = time.perf_counter()
+            output = runner.infer(image, audio_input)
+            t3 = time.perf_counter()
+            generated = paster.to_uint8(output)
+            paster.paste(preparer.crop, generated, frame, boxes[t_index], out=full)
+            t4 = time.perf_counter()
+            mp4.write(full)
+            lossless_full.write(full)
+            lossless_inner.write(generated)
+            t5 = time.perf_counter()
+            times.add("decode", t1 - t0)
+            times.add("preprocess", t2 - t1)
+            times.add("inference", t3 - t2)
+            times.add("paste", t4 - t3)
+            times.add("encode", t5 - t4)
+            times.inference_ms.append((t3 - t2) * 1e3)
+        frames.close()
+    return n, times

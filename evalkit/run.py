@@ -1,0 +1,167 @@
+"""Running a suite: every model x backend x input, into one self-describing run folder.
+
+A run folder ``<out>/<suite-name>/<run-id>/`` holds ``run.json`` (the record:
+suite and its SHA-256, model and input hashes, versions, machine, and per
+model x backend x input the status, frame count and timings) and one folder
+per model x backend x input with the MP4 and the lossless generated frames.
+
+The folder is written as ``.<run-id>.partial`` and renamed when complete, so
+an interrupted or failed run never looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from evalkit.environment import machine_info, sha256_file, versions
+from evalkit.errors import UserError
+from evalkit.pipeline import (
+    FRAMES_FULL,
+    FRAMES_INNER,
+    OUTPUT_MP4,
+    compute_audio_features,
+    generate,
+    prepare_input,
+)
+from evalkit.runner import OnnxRuntimeRunner, available_providers
+from evalkit.suite import SCHEMA_VERSION, BackendSpec, LoadedSuite, SessionOptions
+
+RUN_RECORD = "run.json"
+
+
+class RequiredBackendMissing(UserError):
+    """A backend marked ``required`` cannot run here: the run fails (exit 1)."""
+
+    exit_code = 1
+
+
+def combo_folder(model: str, backend: str, input_name: str) -> str:
+    return f"{model}__{backend}__{input_name}"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON under a temporary name, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def preflight(loaded: LoadedSuite) -> dict:
+    """Check everything that can be checked before generating anything; returns the prepared inputs.
+
+    Raises UserError (exit 2) for bad inputs and models, RequiredBackendMissing (exit 1)
+    for a required provider that this machine lacks.
+    """
+    suite = loaded.suite
+    have = available_providers()
+    missing = [b for b in suite.backends if b.required and b.provider not in have]
+    if missing:
+        names = ", ".join(f"{b.name} ({b.provider})" for b in missing)
+        raise RequiredBackendMissing(
+            f"{loaded.path}: required backend not available here: {names}; this machine has {', '.join(have)}"
+        )
+    check_backend = BackendSpec(name="check", session_options=SessionOptions(graph_optimization_level="disable"))
+    prepared = {}
+    for model in suite.models:
+        contract = suite.contract_for(model)
+        OnnxRuntimeRunner(model.generator, contract, check_backend).activate().deactivate()
+        for spec in suite.inputs:
+            prepared[(model.name, spec.name)] = prepare_input(spec, contract)
+    return prepared
+
+
+def _file_facts(path: Path | None) -> dict | None:
+    return None if path is None else {"path": str(path), "sha256": sha256_file(path)}
+
+
+def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print) -> Path:
+    """Run every model x backend x input of the suite; returns the finished run folder."""
+    suite = loaded.suite
+    prepared = preflight(loaded)
+    base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
+    run_id = new_run_id()
+    final = base / suite.name / run_id
+    partial = base / suite.name / f".{run_id}.partial"
+    partial.mkdir(parents=True)
+    have = available_providers()
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "evalkit.run",
+        "run_id": run_id,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "suite": {"name": suite.name, "path": str(loaded.path), "sha256": loaded.sha256,
+                  "definition": suite.model_dump(mode="json")},
+        "machine": machine_info(),
+        "versions": versions(),
+        "available_providers": have,
+        "models": {},
+        "inputs": {},
+        "runs": [],
+    }
+    try:
+        for spec in suite.inputs:
+            video = prepared[(suite.models[0].name, spec.name)].video
+            record["inputs"][spec.name] = {
+                "video": _file_facts(spec.video), "audio": _file_facts(spec.audio),
+                "crop_boxes": _file_facts(spec.crop_boxes),
+                "landmarks": str(spec.landmarks) if spec.landmarks else None,
+                "ground_truth": _file_facts(spec.ground_truth),
+                "video_frames": video.frames, "fps": video.fps, "size": [video.width, video.height],
+            }
+        for model in suite.models:
+            contract = suite.contract_for(model)
+            record["models"][model.name] = {
+                "generator": _file_facts(model.generator), "audio_encoder": _file_facts(model.audio_encoder),
+                "audio_features": _file_facts(model.audio_features), "contract": contract.model_dump(mode="json"),
+            }
+            for spec in suite.inputs:
+                audio = compute_audio_features(spec.audio, model.audio_encoder, model.audio_features, contract)
+                for backend in suite.backends:
+                    entry = {"model": model.name, "backend": backend.name, "input": spec.name,
+                             "provider": backend.provider, "audio_features_seconds": audio.compute_seconds,
+                             "audio_seconds": audio.seconds}
+                    record["runs"].append(entry)
+                    if backend.provider not in have:
+                        entry.update(status="skipped", reason=f"not available here (available: {', '.join(have)})")
+                        log(f"skipped {model.name} on {backend.name}: {backend.provider} not available here")
+                        continue
+                    folder = combo_folder(model.name, backend.name, spec.name)
+                    runner = OnnxRuntimeRunner(model.generator, contract, backend)
+                    with runner:
+                        t0 = time.perf_counter()
+                        frames, times = generate(runner, audio, prepared[(model.name, spec.name)], partial / folder,
+                                                 label=f"{model.name}/{backend.name}/{spec.name}")
+                        wall = time.perf_counter() - t0
+                    entry.update(
+                        status="ok", folder=folder, frames=frames, providers_used=runner.providers_used,
+                        session_seconds=runner.activate_seconds, generate_seconds=wall,
+                        stage_seconds=times.seconds, inference_ms=times.inference_ms,
+                        outputs={"mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}",
+                                 "frames_inner": f"{folder}/{FRAMES_INNER}"},
+                    )
+                    log(f"generated {model.name} on {backend.name} for {spec.name}: {frames} frames in {wall:.1f} s")
+        record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json_atomic(partial / RUN_RECORD, record)
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return final
+
+
+def load_run(folder: Path) -> dict:
+    """The record of a finished run folder."""
+    path = Path(folder) / RUN_RECORD
+    if not path.is_file():
+        raise UserError(f"{folder}: not a run folder (no {RUN_RECORD}; a folder named .*.partial is unfinished)")
+    return json.loads(path.read_text())

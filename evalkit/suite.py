@@ -1,0 +1,254 @@
+"""The suite file: YAML read once, at the edge, into typed frozen objects.
+
+A suite names models, inputs, backends and the contract overrides. Relative
+paths are relative to the suite file. Unknown keys and bad values are errors
+that name the file, the field and what was expected; the rest of evalkit never
+sees a dict from YAML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    model_validator,
+)
+
+from evalkit.contract import Contract
+from evalkit.errors import UserError
+
+SCHEMA_VERSION = 1
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return (Path(base) / value).resolve() if base is not None and not value.is_absolute() else value
+
+
+def _existing_file(value: Path, info: ValidationInfo) -> Path:
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path} (paths are relative to the suite file)")
+    return path
+
+
+def _existing_dir(value: Path, info: ValidationInfo) -> Path:
+    path = _resolve(value, info)
+    if not path.is_dir():
+        raise ValueError(f"folder not found: {path} (paths are relative to the suite file)")
+    return path
+
+
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+ExistingDir = Annotated[Path, AfterValidator(_existing_dir)]
+SuitePath = Annotated[Path, AfterValidator(_resolve)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64,
+                            description="Letters, digits, '_', '.', '-' (used in folder names).")]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+# Every contract field, optional: what a suite may override.
+ContractOverrides = create_model(
+    "ContractOverrides",
+    __config__=_FROZEN,
+    **{
+        name: (Optional[field.annotation], Field(None, description=field.description))
+        for name, field in Contract.model_fields.items()
+    },
+)
+
+
+def _overrides(obj: BaseModel) -> dict[str, Any]:
+    return obj.model_dump(exclude_unset=True)
+
+
+class ModelSpec(BaseModel):
+    """A generator model and how its audio features are made."""
+
+    model_config = _FROZEN
+    name: Name
+    generator: ExistingFile = Field(description="Generator ONNX file.")
+    audio_encoder: Optional[ExistingFile] = Field(None, description="Audio-encoder ONNX file (mel window -> feature row).")
+    audio_features: Optional[ExistingFile] = Field(
+        None, description="Precomputed features (.npy, [frames, feature_dim]) instead of an encoder."
+    )
+    contract: ContractOverrides = Field(default_factory=ContractOverrides, description="Contract overrides for this model.")
+
+    @model_validator(mode="after")
+    def _one_feature_source(self) -> "ModelSpec":
+        if (self.audio_encoder is None) == (self.audio_features is None):
+            raise ValueError("give exactly one of audio_encoder (an ONNX file) or audio_features (a .npy file)")
+        return self
+
+
+class InputSpec(BaseModel):
+    """One talking-head input: template video, driving audio, crop boxes, optional ground truth."""
+
+    model_config = _FROZEN
+    name: Name
+    video: ExistingFile = Field(description="Template video (the frames whose mouth is re-drawn).")
+    audio: ExistingFile = Field(description="Driving speech (any rate; resampled to the contract's).")
+    crop_boxes: Optional[ExistingFile] = Field(None, description="Text file, one 'x1 y1 x2 y2' box per template frame.")
+    landmarks: Optional[ExistingDir] = Field(None, description="Folder of per-frame N.lms landmark files.")
+    ground_truth: Optional[ExistingFile] = Field(
+        None, description="Video the output should match (in reconstruction: the template itself)."
+    )
+
+    @model_validator(mode="after")
+    def _one_box_source(self) -> "InputSpec":
+        if (self.crop_boxes is None) == (self.landmarks is None):
+            raise ValueError("give exactly one of crop_boxes (a box file) or landmarks (a folder of .lms files)")
+        return self
+
+
+class SessionOptions(BaseModel):
+    """ONNX Runtime session options."""
+
+    model_config = _FROZEN
+    intra_op_num_threads: Optional[int] = Field(None, ge=0, description="Threads inside an operator (None: ORT decides).")
+    inter_op_num_threads: Optional[int] = Field(None, ge=0)
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+
+
+class BackendSpec(BaseModel):
+    """Where the generator runs: an ONNX Runtime execution provider and its options."""
+
+    model_config = _FROZEN
+    name: Name
+    provider: str = Field("CPUExecutionProvider", description="ONNX Runtime execution provider name.")
+    provider_options: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
+    session_options: SessionOptions = Field(default_factory=SessionOptions)
+    required: bool = Field(False, description="Fail the run when this provider is not available here.")
+
+
+class Suite(BaseModel):
+    """A declarative evaluation: every model x backend x input is generated and measured."""
+
+    model_config = _FROZEN
+    name: Name
+    description: str = ""
+    output_dir: Optional[SuitePath] = Field(None, description="Where runs land (default: reports/ in the working directory).")
+    contract: ContractOverrides = Field(default_factory=ContractOverrides, description="Contract overrides for all models.")
+    models: list[ModelSpec] = Field(min_length=1)
+    inputs: list[InputSpec] = Field(min_length=1)
+    backends: list[BackendSpec] = Field(
+        default_factory=lambda: [BackendSpec(name="cpu")], min_length=1, description="Default: one CPU backend."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names_and_contracts(self) -> "Suite":
+        for group in ("models", "inputs", "backends"):
+            names = [item.name for item in getattr(self, group)]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{group}: names must be unique, repeated: {dupes}")
+        for model in self.models:
+            try:
+                self.contract_for(model)
+            except ValidationError as exc:
+                raise ValueError(f"model '{model.name}': contract: {_first_message(exc)}") from None
+        return self
+
+    def contract_for(self, model: ModelSpec) -> Contract:
+        """The contract a model runs under: defaults, then suite overrides, then the model's."""
+        return Contract().with_overrides({**_overrides(self.contract), **_overrides(model.contract)})
+
+
+class LoadedSuite(BaseModel):
+    """A suite with where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+    suite: Suite
+    path: Path
+    sha256: str
+    text: str
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic class whose field list applies at ``loc`` (for 'valid keys' hints)."""
+    cls: Any = Suite
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        ann = cls.model_fields[part].annotation
+        while get_origin(ann) in (list, Union, Optional) or str(get_origin(ann)) == "typing.Union":
+            args = [a for a in get_args(ann) if a is not type(None)]
+            ann = args[0] if args else ann
+        cls = ann
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _first_message(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{_loc(err['loc'])}: {err['msg']}"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first error (with the valid keys for an unknown key), and how many more there are."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        valid = ", ".join(parent.model_fields) if parent else "see `evalkit suite schema`"
+        text = f"{_loc(loc)}: unknown key '{loc[-1]}' (valid keys: {valid})"
+    elif err["type"] == "missing":
+        text = f"{_loc(loc)}: required field is missing"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        text = f"{_loc(loc)}: {msg}{shown}"
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return text
+
+
+def load_suite(path: Path) -> LoadedSuite:
+    """Read and validate a suite file; every problem is a UserError naming the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"suite file not found: {path}")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of suite fields (name, models, inputs, ...) at the top level")
+    try:
+        suite = Suite.model_validate(data, context={"base_dir": path.parent.resolve()})
+    except ValidationError as exc:
+        raise UserError(f"{path}: {describe_validation_error(exc)}") from None
+    return LoadedSuite(suite=suite, path=path.resolve(), sha256=hashlib.sha256(text.encode()).hexdigest(), text=text)
+
+
+def suite_json_schema() -> str:
+    """JSON Schema of the suite format, for editor completion."""
+    schema = Suite.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "evalkit suite"
+    return json.dumps(schema, indent=2)
