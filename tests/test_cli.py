@@ -1,0 +1,126 @@
+"""The command line: bad input gets one clear line, exit code 2 and no complete-looking run folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import soundfile
+
+from evalkit.cli import main
+from evalkit.contract import Contract
+from evalkit.fixtures.models import talking_head_generator
+from evalkit.fixtures.talking_head import FaceDesign
+from tests.conftest import demo_suite_data, write_suite
+
+
+@pytest.fixture
+def small_suite(fixtures_dir, tmp_path):
+    """The demo suite with one model and 2 s of the fixture audio: fast to run."""
+    wav, sr = soundfile.read(fixtures_dir / "clip" / "speech.wav", dtype="float32")
+    short = tmp_path / "short.wav"
+    soundfile.write(short, wav[: 2 * sr], sr)
+    data = demo_suite_data(fixtures_dir)
+    data["models"] = data["models"][:1]
+    data["inputs"][0]["audio"] = str(short)
+    return data
+
+
+def run_cli(capsys, *args):
+    code = main(list(map(str, args)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_user_error(capsys, out_dir, args, pattern):
+    code, _, err = run_cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("evalkit: error: "), err
+    assert pytest.importorskip("re").search(pattern, lines[0]), lines[0]
+    assert not list(out_dir.rglob("run.json")) and not list(out_dir.rglob("*.partial"))
+
+
+def test_run_prints_the_run_folder_last(capsys, small_suite, tmp_path):
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    code, out, _ = run_cli(capsys, "run", suite, "--out", tmp_path / "reports")
+    run_dir = out.strip().splitlines()[-1]
+    assert code == 0 and run_dir.startswith(str(tmp_path / "reports" / "demo"))
+    assert (tmp_path / "reports" / "demo" / run_dir.rsplit("/", 1)[-1] / "run.json").is_file()
+
+
+def test_missing_file(capsys, small_suite, tmp_path):
+    small_suite["inputs"][0]["crop_boxes"] = "no_such_boxes.txt"
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    assert_user_error(capsys, tmp_path, ["run", suite, "--out", tmp_path / "r"],
+                      r"s\.yaml: inputs\[0\]\.crop_boxes: file not found: .*no_such_boxes\.txt")
+
+
+def test_unreadable_video(capsys, small_suite, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(np.random.default_rng(0).bytes(5000))
+    small_suite["inputs"][0]["video"] = str(bad)
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    assert_user_error(capsys, tmp_path, ["run", suite, "--out", tmp_path / "r"], r"cannot read video .*broken\.mp4")
+
+
+def test_audio_shorter_than_one_mel_window(capsys, small_suite, tmp_path):
+    tiny = tmp_path / "tiny.wav"
+    soundfile.write(tiny, np.zeros(1600, np.float32), 16000)  # 0.1 s
+    small_suite["inputs"][0]["audio"] = str(tiny)
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    assert_user_error(capsys, tmp_path, ["run", suite, "--out", tmp_path / "r"],
+                      r"audio .*tiny\.wav: the audio gives 9 mel frames, fewer than one window of 16 "
+                      r"\(it must be at least 0\.188 s long\)")
+
+
+def test_model_that_does_not_fit_the_contract(capsys, small_suite, tmp_path):
+    other = Contract(audio_input_shape=(16, 32, 16))
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(talking_head_generator(other, FaceDesign(), 7), wrong)
+    small_suite["models"][0]["generator"] = str(wrong)
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    assert_user_error(capsys, tmp_path, ["run", suite, "--out", tmp_path / "r"],
+                      r"wrong\.onnx: input 'audio' has shape \[1, 16, 32, 16\], the contract expects \[1, 32, 16, 16\]")
+
+
+def test_unknown_key(capsys, small_suite, tmp_path):
+    small_suite["backends"][0]["threads"] = 4
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    assert_user_error(capsys, tmp_path, ["run", suite, "--out", tmp_path / "r"],
+                      r"backends\[0\]\.threads: unknown key 'threads' \(valid keys: name, provider, provider_options")
+
+
+def test_audio_at_another_rate_is_resampled_not_refused(capsys, small_suite, tmp_path):
+    wav, sr = soundfile.read(small_suite["inputs"][0]["audio"], dtype="float32")
+    import librosa
+
+    resampled = tmp_path / "speech_44k.wav"
+    soundfile.write(resampled, librosa.resample(wav, orig_sr=sr, target_sr=44100), 44100)
+    small_suite["inputs"][0]["audio"] = str(resampled)
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    code, out, _ = run_cli(capsys, "run", suite, "--out", tmp_path / "r")
+    assert code == 0
+    import json
+    from pathlib import Path
+
+    record = json.loads((Path(out.strip().splitlines()[-1]) / "run.json").read_text())
+    assert record["runs"][0]["frames"] == int((161 - 16) / 80 * 25) + 2  # 2 s at 16 kHz: 161 mel frames
+
+
+def test_suite_check_and_schema(capsys, small_suite, tmp_path):
+    suite = write_suite(tmp_path / "s.yaml", small_suite)
+    code, out, _ = run_cli(capsys, "suite", "check", suite)
+    assert code == 0 and "valid suite 'demo': 1 models x 1 backends x 1 inputs = 1 runs" in out
+    code, out, _ = run_cli(capsys, "suite", "schema")
+    assert code == 0 and '"title": "evalkit suite"' in out
+
+
+def test_help_and_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "evalkit", "run", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "SUITE.yaml" in result.stdout and "last line" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "evalkit", "frobnicate"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice" in result.stderr
