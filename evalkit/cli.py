@@ -84,6 +84,35 @@ def cmd_demo(args) -> int:
     return _run(DEMO_SUITE, Path(args.out) if args.out else None)
 
 
+def cmd_metrics_fidelity(args) -> int:
+    import json
+
+    from evalkit.compare_videos import fidelity_between
+    from evalkit.frames_io import parse_roi
+    from evalkit.record import json_safe
+
+    result = fidelity_between(Path(args.reference), Path(args.candidate), parse_roi(args.roi), trim=args.trim)
+    if args.json:
+        print(json.dumps(json_safe(result), allow_nan=False))
+        return EXIT_OK
+    x, y, w, h = result["roi"]
+    print(f"{result['frames']} frames, region x={x} y={y} w={w} h={h}")
+    print(f"PSNR mean {result['psnr_mean']:.3f} dB (over finite frames; {result['psnr_inf_frames']} identical), "
+          f"min {result['psnr_min']:.3f} dB")
+    print(f"SSIM mean {result['ssim_mean']:.5f}, min {result['ssim_min']:.5f}")
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from evalkit.report import render_run
+    from evalkit.run import load_run
+
+    run_dir = Path(args.run_dir)
+    render_run(run_dir, load_run(run_dir), log=_stderr)
+    print(run_dir / "report.html")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evalkit",
@@ -121,6 +150,31 @@ def build_parser() -> argparse.ArgumentParser:
                              "ONNX models (reference, lag2, noisy, reference_fp16, mobile_unet, audio_encoder).")
     fbuild.add_argument("--dest", metavar="DIR", default=str(FIXTURES_DIR), help="default: %(default)s")
     fbuild.set_defaults(func=cmd_fixtures_build)
+
+    metrics = sub.add_parser("metrics", help="metrics on any videos, outside a suite")
+    msub = metrics.add_subparsers(dest="metrics_command", metavar="METRIC", required=True)
+    fid = msub.add_parser(
+        "fidelity", help="PSNR and SSIM between two videos or frame folders",
+        description="Per-frame PSNR (dB; identical frames give inf, counted apart from the mean) and SSIM "
+        "(scikit-image's Gaussian definition, sigma 1.5) of CANDIDATE against REFERENCE, frame by frame in order.",
+    )
+    g = fid.add_argument_group("inputs")
+    g.add_argument("--reference", required=True, metavar="REF", help="video file or folder of images (sorted by name)")
+    g.add_argument("--candidate", required=True, metavar="CAND", help="video file or folder of images")
+    g = fid.add_argument_group("metric")
+    g.add_argument("--roi", metavar="x,y,w,h", help="compare only this rectangle (pixels)")
+    g.add_argument("--trim", action="store_true",
+                   help="compare the first min(N) frames when the counts differ (otherwise an error)")
+    g = fid.add_argument_group("output")
+    g.add_argument("--json", action="store_true",
+                   help="print one JSON object: frames, psnr_mean, psnr_min, psnr_inf_frames, ssim_mean, ssim_min, "
+                   "and the per-frame lists psnr and ssim (inf written as the string \"inf\")")
+    fid.set_defaults(func=cmd_metrics_fidelity)
+
+    report = sub.add_parser("report", help="re-render summary.csv, frames.csv and report.html of a run",
+                            description="Render the views of RUN_DIR/run.json again (after an evalkit upgrade, say).")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.set_defaults(func=cmd_report)
 
     suite = sub.add_parser("suite", help="suite files: schema and validation")
     ssub = suite.add_subparsers(dest="suite_command", metavar="ACTION", required=True)

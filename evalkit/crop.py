@@ -101,10 +101,15 @@ class CropPreparer:
         order = [2, 1, 0] if contract.channel_order == "bgr" else [0, 1, 2]
         self._order = order
 
-    def prepare(self, frame: np.ndarray, box) -> np.ndarray:
+    def crop_frame(self, frame: np.ndarray, box) -> np.ndarray:
+        """Resize the box's pixels to crop_size into ``self.crop``; returns ``self.inner`` (a view)."""
         x1, y1, x2, y2 = (int(v) for v in box)
         size = self.contract.crop_size
         cv2.resize(frame[y1:y2, x1:x2], (size, size), dst=self.crop, interpolation=self.interpolation)
+        return self.inner
+
+    def prepare(self, frame: np.ndarray, box) -> np.ndarray:
+        self.crop_frame(frame, box)
         c = self.contract
         planes = self._planes
         for dst, src in enumerate(self._order):

@@ -27,10 +27,12 @@ from evalkit.contract import Contract
 from evalkit.crop import CropPreparer, check_boxes_fit, load_crop_boxes, load_landmark_boxes
 from evalkit.errors import UserError
 from evalkit.feature_windows import feature_window
+from evalkit.metrics.output_stats import OutputStats
 from evalkit.ffmpeg_binary import VideoInfo, probe_video
 from evalkit.paste import Paster
 from evalkit.runner import Runner
-from evalkit.suite import InputSpec
+from evalkit.speed import time_inference
+from evalkit.suite import InputSpec, TimingSpec
 from evalkit.video_decode import template_frames
 from evalkit.video_encode import VideoWriter
 
@@ -99,29 +101,48 @@ def prepare_input(spec: InputSpec, contract: Contract) -> PreparedInput:
     return PreparedInput(spec=spec, video=video, boxes=boxes)
 
 
+PIPELINE_STAGES = ("decode", "preprocess", "inference", "paste", "encode")
+
+
 @dataclass
 class StageTimes:
-    """Wall-clock seconds per stage (time.perf_counter), and the raw inference latencies."""
+    """Wall-clock seconds per stage (time.perf_counter) and raw inference latencies.
+
+    ``seconds`` holds the pipeline stages (PIPELINE_STAGES) and ``output_stats``
+    (measurement, not pipeline: left out of end-to-end speed). ``inference_ms``
+    has each frame's inference time inside the running pipeline (encoders
+    busy beside it); ``timed_ms`` the latencies measured apart (speed.py) and
+    ``warmup_ms`` the warm-up runs before them, excluded from statistics.
+    """
 
     seconds: dict[str, float] = field(default_factory=dict)
     inference_ms: list[float] = field(default_factory=list)
+    timed_ms: list[float] = field(default_factory=list)
+    warmup_ms: list[float] = field(default_factory=list)
 
     def add(self, stage: str, dt: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
 
 
-def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path,
-             label: str = "") -> tuple[int, StageTimes]:
+def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path, label: str = "",
+             timing: TimingSpec | None = None) -> tuple[int, StageTimes, OutputStats]:
     """Run the whole per-frame pipeline; writes OUTPUT_MP4, FRAMES_FULL and FRAMES_INNER into ``out_dir``.
 
-    Returns the number of frames generated and the stage timings.
+    The inputs of the first ``timing.timing_inputs`` frames are kept, and once
+    the encoders are closed, inference latency is measured on them (speed.py).
+    Returns the number of frames, the timings and the statistics of the raw outputs.
     """
+    timing = timing or TimingSpec()
     contract = runner.contract
     video, boxes = prepared.video, prepared.boxes
     n = audio.frames
     times = StageTimes()
+    stats = OutputStats()
     preparer, paster = CropPreparer(contract), Paster(contract)
     audio_input = np.empty((1, *contract.audio_input_shape), dtype=np.float32)
+    kept = min(timing.timing_inputs, n)
+    kept_images = np.empty((kept, *contract.image_input_shape), dtype=np.float32)
+    kept_audio = np.empty((kept, *audio_input.shape), dtype=np.float32)
     full = np.empty((video.height, video.width, 3), dtype=np.uint8)
     out_dir.mkdir(parents=True, exist_ok=True)
     w, h = video.width, video.height
@@ -138,21 +159,31 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
             t1 = time.perf_counter()
             image = preparer.prepare(frame, boxes[t_index])
             feature_window(audio.features, i, contract, out=audio_input)
+            if i < kept:
+                kept_images[i], kept_audio[i] = image, audio_input
             t2 = time.perf_counter()
             output = runner.infer(image, audio_input)
             t3 = time.perf_counter()
+            stats.update(output)
+            t4 = time.perf_counter()
             generated = paster.to_uint8(output)
             paster.paste(preparer.crop, generated, frame, boxes[t_index], out=full)
-            t4 = time.perf_counter()
+            t5 = time.perf_counter()
             mp4.write(full)
             lossless_full.write(full)
             lossless_inner.write(generated)
-            t5 = time.perf_counter()
+            t6 = time.perf_counter()
             times.add("decode", t1 - t0)
             times.add("preprocess", t2 - t1)
             times.add("inference", t3 - t2)
-            times.add("paste", t4 - t3)
-            times.add("encode", t5 - t4)
+            times.add("output_stats", t4 - t3)
+            times.add("paste", t5 - t4)
+            times.add("encode", t6 - t5)
             times.inference_ms.append((t3 - t2) * 1e3)
         frames.close()
-    return n, times
+        closing = time.perf_counter()
+    times.add("encode", time.perf_counter() - closing)  # the encoders finishing their queues
+    times.warmup_ms, times.timed_ms = time_inference(
+        runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames, timing.min_seconds
+    )
+    return n, times, stats

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from evalkit.environment import machine_info, sha256_file, versions
 from evalkit.errors import UserError
+from evalkit.evaluate import measure_against_ground_truth
 from evalkit.pipeline import (
     FRAMES_FULL,
     FRAMES_INNER,
@@ -29,6 +30,8 @@ from evalkit.pipeline import (
     generate,
     prepare_input,
 )
+from evalkit.record import json_safe, summary_row
+from evalkit.report import render_run
 from evalkit.runner import OnnxRuntimeRunner, available_providers
 from evalkit.suite import SCHEMA_VERSION, BackendSpec, LoadedSuite, SessionOptions
 
@@ -52,7 +55,7 @@ def new_run_id() -> str:
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON under a temporary name, then rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(data, indent=1, default=str, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -137,21 +140,34 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print) -> Path:
                         continue
                     folder = combo_folder(model.name, backend.name, spec.name)
                     runner = OnnxRuntimeRunner(model.generator, contract, backend)
+                    prep = prepared[(model.name, spec.name)]
                     with runner:
                         t0 = time.perf_counter()
-                        frames, times = generate(runner, audio, prepared[(model.name, spec.name)], partial / folder,
-                                                 label=f"{model.name}/{backend.name}/{spec.name}")
+                        frames, times, stats = generate(
+                            runner, audio, prep, partial / folder, label=f"{model.name}/{backend.name}/{spec.name}",
+                            timing=suite.timing,
+                        )
                         wall = time.perf_counter() - t0
                     entry.update(
                         status="ok", folder=folder, frames=frames, providers_used=runner.providers_used,
                         session_seconds=runner.activate_seconds, generate_seconds=wall,
-                        stage_seconds=times.seconds, inference_ms=times.inference_ms,
+                        stage_seconds=times.seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
+                        timed_ms=times.timed_ms, output_stats=stats.result(),
                         outputs={"mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}",
                                  "frames_inner": f"{folder}/{FRAMES_INNER}"},
                     )
                     log(f"generated {model.name} on {backend.name} for {spec.name}: {frames} frames in {wall:.1f} s")
+                    if spec.ground_truth is not None:
+                        compared, fidelity = measure_against_ground_truth(
+                            partial / folder, spec.ground_truth, prep.boxes, prep.video.frames, contract, frames,
+                            suite.metrics.trim_to_shortest,
+                        )
+                        entry.update(compared_frames=compared, fidelity=fidelity)
+        for entry in record["runs"]:
+            entry["summary"] = summary_row(entry)
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_json_atomic(partial / RUN_RECORD, record)
+        write_json_atomic(partial / RUN_RECORD, json_safe(record))
+        render_run(partial, json_safe(record), log=log)
         partial.rename(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -133,6 +133,26 @@ class BackendSpec(BaseModel):
     required: bool = Field(False, description="Fail the run when this provider is not available here.")
 
 
+class TimingSpec(BaseModel):
+    """How inference latency is measured: after generation, on the first frames' real inputs."""
+
+    model_config = _FROZEN
+    warmup: int = Field(10, ge=0, description="Untimed-for-statistics runs before timing starts (recorded apart).")
+    min_timed_frames: int = Field(100, ge=1, description="At least this many timed runs.")
+    min_seconds: float = Field(2.0, ge=0, description="And at least this long (seconds) of timed runs.")
+    timing_inputs: int = Field(16, ge=1, description="How many of the first frames' inputs are cycled through.")
+
+
+class MetricsSpec(BaseModel):
+    """How outputs are compared with the ground truth."""
+
+    model_config = _FROZEN
+    trim_to_shortest: bool = Field(
+        False, description="Compare the first min(N) frames when the output and the ground truth differ in "
+        "frame count (otherwise that is an error)."
+    )
+
+
 class Suite(BaseModel):
     """A declarative evaluation: every model x backend x input is generated and measured."""
 
@@ -146,6 +166,8 @@ class Suite(BaseModel):
     backends: list[BackendSpec] = Field(
         default_factory=lambda: [BackendSpec(name="cpu")], min_length=1, description="Default: one CPU backend."
     )
+    timing: TimingSpec = Field(default_factory=TimingSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     @model_validator(mode="after")
     def _unique_names_and_contracts(self) -> "Suite":

@@ -92,7 +92,7 @@ def test_run_folder_is_self_describing(demo_run, demo_suite):
         assert entry["status"] == "ok" and entry["frames"] == FRAMES
         assert entry["providers_used"][0] == "CPUExecutionProvider"
         assert len(entry["inference_ms"]) == FRAMES
-        assert set(entry["stage_seconds"]) == {"decode", "preprocess", "inference", "paste", "encode"}
+        assert set(entry["stage_seconds"]) == {"decode", "preprocess", "inference", "paste", "encode", "output_stats"}
         mp4 = probe_video(demo_run / entry["outputs"]["mp4"])
         assert mp4.has_audio and mp4.frames == FRAMES and (mp4.width, mp4.height) == (640, 480)
     assert not list(demo_run.parent.glob(".*.partial"))

@@ -1,0 +1,84 @@
+"""The run record's per-run summary row, and JSON that keeps non-finite numbers.
+
+``run.json`` is the source of truth: every number that a CSV or the HTML
+report shows is computed here, once, when the run is recorded. JSON has no
+``inf`` or ``nan``; they are stored as the strings "inf", "-inf" and "nan"
+(``float()`` reads them back), so a PSNR of identical frames is kept, not lost.
+"""
+
+from __future__ import annotations
+
+import math
+
+from evalkit.evaluate import REGIONS
+from evalkit.metrics import latency_summary, summarise
+from evalkit.pipeline import PIPELINE_STAGES
+
+ID_COLUMNS = ["model", "backend", "input", "status", "reason", "frames"]
+
+
+def _region_columns(region: str) -> list[str]:
+    prefix = "" if region == "inner" else f"{region}_"
+    return [f"{prefix}psnr_mean", f"{prefix}psnr_min", f"{prefix}psnr_inf_frames", f"{prefix}ssim_mean",
+            f"{prefix}ssim_min"]
+
+
+FIDELITY_COLUMNS = [c for region in REGIONS for c in _region_columns(region)]
+OUTPUT_COLUMNS = ["out_mean", "out_std", "out_min", "out_max", "out_p1", "out_p50", "out_p99",
+                  "out_fraction_outside", "nan_count", "inf_count"]
+SPEED_COLUMNS = ["fps", "fps_end_to_end", "latency_mean_ms", "latency_std_ms", "latency_p50_ms", "latency_p90_ms",
+                 "latency_p99_ms", "latency_cv", "warmup_iterations", "timed_inferences", "session_seconds",
+                 "audio_features_seconds"] + [f"{stage}_seconds" for stage in PIPELINE_STAGES]
+SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS
+"""The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
+
+HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} | {
+    "fps": True, "fps_end_to_end": True,
+    "latency_mean_ms": False, "latency_p50_ms": False, "latency_p90_ms": False, "latency_p99_ms": False,
+    "nan_count": False, "inf_count": False, "out_fraction_outside": False,
+}
+"""Direction of the columns that have one (the report marks best and worst by it)."""
+
+
+def summary_row(entry: dict) -> dict:
+    """The summary.csv row of one model x backend x input entry of the record."""
+    row = {c: entry.get(c) for c in ID_COLUMNS}
+    for region, per_frame in (entry.get("fidelity") or {}).items():
+        cols = _region_columns(region)
+        p, s = summarise(per_frame["psnr"]), summarise(per_frame["ssim"])
+        row.update(zip(cols, [p["mean"], p["min"], p["inf_count"], s["mean"], s["min"]]))
+    stats = entry.get("output_stats")
+    if stats:
+        row.update(out_mean=stats["mean"], out_std=stats["std"], out_min=stats["min"], out_max=stats["max"],
+                   out_p1=stats["p1"], out_p50=stats["p50"], out_p99=stats["p99"],
+                   out_fraction_outside=stats["fraction_outside_0_1"], nan_count=stats["nan_count"],
+                   inf_count=stats["inf_count"])
+    if entry.get("status") == "ok":
+        lat = latency_summary(entry["timed_ms"])
+        stages = entry["stage_seconds"]
+        pipeline_seconds = entry["audio_features_seconds"] + sum(stages[s] for s in PIPELINE_STAGES)
+        row.update(
+            fps=lat["fps"], fps_end_to_end=entry["frames"] / pipeline_seconds,
+            latency_mean_ms=lat["mean"], latency_std_ms=lat["std"], latency_p50_ms=lat["p50"],
+            latency_p90_ms=lat["p90"], latency_p99_ms=lat["p99"], latency_cv=lat["cv"],
+            warmup_iterations=len(entry.get("warmup_ms", [])), timed_inferences=lat["count"],
+            session_seconds=entry["session_seconds"], audio_features_seconds=entry["audio_features_seconds"],
+            **{f"{s}_seconds": stages[s] for s in PIPELINE_STAGES},
+        )
+    return {c: row.get(c) for c in SUMMARY_COLUMNS}
+
+
+def json_safe(value):
+    """A copy of ``value`` with non-finite floats as the strings "inf", "-inf", "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def number(value) -> float | None:
+    """A record value as a float ("inf" -> inf); None stays None."""
+    return None if value is None else float(value)

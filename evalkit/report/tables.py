@@ -1,0 +1,50 @@
+"""summary.csv (one row per model x backend x input) and frames.csv (tidy: one row per frame x run x region)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from evalkit.record import SUMMARY_COLUMNS, number
+
+SUMMARY_CSV = "summary.csv"
+FRAMES_CSV = "frames.csv"
+FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim", "latency_ms"]
+
+
+def summary_table(record: dict) -> pd.DataFrame:
+    rows = [entry["summary"] for entry in record["runs"]]
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    numeric = [c for c in SUMMARY_COLUMNS if c not in ("model", "backend", "input", "status", "reason")]
+    table[numeric] = table[numeric].map(number).astype("float64")
+    return table
+
+
+def frames_table(record: dict) -> pd.DataFrame:
+    parts = []
+    for entry in record["runs"]:
+        fidelity = entry.get("fidelity")
+        if not fidelity:
+            continue
+        latency = [number(v) for v in entry["inference_ms"]]
+        for region, values in fidelity.items():
+            n = len(values["psnr"])
+            parts.append(pd.DataFrame({
+                "model": entry["model"], "backend": entry["backend"], "input": entry["input"], "region": region,
+                "frame": range(n), "psnr": [number(v) for v in values["psnr"]],
+                "ssim": [number(v) for v in values["ssim"]], "latency_ms": latency[:n],
+            }))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FRAMES_COLUMNS)
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_tables(run_dir: Path, record: dict) -> None:
+    _write_csv(summary_table(record), run_dir / SUMMARY_CSV)
+    _write_csv(frames_table(record), run_dir / FRAMES_CSV)
