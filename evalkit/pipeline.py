@@ -119,6 +119,7 @@ class StageTimes:
     inference_ms: list[float] = field(default_factory=list)
     timed_ms: list[float] = field(default_factory=list)
     warmup_ms: list[float] = field(default_factory=list)
+    timed_seconds: float = 0.0
 
     def add(self, stage: str, dt: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
@@ -183,7 +184,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         frames.close()
         closing = time.perf_counter()
     times.add("encode", time.perf_counter() - closing)  # the encoders finishing their queues
-    times.warmup_ms, times.timed_ms = time_inference(
+    times.warmup_ms, times.timed_ms, times.timed_seconds = time_inference(
         runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames, timing.min_seconds
     )
     return n, times, stats

@@ -152,7 +152,7 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print) -> Path:
                         status="ok", folder=folder, frames=frames, providers_used=runner.providers_used,
                         session_seconds=runner.activate_seconds, generate_seconds=wall,
                         stage_seconds=times.seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
-                        timed_ms=times.timed_ms, output_stats=stats.result(),
+                        timed_ms=times.timed_ms, timed_seconds=times.timed_seconds, output_stats=stats.result(),
                         outputs={"mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}",
                                  "frames_inner": f"{folder}/{FRAMES_INNER}"},
                     )

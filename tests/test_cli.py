@@ -26,6 +26,8 @@ def small_suite(fixtures_dir, tmp_path):
     data = demo_suite_data(fixtures_dir)
     data["models"] = data["models"][:1]
     data["inputs"][0]["audio"] = str(short)
+    data["metrics"] = {"trim_to_shortest": True}  # 2 s of audio drive 52 of the clip's 317 frames
+    data["timing"] = {"warmup": 1, "min_timed_frames": 5, "min_seconds": 0}
     return data
 
 
@@ -46,7 +48,8 @@ def assert_user_error(capsys, out_dir, args, pattern):
 
 def test_run_prints_the_run_folder_last(capsys, small_suite, tmp_path):
     suite = write_suite(tmp_path / "s.yaml", small_suite)
-    code, out, _ = run_cli(capsys, "run", suite, "--out", tmp_path / "reports")
+    code, out, err = run_cli(capsys, "run", suite, "--out", tmp_path / "reports")
+    assert code == 0, err
     run_dir = out.strip().splitlines()[-1]
     assert code == 0 and run_dir.startswith(str(tmp_path / "reports" / "demo"))
     assert (tmp_path / "reports" / "demo" / run_dir.rsplit("/", 1)[-1] / "run.json").is_file()

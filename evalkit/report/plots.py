@@ -47,7 +47,7 @@ def latency_distribution(entries: list[dict]) -> str:
     """Box plot of the timed inference latencies of each run (measured apart, warm-up excluded)."""
     fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(entries)))
     data = [[number(v) for v in e["timed_ms"]] for e in entries]
-    ax.boxplot(data, vert=False, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(entries) + 1), [_label(e) for e in entries], fontsize=8)
     ax.set(xlabel="inference latency (ms), whiskers at p1 and p99", xscale="log")
     ax.grid(alpha=0.3, axis="x")
