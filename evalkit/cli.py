@@ -103,6 +103,25 @@ def cmd_metrics_fidelity(args) -> int:
     return EXIT_OK
 
 
+def cmd_metrics_sync(args) -> int:
+    import json
+
+    from evalkit.compare_videos import sync_of_video
+    from evalkit.frames_io import parse_roi
+
+    result = sync_of_video(Path(args.video), Path(args.audio) if args.audio else None, parse_roi(args.roi),
+                           args.max_offset)
+    if args.json:
+        print(json.dumps(result))
+    elif result["no_signal"]:
+        print(f"no sync signal: {result['reason']}")
+    else:
+        print(f"offset {result['offset_frames']:+d} frames ({result['offset_ms']:+.1f} ms at {result['fps']:g} fps), "
+              f"confidence {result['confidence']:.3f}")
+        print("positive: the mouth moves after the sound it belongs to (the video lags the audio)")
+    return EXIT_OK
+
+
 def cmd_report(args) -> int:
     from evalkit.report import render_run
     from evalkit.run import load_run
@@ -170,6 +189,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON object: frames, psnr_mean, psnr_min, psnr_inf_frames, ssim_mean, ssim_min, "
                    "and the per-frame lists psnr and ssim (inf written as the string \"inf\")")
     fid.set_defaults(func=cmd_metrics_fidelity)
+
+    sync = msub.add_parser(
+        "sync", help="audio-visual sync offset of a video, with a confidence",
+        description="Estimate the lag between the audio's loudness and the mouth's opening. Sign convention: a "
+        "POSITIVE offset means the mouth moves AFTER the sound it belongs to (the video lags the audio); +2 at "
+        "25 fps is 80 ms late. Confidence = the best lag's correlation minus the median over all lags; silence or "
+        "a still mouth gives no_signal instead of an arbitrary lag. Works at the video's own frame rate.",
+    )
+    sync.add_argument("video", metavar="VIDEO")
+    g = sync.add_argument_group("inputs")
+    g.add_argument("--audio", metavar="AUDIO", help="the audio to check against (default: the video's own track)")
+    g.add_argument("--roi", metavar="x,y,w,h", help="the mouth region in pixels (default: the whole frame, which "
+                   "works only when the mouth is the main thing that moves)")
+    g = sync.add_argument_group("metric")
+    g.add_argument("--max-offset", type=int, default=15, metavar="N", help="search lags -N..N frames (default 15)")
+    g = sync.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print one JSON object: offset_frames, offset_ms, "
+                   "confidence, fps, no_signal, reason, and the lag curve (lags, curve)")
+    sync.set_defaults(func=cmd_metrics_sync)
 
     report = sub.add_parser("report", help="re-render summary.csv, frames.csv and report.html of a run",
                             description="Render the views of RUN_DIR/run.json again (after an evalkit upgrade, say).")

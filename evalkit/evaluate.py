@@ -1,4 +1,4 @@
-"""Measuring a generated run against its ground truth, per frame and per region.
+"""Measuring a generated run: fidelity against its ground truth per frame and region, and sync.
 
 Regions, each labelled in every output:
 
@@ -25,7 +25,10 @@ from evalkit.crop import CropPreparer
 from evalkit.errors import UserError
 from evalkit.ffmpeg_binary import probe_video
 from evalkit.metrics import psnr, ssim
+from evalkit.metrics.sync import estimate_sync, mouth_thumbnails
+from evalkit.metrics.syncnet import SyncNetRunner
 from evalkit.pipeline import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
+from evalkit.suite import MetricsSpec
 from evalkit.video_decode import FrameReader, ping_pong_index
 
 REGIONS = {
@@ -54,40 +57,69 @@ def aligned_frame_count(ground_truth: Path, gt_frames: int, gt_size: tuple[int, 
     return min(gt_frames, frames)
 
 
-def measure_against_ground_truth(combo_dir: Path, ground_truth: Path, boxes: np.ndarray, template_frames: int,
-                                 contract: Contract, frames: int, trim: bool) -> tuple[int, dict]:
-    """Per-frame PSNR and SSIM of every region; returns (frames compared, {region: {"psnr": [...], "ssim": [...]}})."""
-    gt = probe_video(ground_truth)
-    full_info = probe_video(combo_dir / FRAMES_FULL)
-    n = aligned_frame_count(ground_truth, gt.frames, (gt.width, gt.height), frames,
-                            (full_info.width, full_info.height), trim)
+def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_frames: int,
+                contract: Contract, frames: int, metrics: MetricsSpec, wav: np.ndarray, sample_rate: int) -> dict:
+    """Everything measured from a generated run's files, in one pass over its frames.
+
+    Returns ``compared_frames`` and ``fidelity`` ({region: {"psnr": [...], "ssim": [...]}}) when there is
+    a ground truth; ``sync`` (the output's mouth against the audio), ``ground_truth_sync`` (the ground
+    truth's own, so a report can say "2 frames later than the source") and ``syncnet`` (LSE-D / LSE-C,
+    when the suite names a SyncNet).
+    """
     inner_info = probe_video(combo_dir / FRAMES_INNER)
-    mp4_info = probe_video(combo_dir / OUTPUT_MP4)
-    h, w = gt.height, gt.width
-    ih, iw = contract.inner_height, contract.inner_width
+    infos = {"inner": inner_info}
+    n = frames
+    if ground_truth is not None:
+        gt = probe_video(ground_truth)
+        full_info = probe_video(combo_dir / FRAMES_FULL)
+        n = aligned_frame_count(ground_truth, gt.frames, (gt.width, gt.height), frames,
+                                (full_info.width, full_info.height), metrics.trim_to_shortest)
+        infos.update(gt=gt, full=full_info, mp4=probe_video(combo_dir / OUTPUT_MP4))
     mx1, my1, mx2, my2 = contract.mouth_box
-    bufs = {name: np.empty((BATCH, *shape, 3), np.uint8) for name, shape in
-            [("gt", (h, w)), ("gt_inner", (ih, iw)), ("full", (h, w)), ("inner", (ih, iw)), ("mp4", (h, w))]}
-    results = {region: {"psnr": [], "ssim": []} for region in REGIONS}
+    bufs = {name: np.empty((BATCH, info.height, info.width, 3), np.uint8) for name, info in infos.items()}
+    if ground_truth is not None:
+        bufs["gt_inner"] = np.empty_like(bufs["inner"])
+    fidelity = {region: {"psnr": [], "ssim": []} for region in REGIONS}
+    thumbs: dict[str, list[np.ndarray]] = {"output": [], "ground_truth": []}
     cropper = CropPreparer(contract)
+    syncnet = None
+    if metrics.syncnet is not None:
+        spec = metrics.syncnet
+        syncnet = SyncNetRunner(spec.video_model, spec.audio_model, spec.channel_order, spec.scale, spec.vshift)
 
     def add(region: str, reference: np.ndarray, candidate: np.ndarray) -> None:
-        results[region]["psnr"].extend(psnr(reference, candidate).tolist())
-        results[region]["ssim"].extend(ssim(reference, candidate).tolist())
+        fidelity[region]["psnr"].extend(psnr(reference, candidate).tolist())
+        fidelity[region]["ssim"].extend(ssim(reference, candidate).tolist())
 
     with ExitStack() as stack:
-        readers = {name: stack.enter_context(FrameReader(info)) for name, info in
-                   [("gt", gt), ("full", full_info), ("inner", inner_info), ("mp4", mp4_info)]}
+        readers = {name: stack.enter_context(FrameReader(info)) for name, info in infos.items()}
         for start in range(0, n, BATCH):
             k = min(BATCH, n - start)
             for j in range(k):
                 for name, reader in readers.items():
                     if not reader.read_into(bufs[name][j]):
                         raise UserError(f"{reader.info.path} ended after {start + j} frames, expected {n}")
-                box = boxes[ping_pong_index(start + j, template_frames)]
-                bufs["gt_inner"][j] = cropper.crop_frame(bufs["gt"][j], box)
-            add("inner", bufs["gt_inner"][:k], bufs["inner"][:k])
-            add("mouth", bufs["gt_inner"][:k, my1:my2, mx1:mx2], bufs["inner"][:k, my1:my2, mx1:mx2])
-            add("full", bufs["gt"][:k], bufs["full"][:k])
-            add("mp4_full", bufs["gt"][:k], bufs["mp4"][:k])
-    return n, results
+                if ground_truth is not None:
+                    box = boxes[ping_pong_index(start + j, template_frames)]
+                    bufs["gt_inner"][j] = cropper.crop_frame(bufs["gt"][j], box)
+                if syncnet is not None:
+                    face = bufs["inner"][j]
+                    syncnet.add_frame(face if metrics.syncnet.region == "face" else face[my1:my2, mx1:mx2])
+            mouth = np.s_[:k, my1:my2, mx1:mx2]
+            thumbs["output"].append(mouth_thumbnails(bufs["inner"][mouth]))
+            if ground_truth is not None:
+                thumbs["ground_truth"].append(mouth_thumbnails(bufs["gt_inner"][mouth]))
+                add("inner", bufs["gt_inner"][:k], bufs["inner"][:k])
+                add("mouth", bufs["gt_inner"][mouth], bufs["inner"][mouth])
+                add("full", bufs["gt"][:k], bufs["full"][:k])
+                add("mp4_full", bufs["gt"][:k], bufs["mp4"][:k])
+    fps = contract.fps
+    result = {"sync": estimate_sync(wav, sample_rate, np.concatenate(thumbs["output"]), fps,
+                                    metrics.sync_max_offset).to_dict()}
+    if ground_truth is not None:
+        result.update(compared_frames=n, fidelity=fidelity,
+                      ground_truth_sync=estimate_sync(wav, sample_rate, np.concatenate(thumbs["ground_truth"]), fps,
+                                                      metrics.sync_max_offset).to_dict())
+    if syncnet is not None:
+        result["syncnet"] = syncnet.result(wav, sample_rate, fps)
+    return result

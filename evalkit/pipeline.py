@@ -48,6 +48,7 @@ class AudioFeatures:
     """The end-padded feature matrix and the number of video frames the audio drives."""
 
     features: np.ndarray  # [frames + 2 * feature_pad_repeat, feature_dim]
+    wav: np.ndarray  # the audio at the contract's sample rate, for sync
     frames: int
     mel_frames: int
     seconds: float
@@ -70,6 +71,7 @@ def compute_audio_features(audio_path: Path, encoder: Path | None, features_npy:
         rows = load_features(features_npy, len(windows), contract)
     return AudioFeatures(
         features=pad_feature_ends(rows, contract),
+        wav=wav,
         frames=len(windows),
         mel_frames=mel.shape[1],
         seconds=len(wav) / contract.sample_rate,

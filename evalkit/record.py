@@ -29,13 +29,16 @@ OUTPUT_COLUMNS = ["out_mean", "out_std", "out_min", "out_max", "out_p1", "out_p5
 SPEED_COLUMNS = ["fps", "fps_end_to_end", "latency_mean_ms", "latency_std_ms", "latency_p50_ms", "latency_p90_ms",
                  "latency_p99_ms", "latency_cv", "warmup_iterations", "timed_inferences", "session_seconds",
                  "audio_features_seconds"] + [f"{stage}_seconds" for stage in PIPELINE_STAGES]
-SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS
+SYNC_COLUMNS = ["sync_offset_frames", "sync_offset_ms", "sync_confidence", "sync_no_signal", "gt_sync_offset_frames",
+                "sync_offset_vs_ground_truth_frames", "lse_d", "lse_c", "syncnet_offset_frames"]
+SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS
 """The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
 
 HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} | {
     "fps": True, "fps_end_to_end": True,
     "latency_mean_ms": False, "latency_p50_ms": False, "latency_p90_ms": False, "latency_p99_ms": False,
     "nan_count": False, "inf_count": False, "out_fraction_outside": False,
+    "sync_confidence": True, "lse_c": True, "lse_d": False,
 }
 """Direction of the columns that have one (the report marks best and worst by it)."""
 
@@ -47,6 +50,18 @@ def summary_row(entry: dict) -> dict:
         cols = _region_columns(region)
         p, s = summarise(per_frame["psnr"]), summarise(per_frame["ssim"])
         row.update(zip(cols, [p["mean"], p["min"], p["inf_count"], s["mean"], s["min"]]))
+    sync = entry.get("sync")
+    if sync:
+        row.update(sync_offset_frames=sync["offset_frames"], sync_offset_ms=sync["offset_ms"],
+                   sync_confidence=sync["confidence"], sync_no_signal=int(sync["no_signal"]))
+    gt_sync = entry.get("ground_truth_sync")
+    if gt_sync:
+        row["gt_sync_offset_frames"] = gt_sync["offset_frames"]
+        if sync and sync["offset_frames"] is not None and gt_sync["offset_frames"] is not None:
+            row["sync_offset_vs_ground_truth_frames"] = sync["offset_frames"] - gt_sync["offset_frames"]
+    syncnet = entry.get("syncnet")
+    if syncnet:
+        row.update(lse_d=syncnet["lse_d"], lse_c=syncnet["lse_c"], syncnet_offset_frames=syncnet["offset_frames"])
     stats = entry.get("output_stats")
     if stats:
         row.update(out_mean=stats["mean"], out_std=stats["std"], out_min=stats["min"], out_max=stats["max"],

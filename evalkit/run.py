@@ -21,7 +21,7 @@ from pathlib import Path
 
 from evalkit.environment import machine_info, sha256_file, versions
 from evalkit.errors import UserError
-from evalkit.evaluate import measure_against_ground_truth
+from evalkit.evaluate import measure_run
 from evalkit.pipeline import (
     FRAMES_FULL,
     FRAMES_INNER,
@@ -157,12 +157,10 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print) -> Path:
                                  "frames_inner": f"{folder}/{FRAMES_INNER}"},
                     )
                     log(f"generated {model.name} on {backend.name} for {spec.name}: {frames} frames in {wall:.1f} s")
-                    if spec.ground_truth is not None:
-                        compared, fidelity = measure_against_ground_truth(
-                            partial / folder, spec.ground_truth, prep.boxes, prep.video.frames, contract, frames,
-                            suite.metrics.trim_to_shortest,
-                        )
-                        entry.update(compared_frames=compared, fidelity=fidelity)
+                    entry.update(measure_run(
+                        partial / folder, spec.ground_truth, prep.boxes, prep.video.frames, contract, frames,
+                        suite.metrics, audio.wav, contract.sample_rate,
+                    ))
         for entry in record["runs"]:
             entry["summary"] = summary_row(entry)
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -143,14 +143,29 @@ class TimingSpec(BaseModel):
     timing_inputs: int = Field(16, ge=1, description="How many of the first frames' inputs are cycled through.")
 
 
+class SyncNetSpec(BaseModel):
+    """A SyncNet exported to ONNX as two streams, for LSE-D and LSE-C."""
+
+    model_config = _FROZEN
+    video_model: ExistingFile = Field(description="Video stream: [1, 3, 5, 224, 224] -> embedding.")
+    audio_model: ExistingFile = Field(description="Audio stream: 13 MFCCs x 20 columns [1, 1, 13, 20] -> embedding.")
+    region: Literal["mouth", "face"] = Field("mouth", description="Crop fed to the video stream: the contract's "
+                                             "mouth_box, or the whole inner region.")
+    channel_order: Literal["bgr", "rgb"] = "bgr"
+    scale: float = Field(1.0, gt=0, description="Pixel multiplier (syncnet_python feeds 0-255).")
+    vshift: int = Field(15, ge=1, description="Lags searched: -vshift..vshift frames.")
+
+
 class MetricsSpec(BaseModel):
-    """How outputs are compared with the ground truth."""
+    """How outputs are compared with the ground truth and the audio."""
 
     model_config = _FROZEN
     trim_to_shortest: bool = Field(
         False, description="Compare the first min(N) frames when the output and the ground truth differ in "
         "frame count (otherwise that is an error)."
     )
+    sync_max_offset: int = Field(15, ge=1, description="Lags searched by the built-in sync estimator (frames).")
+    syncnet: Optional[SyncNetSpec] = Field(None, description="A SyncNet for LSE-D / LSE-C (optional).")
 
 
 class Suite(BaseModel):

@@ -62,11 +62,14 @@ def test_warmup_is_recorded_apart_and_counts_match_the_suite(demo_run, demo_suit
 
 def test_report_is_self_contained_with_every_section(demo_run):
     html = (demo_run / "report.html").read_text()
-    for section in ["summary", "fidelity", "speed", "outputs", "worst", "videos", "run"]:
+    for section in ["summary", "fidelity", "sync", "speed", "outputs", "worst", "videos", "run"]:
         assert f'id="{section}"' in html
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html.replace("data:image/png;base64,", ""))
     assert "<script" not in html and "<link" not in html
-    assert html.count("data:image/png;base64,") == 4 + 1 + 1 + 5 * 5  # curves per region, latency, outputs, strips
+    # curves per region, sync curves, latency, outputs, five worst-frame strips per run
+    assert html.count("data:image/png;base64,") == 4 + 1 + 1 + 1 + 5 * 5
+    assert "positive offset means the mouth moves after the sound" in html
+    assert "lag2 / cpu / talking_head: offset +2 frames (+80 ms)" in html and "2 frames later than the source" in html
     assert 'class="best"' in html and 'class="worst"' in html
     for model in ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet"]:
         assert (demo_run / f"{model}__cpu__talking_head" / "side_by_side.mp4").is_file()

@@ -26,7 +26,9 @@ WORST_FRAMES = 5
 TABLE_COLUMNS = [  # (column, header, decimals)
     ("psnr_mean", "PSNR mean (dB)", 2), ("psnr_min", "PSNR min", 2), ("ssim_mean", "SSIM mean", 4),
     ("ssim_min", "SSIM min", 4), ("mouth_psnr_mean", "mouth PSNR", 2), ("mouth_ssim_mean", "mouth SSIM", 4),
-    ("full_psnr_mean", "full-frame PSNR", 2), ("mp4_full_psnr_mean", "MP4 PSNR", 2),
+    ("full_psnr_mean", "full-frame PSNR", 2), ("sync_offset_frames", "sync offset (frames)", 0),
+    ("sync_confidence", "sync conf.", 3), ("gt_sync_offset_frames", "source offset", 0), ("lse_d", "LSE-D", 3),
+    ("lse_c", "LSE-C", 3), ("mp4_full_psnr_mean", "MP4 PSNR", 2),
     ("mp4_full_ssim_mean", "MP4 SSIM", 4), ("out_mean", "out mean", 4), ("out_std", "out std", 4),
     ("out_min", "out min", 3), ("out_max", "out max", 3), ("nan_count", "NaN", 0), ("inf_count", "Inf", 0),
     ("fps", "inference FPS", 1), ("fps_end_to_end", "end-to-end FPS", 1), ("latency_p50_ms", "p50 ms", 2),
@@ -40,7 +42,7 @@ def _fmt(value, decimals: int) -> str:
         return "-"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    return f"{v:,.{decimals}f}" if decimals else f"{int(v):,d}"
+    return f"{v:,.{decimals}f}" if decimals else f"{int(v):+d}" if v < 0 else f"{int(v):,d}"
 
 
 def summary_rows(record: dict) -> list[dict]:
@@ -67,6 +69,29 @@ def summary_rows(record: dict) -> list[dict]:
         rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"], "status": e.get("status"),
                      "reason": e.get("reason") or "", "frames": _fmt(s.get("frames"), 0), "cells": cells})
     return rows
+
+
+def sync_sentences(entries: list[dict]) -> list[str]:
+    """One sentence per run: its offset, and how it compares with the source's own."""
+    lines = []
+    for e in entries:
+        label = f"{e['model']} / {e['backend']} / {e['input']}"
+        sync, gt = e.get("sync") or {}, e.get("ground_truth_sync") or {}
+        if not sync or sync["no_signal"]:
+            lines.append(f"{label}: no sync signal ({sync.get('reason', 'not measured')}).")
+            continue
+        text = (f"{label}: offset {sync['offset_frames']:+d} frames ({sync['offset_ms']:+.0f} ms), "
+                f"confidence {sync['confidence']:.3f}")
+        if gt and not gt["no_signal"]:
+            delta = sync["offset_frames"] - gt["offset_frames"]
+            relation = "in step with" if delta == 0 else f"{abs(delta)} frame{'s' if abs(delta) != 1 else ''} " + (
+                "later than" if delta > 0 else "earlier than")
+            text += f"; the source itself is at {gt['offset_frames']:+d}: the model is {relation} the source"
+        if e.get("syncnet"):
+            sn = e["syncnet"]
+            text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
+        lines.append(text + ".")
+    return lines
 
 
 def _input_boxes(record: dict, input_name: str) -> np.ndarray:
@@ -120,6 +145,8 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         rows=summary_rows(record),
         regions=REGIONS,
         curves={r: plots.per_frame_curves(measured, r) for r in REGIONS} if measured else {},
+        sync_png=plots.sync_curves(ok) if ok else None,
+        sync_lines=sync_sentences(ok),
         latency_png=plots.latency_distribution(ok) if ok else None,
         output_png=plots.output_histograms(ok) if ok else None,
         worst={f"{e['model']} / {e['backend']} / {e['input']}": worst_frames(run_dir, record, e) for e in measured},

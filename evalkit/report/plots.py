@@ -43,6 +43,29 @@ def per_frame_curves(entries: list[dict], region: str) -> str:
     return to_base64_png(fig)
 
 
+def sync_curves(entries: list[dict]) -> str:
+    """Cross-correlation of audio loudness and mouth opening over lags, the chosen lag marked, one panel per run."""
+    with_curve = [e for e in entries if e.get("sync") and e["sync"]["curve"]]
+    cols = min(3, max(1, len(with_curve)))
+    rows = max(1, -(-len(with_curve) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.ravel()[len(with_curve):]:
+        ax.axis("off")
+    for ax, entry in zip(axes.ravel(), with_curve):
+        sync = entry["sync"]
+        ax.plot(sync["lags"], [number(v) for v in sync["curve"]], lw=1.2)
+        ax.axvline(sync["offset_frames"], color="red", lw=1, label=f"chosen {sync['offset_frames']:+d}")
+        gt = entry.get("ground_truth_sync")
+        if gt and not gt["no_signal"]:
+            ax.axvline(gt["offset_frames"], color="grey", ls="--", lw=1, label=f"source {gt['offset_frames']:+d}")
+        ax.set(title=_label(entry), xlabel="lag (frames; + = mouth after sound)", ylabel="r")
+        ax.title.set_fontsize(8)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return to_base64_png(fig)
+
+
 def latency_distribution(entries: list[dict]) -> str:
     """Box plot of the timed inference latencies of each run (measured apart, warm-up excluded)."""
     fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(entries)))
