@@ -55,18 +55,19 @@ def cmd_suite_check(args) -> int:
     return EXIT_OK
 
 
-def _run(suite_path: Path, out: Path | None) -> int:
+def _run(suite_path: Path, out: Path | None, save_golden: Path | None = None) -> int:
     from evalkit.run import run_suite
     from evalkit.suite import load_suite
 
     loaded = load_suite(suite_path)
-    run_dir = run_suite(loaded, out=out, log=_stderr)
+    run_dir = run_suite(loaded, out=out, log=_stderr, save_golden_to=save_golden)
     print(run_dir)
     return EXIT_OK
 
 
 def cmd_run(args) -> int:
-    return _run(Path(args.suite), Path(args.out) if args.out else None)
+    return _run(Path(args.suite), Path(args.out) if args.out else None,
+                Path(args.save_golden) if args.save_golden else None)
 
 
 def cmd_demo(args) -> int:
@@ -122,6 +123,16 @@ def cmd_metrics_sync(args) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args) -> int:
+    from evalkit.compare_runs import compare_runs
+
+    a, b = Path(args.run_a), Path(args.run_b)
+    out = Path(args.out) if args.out else Path("reports") / "compare" / f"{a.name}_vs_{b.name}"
+    compare_runs(a, b, out)
+    print(out / "comparison.html")
+    return EXIT_OK
+
+
 def cmd_report(args) -> int:
     from evalkit.report import render_run
     from evalkit.run import load_run
@@ -159,7 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "and prints that folder's path as the last line.")
     run.add_argument("suite", metavar="SUITE.yaml")
     run.add_argument("--out", metavar="DIR", help="output folder (default: the suite's output_dir, else ./reports)")
+    run.add_argument("--save-golden", metavar="DIR", help="also save each model x input's raw outputs (first "
+                     "parity.frames frames, .npz + golden.json manifest) as a golden set; a suite's `golden: DIR` "
+                     "compares later runs with it")
     run.set_defaults(func=cmd_run)
+
+    compare = sub.add_parser("compare", help="compare two run folders",
+                             description="Match two runs by model x backend x input and write comparison.csv "
+                             "(every summary field of A and B, B - A, and B / A for speed), comparison.html (with "
+                             "tensor and picture parity of B against A) and side-by-side videos (A | B).")
+    compare.add_argument("run_a", metavar="RUN_A")
+    compare.add_argument("run_b", metavar="RUN_B")
+    compare.add_argument("--out", metavar="DIR", help="default: reports/compare/<A-id>_vs_<B-id>")
+    compare.set_defaults(func=cmd_compare)
 
     fixtures = sub.add_parser("fixtures", help="evalkit's own test data",
                               description="Fixtures evalkit builds itself, byte for byte the same on every build.")

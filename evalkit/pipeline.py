@@ -13,6 +13,7 @@ Frames stream through the stages one at a time, into reused buffers.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,13 +128,25 @@ class StageTimes:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
 
 
+@dataclass
+class Generated:
+    """What one generation produced besides its files."""
+
+    frames: int
+    times: StageTimes
+    stats: OutputStats
+    head_outputs: np.ndarray  # raw outputs of the first frames, [K, 3, H, W] float32, for parity
+    head_inputs_sha256: str | None  # SHA-256 of those frames' image and audio inputs (same inputs, same hash)
+    batch_timings: dict = field(default_factory=dict)  # batch size -> latency samples (ms per batch)
+
+
 def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path, label: str = "",
-             timing: TimingSpec | None = None) -> tuple[int, StageTimes, OutputStats]:
+             timing: TimingSpec | None = None, keep_outputs: int = 8) -> Generated:
     """Run the whole per-frame pipeline; writes OUTPUT_MP4, FRAMES_FULL and FRAMES_INNER into ``out_dir``.
 
     The inputs of the first ``timing.timing_inputs`` frames are kept, and once
-    the encoders are closed, inference latency is measured on them (speed.py).
-    Returns the number of frames, the timings and the statistics of the raw outputs.
+    the encoders are closed, inference latency is measured on them (speed.py);
+    the raw outputs of the first ``keep_outputs`` frames are kept for parity.
     """
     timing = timing or TimingSpec()
     contract = runner.contract
@@ -146,6 +159,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     kept = min(timing.timing_inputs, n)
     kept_images = np.empty((kept, *contract.image_input_shape), dtype=np.float32)
     kept_audio = np.empty((kept, *audio_input.shape), dtype=np.float32)
+    head = np.empty((min(keep_outputs, n), *contract.output_shape[1:]), dtype=np.float32)
     full = np.empty((video.height, video.width, 3), dtype=np.uint8)
     out_dir.mkdir(parents=True, exist_ok=True)
     w, h = video.width, video.height
@@ -168,6 +182,8 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
             output = runner.infer(image, audio_input)
             t3 = time.perf_counter()
             stats.update(output)
+            if i < len(head):
+                head[i] = output[0]
             t4 = time.perf_counter()
             generated = paster.to_uint8(output)
             paster.paste(preparer.crop, generated, frame, boxes[t_index], out=full)
@@ -189,4 +205,21 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     times.warmup_ms, times.timed_ms, times.timed_seconds = time_inference(
         runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames, timing.min_seconds
     )
-    return n, times, stats
+    batches = {}
+    for size in timing.batch_sizes:
+        if size > 1 and runner.dynamic_batch and kept >= size:
+            batches[size] = time_inference(runner, batched(kept_images, size), batched(kept_audio, size),
+                                           timing.warmup, timing.min_timed_frames // size + 1, timing.min_seconds)[1]
+    digest = None
+    if len(head) <= kept:
+        h = hashlib.sha256()
+        h.update(kept_images[: len(head)].tobytes())
+        h.update(kept_audio[: len(head)].tobytes())
+        digest = h.hexdigest()
+    return Generated(n, times, stats, head, digest, batches)
+
+
+def batched(single: np.ndarray, size: int) -> np.ndarray:
+    """[K, 1, ...] inputs regrouped as [K // size, size, ...] batches."""
+    k = len(single) // size * size
+    return single[:k].reshape(k // size, size, *single.shape[2:])

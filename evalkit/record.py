@@ -14,7 +14,7 @@ from evalkit.evaluate import REGIONS
 from evalkit.metrics import latency_summary, summarise
 from evalkit.pipeline import PIPELINE_STAGES
 
-ID_COLUMNS = ["model", "backend", "input", "status", "reason", "frames"]
+ID_COLUMNS = ["model", "backend", "input", "kind", "precision", "status", "reason", "frames"]
 
 
 def _region_columns(region: str) -> list[str]:
@@ -27,11 +27,15 @@ FIDELITY_COLUMNS = [c for region in REGIONS for c in _region_columns(region)]
 OUTPUT_COLUMNS = ["out_mean", "out_std", "out_min", "out_max", "out_p1", "out_p50", "out_p99",
                   "out_fraction_outside", "nan_count", "inf_count"]
 SPEED_COLUMNS = ["fps", "fps_end_to_end", "latency_mean_ms", "latency_std_ms", "latency_p50_ms", "latency_p90_ms",
-                 "latency_p99_ms", "latency_cv", "warmup_iterations", "timed_inferences", "session_seconds",
+                 "latency_p99_ms", "latency_cv", "warmup_iterations", "timed_inferences", "first_inference_ms",
+                 "session_seconds", "intra_op_threads", "fps_batch4", "host_to_device_ms", "device_to_host_ms",
                  "audio_features_seconds"] + [f"{stage}_seconds" for stage in PIPELINE_STAGES]
+PARITY_COLUMNS = ["parity_against", "parity_passed", "parity_max_abs", "parity_p99_abs", "parity_required_atol",
+                  "parity_failing_elements", "parity_nan_mismatches", "parity_psnr_mean", "parity_ssim_min",
+                  "golden_passed", "golden_max_abs", "golden_failing_elements"]
 SYNC_COLUMNS = ["sync_offset_frames", "sync_offset_ms", "sync_confidence", "sync_no_signal", "gt_sync_offset_frames",
                 "sync_offset_vs_ground_truth_frames", "lse_d", "lse_c", "syncnet_offset_frames"]
-SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS
+SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS + PARITY_COLUMNS
 """The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
 
 HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} | {
@@ -69,17 +73,41 @@ def summary_row(entry: dict) -> dict:
                    out_fraction_outside=stats["fraction_outside_0_1"], nan_count=stats["nan_count"],
                    inf_count=stats["inf_count"])
     if entry.get("status") == "ok":
-        lat = latency_summary(entry["timed_ms"])
-        stages = entry["stage_seconds"]
-        pipeline_seconds = entry["audio_features_seconds"] + sum(stages[s] for s in PIPELINE_STAGES)
-        row.update(
-            fps=lat["fps"], fps_end_to_end=entry["frames"] / pipeline_seconds,
-            latency_mean_ms=lat["mean"], latency_std_ms=lat["std"], latency_p50_ms=lat["p50"],
-            latency_p90_ms=lat["p90"], latency_p99_ms=lat["p99"], latency_cv=lat["cv"],
-            warmup_iterations=len(entry.get("warmup_ms", [])), timed_inferences=lat["count"],
-            session_seconds=entry["session_seconds"], audio_features_seconds=entry["audio_features_seconds"],
-            **{f"{s}_seconds": stages[s] for s in PIPELINE_STAGES},
-        )
+        lat = latency_summary(entry.get("timed_ms") or [])
+        row.update(fps=lat["fps"], latency_mean_ms=lat["mean"], latency_std_ms=lat["std"], latency_p50_ms=lat["p50"],
+                   latency_p90_ms=lat["p90"], latency_p99_ms=lat["p99"], latency_cv=lat["cv"],
+                   timed_inferences=lat["count"])
+        if "stage_seconds" in entry:  # evalkit's own pipeline
+            stages = entry["stage_seconds"]
+            pipeline_seconds = entry["audio_features_seconds"] + sum(stages[s] for s in PIPELINE_STAGES)
+            batch4 = entry.get("batch_timed_ms", {}).get("4")
+            copies = entry.get("copy_ms") or {}
+            row.update(
+                fps_end_to_end=entry["frames"] / pipeline_seconds, warmup_iterations=len(entry.get("warmup_ms", [])),
+                first_inference_ms=entry.get("first_inference_ms"), session_seconds=entry["session_seconds"],
+                intra_op_threads=(entry.get("threads") or {}).get("intra_op"),
+                fps_batch4=4 * latency_summary(batch4)["fps"] if batch4 else None,
+                host_to_device_ms=latency_summary(copies["host_to_device"])["mean"] if copies else None,
+                device_to_host_ms=latency_summary(copies["device_to_host"])["mean"] if copies else None,
+                audio_features_seconds=entry["audio_features_seconds"],
+                **{f"{s}_seconds": stages[s] for s in PIPELINE_STAGES},
+            )
+        elif "command_seconds" in entry:  # an external command: its whole run is its end-to-end time
+            row["fps_end_to_end"] = entry["frames"] / entry["command_seconds"]
+    parity = entry.get("parity")
+    if parity:
+        tensor = parity.get("tensor") or {}
+        picture = parity.get("picture") or {}
+        row.update(parity_against=parity["reference"], parity_passed=int(parity["passed"]),
+                   parity_max_abs=tensor.get("max_abs"), parity_p99_abs=tensor.get("p99_abs"),
+                   parity_required_atol=tensor.get("required_atol"),
+                   parity_failing_elements=tensor.get("failing_elements"),
+                   parity_nan_mismatches=tensor.get("nan_mismatches"), parity_psnr_mean=picture.get("psnr_mean"),
+                   parity_ssim_min=picture.get("ssim_min"))
+    golden = entry.get("golden")
+    if golden:
+        row.update(golden_passed=int(golden["passed"]), golden_max_abs=golden.get("max_abs"),
+                   golden_failing_elements=golden.get("failing_elements"))
     return {c: row.get(c) for c in SUMMARY_COLUMNS}
 
 

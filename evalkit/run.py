@@ -19,7 +19,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
+from evalkit.comparison import HEAD_OUTPUTS, add_parity, compare_with_golden, golden_items
 from evalkit.environment import machine_info, sha256_file, versions
+from evalkit.external import run_external
+from evalkit.golden import save_golden
 from evalkit.errors import UserError
 from evalkit.evaluate import measure_run
 from evalkit.pipeline import (
@@ -67,13 +72,16 @@ def preflight(loaded: LoadedSuite) -> dict:
     """
     suite = loaded.suite
     have = available_providers()
-    missing = [b for b in suite.backends if b.required and b.provider not in have]
+    missing = [b for b in suite.backends if b.kind == "onnxruntime" and b.required and b.provider not in have]
     if missing:
         names = ", ".join(f"{b.name} ({b.provider})" for b in missing)
         raise RequiredBackendMissing(
             f"{loaded.path}: required backend not available here: {names}; this machine has {', '.join(have)}"
         )
     check_backend = BackendSpec(name="check", session_options=SessionOptions(graph_optimization_level="disable"))
+    if suite.golden is not None and not (suite.golden / "golden.json").is_file():
+        raise UserError(f"{loaded.path}: golden: {suite.golden} holds no golden.json "
+                        "(save one with `evalkit run SUITE --save-golden DIR`)")
     prepared = {}
     for model in suite.models:
         contract = suite.contract_for(model)
@@ -87,8 +95,32 @@ def _file_facts(path: Path | None) -> dict | None:
     return None if path is None else {"path": str(path), "sha256": sha256_file(path)}
 
 
-def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print) -> Path:
-    """Run every model x backend x input of the suite; returns the finished run folder."""
+def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Path, suite, entry: dict):
+    """Generate with evalkit's own pipeline on an ONNX Runtime provider; records what it measured into ``entry``."""
+    runner = OnnxRuntimeRunner(model.generator, contract, backend)
+    with runner:
+        generated = generate(runner, audio, prep, folder, label=f"{model.name}/{backend.name}/{prep.spec.name}",
+                             timing=suite.timing, keep_outputs=suite.parity.frames)
+    times = generated.times
+    opts = backend.session_options
+    entry.update(
+        frames=generated.frames, providers_used=runner.providers_used, session_seconds=runner.activate_seconds,
+        threads={"intra_op": opts.intra_op_num_threads, "inter_op": opts.inter_op_num_threads},
+        stage_seconds=times.seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
+        first_inference_ms=times.warmup_ms[0] if times.warmup_ms else (times.timed_ms or [None])[0],
+        timed_ms=times.timed_ms, timed_seconds=times.timed_seconds, output_stats=generated.stats.result(),
+        batch_timed_ms={str(k): v for k, v in generated.batch_timings.items()},
+        copy_ms=runner.copy_ms if runner.io_binding else None,
+        head_inputs_sha256=generated.head_inputs_sha256,
+    )
+    return generated
+
+
+def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_golden_to: Path | None = None) -> Path:
+    """Run every model x backend x input of the suite; returns the finished run folder.
+
+    With ``save_golden_to``, the raw outputs of each model x input are also saved there as a golden set.
+    """
     suite = loaded.suite
     prepared = preflight(loaded)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
@@ -129,44 +161,48 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print) -> Path:
             }
             for spec in suite.inputs:
                 audio = compute_audio_features(spec.audio, model.audio_encoder, model.audio_features, contract)
+                prep = prepared[(model.name, spec.name)]
                 for backend in suite.backends:
                     entry = {"model": model.name, "backend": backend.name, "input": spec.name,
-                             "provider": backend.provider, "audio_features_seconds": audio.compute_seconds,
-                             "audio_seconds": audio.seconds}
+                             "kind": backend.kind, "provider": backend.provider if backend.kind == "onnxruntime"
+                             else None, "precision": backend.precision,
+                             "audio_features_seconds": audio.compute_seconds, "audio_seconds": audio.seconds}
                     record["runs"].append(entry)
-                    if backend.provider not in have:
+                    if backend.kind == "onnxruntime" and backend.provider not in have:
                         entry.update(status="skipped", reason=f"not available here (available: {', '.join(have)})")
                         log(f"skipped {model.name} on {backend.name}: {backend.provider} not available here")
                         continue
                     folder = combo_folder(model.name, backend.name, spec.name)
-                    runner = OnnxRuntimeRunner(model.generator, contract, backend)
-                    prep = prepared[(model.name, spec.name)]
-                    with runner:
-                        t0 = time.perf_counter()
-                        frames, times, stats = generate(
-                            runner, audio, prep, partial / folder, label=f"{model.name}/{backend.name}/{spec.name}",
-                            timing=suite.timing,
-                        )
-                        wall = time.perf_counter() - t0
-                    entry.update(
-                        status="ok", folder=folder, frames=frames, providers_used=runner.providers_used,
-                        session_seconds=runner.activate_seconds, generate_seconds=wall,
-                        stage_seconds=times.seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
-                        timed_ms=times.timed_ms, timed_seconds=times.timed_seconds, output_stats=stats.result(),
-                        outputs={"mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}",
-                                 "frames_inner": f"{folder}/{FRAMES_INNER}"},
-                    )
-                    log(f"generated {model.name} on {backend.name} for {spec.name}: {frames} frames in {wall:.1f} s")
+                    (partial / folder).mkdir()
+                    entry.update(status="ok", folder=folder, outputs={
+                        "mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}",
+                        "frames_inner": f"{folder}/{FRAMES_INNER}"})
+                    t0 = time.perf_counter()
+                    if backend.kind == "external":
+                        entry.update(run_external(backend, model, prep, contract, audio.frames, partial / folder))
+                    else:
+                        generated = _generate_on(backend, model, contract, audio, prep, partial / folder, suite, entry)
+                        np.savez_compressed(partial / folder / HEAD_OUTPUTS, outputs=generated.head_outputs)
+                    entry["generate_seconds"] = time.perf_counter() - t0
+                    log(f"generated {model.name} on {backend.name} for {spec.name}: {entry['frames']} frames "
+                        f"in {entry['generate_seconds']:.1f} s")
                     entry.update(measure_run(
-                        partial / folder, spec.ground_truth, prep.boxes, prep.video.frames, contract, frames,
-                        suite.metrics, audio.wav, contract.sample_rate,
+                        partial / folder, spec.ground_truth, prep.boxes, prep.video.frames, contract,
+                        entry["frames"], suite.metrics, audio.wav, contract.sample_rate,
                     ))
+        record["parity"] = add_parity(record, suite, partial, log=log)
+        if suite.golden is not None:
+            compare_with_golden(record, suite, partial)
         for entry in record["runs"]:
             entry["summary"] = summary_row(entry)
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(partial / RUN_RECORD, json_safe(record))
         render_run(partial, json_safe(record), log=log)
         partial.rename(final)
+        if save_golden_to is not None:
+            items = golden_items(record, final)
+            save_golden(save_golden_to, items)
+            log(f"saved golden outputs of {len(items)} model x input pairs to {save_golden_to}")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -123,14 +123,64 @@ class SessionOptions(BaseModel):
 
 
 class BackendSpec(BaseModel):
-    """Where the generator runs: an ONNX Runtime execution provider and its options."""
+    """Where the generator runs: an ONNX Runtime execution provider, or another implementation run as a command.
+
+    ``kind: external`` runs ``command`` (a list of arguments; ``{request}`` is
+    replaced by the path of the JSON request evalkit writes, see
+    evalkit/external.py for the interface) instead of evalkit's own pipeline.
+    """
 
     model_config = _FROZEN
     name: Name
+    kind: Literal["onnxruntime", "external"] = "onnxruntime"
     provider: str = Field("CPUExecutionProvider", description="ONNX Runtime execution provider name.")
     provider_options: dict[str, Union[str, int, float, bool]] = Field(default_factory=dict)
     session_options: SessionOptions = Field(default_factory=SessionOptions)
+    command: Optional[list[str]] = Field(None, description="kind external: the program and its arguments.")
+    timeout_seconds: float = Field(3600, gt=0, description="kind external: longest a command may run.")
+    precision: Literal["fp32", "fp16"] = Field("fp32", description="Selects default parity tolerances.")
     required: bool = Field(False, description="Fail the run when this provider is not available here.")
+
+    @model_validator(mode="after")
+    def _command_for_external(self) -> "BackendSpec":
+        if self.kind == "external" and not self.command:
+            raise ValueError("a backend of kind external needs a command (a list: program and arguments)")
+        if self.kind == "onnxruntime" and self.command:
+            raise ValueError("command is for kind: external; an onnxruntime backend names a provider")
+        return self
+
+
+class Endpoint(BaseModel):
+    """One side of a parity comparison: a model on a backend."""
+
+    model_config = _FROZEN
+    model: Name
+    backend: Name
+
+
+class ParityPair(BaseModel):
+    """An explicit comparison, e.g. a float32 model against its float16 conversion."""
+
+    model_config = _FROZEN
+    reference: Endpoint
+    candidate: Endpoint
+    precision: Literal["fp32", "fp16"] = Field("fp32", description="Selects the default tolerances.")
+    atol: Optional[float] = Field(None, ge=0)
+    rtol: Optional[float] = Field(None, ge=0)
+
+
+class ParitySpec(BaseModel):
+    """Tensor-level comparisons of raw outputs on identical inputs (the first ``frames`` frames)."""
+
+    model_config = _FROZEN
+    frames: int = Field(8, ge=1, description="Raw outputs of this many first frames are kept and compared.")
+    baseline_backend: Optional[Name] = Field(
+        None, description="Every other backend of a model is compared with this one (default: the first)."
+    )
+    pairs: list[ParityPair] = Field(default_factory=list)
+    tolerances: dict[Literal["fp32", "fp16"], tuple[float, float]] = Field(
+        default_factory=dict, description="(atol, rtol) per precision, replacing the defaults."
+    )
 
 
 class TimingSpec(BaseModel):
@@ -141,6 +191,8 @@ class TimingSpec(BaseModel):
     min_timed_frames: int = Field(100, ge=1, description="At least this many timed runs.")
     min_seconds: float = Field(2.0, ge=0, description="And at least this long (seconds) of timed runs.")
     timing_inputs: int = Field(16, ge=1, description="How many of the first frames' inputs are cycled through.")
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 4], description="Batch sizes timed when the model's "
+                                   "batch axis is dynamic (1 is always timed, frame by frame).")
 
 
 class SyncNetSpec(BaseModel):
@@ -183,6 +235,9 @@ class Suite(BaseModel):
     )
     timing: TimingSpec = Field(default_factory=TimingSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    parity: ParitySpec = Field(default_factory=ParitySpec)
+    golden: Optional[ExistingDir] = Field(None, description="A folder saved by `evalkit run --save-golden`: "
+                                          "every run's raw outputs are compared with it.")
 
     @model_validator(mode="after")
     def _unique_names_and_contracts(self) -> "Suite":
@@ -191,6 +246,14 @@ class Suite(BaseModel):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{group}: names must be unique, repeated: {dupes}")
+        models, backends = {m.name for m in self.models}, {b.name for b in self.backends}
+        for pair in self.parity.pairs:
+            for side in (pair.reference, pair.candidate):
+                if side.model not in models or side.backend not in backends:
+                    raise ValueError(f"parity pair names {side.model} on {side.backend}; models are {sorted(models)}, "
+                                     f"backends {sorted(backends)}")
+        if self.parity.baseline_backend is not None and self.parity.baseline_backend not in backends:
+            raise ValueError(f"parity.baseline_backend {self.parity.baseline_backend!r} is not one of {sorted(backends)}")
         for model in self.models:
             try:
                 self.contract_for(model)

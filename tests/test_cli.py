@@ -94,7 +94,7 @@ def test_unknown_key(capsys, small_suite, tmp_path):
     small_suite["backends"][0]["threads"] = 4
     suite = write_suite(tmp_path / "s.yaml", small_suite)
     assert_user_error(capsys, tmp_path, ["run", suite, "--out", tmp_path / "r"],
-                      r"backends\[0\]\.threads: unknown key 'threads' \(valid keys: name, provider, provider_options")
+                      r"backends\[0\]\.threads: unknown key 'threads' \(valid keys: name, kind, provider, provider_options")
 
 
 def test_audio_at_another_rate_is_resampled_not_refused(capsys, small_suite, tmp_path):

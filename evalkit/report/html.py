@@ -71,6 +71,23 @@ def summary_rows(record: dict) -> list[dict]:
     return rows
 
 
+def parity_row(result: dict) -> dict:
+    tensor, picture = result.get("tensor") or {}, result.get("picture") or {}
+    return {"reference": result["reference"], "candidate": result["candidate"], "precision": result["precision"],
+            "passed": result["passed"], "tol": f"atol {result['atol']:g}, rtol {result['rtol']:g}",
+            "max_abs": _fmt(tensor.get("max_abs"), 7) if tensor else "-",
+            "median_abs": _fmt(tensor.get("median_abs"), 7) if tensor else "-",
+            "p99_abs": _fmt(tensor.get("p99_abs"), 7) if tensor else "-",
+            "max_rel": _fmt(tensor.get("max_rel"), 5) if tensor else "-",
+            "required": (f"atol {number(tensor['required_atol']):.2e} / rtol {number(tensor['required_rtol']):.2e}"
+                         if tensor else "-"),
+            "failing": (f"{tensor['failing_elements']:,d} of {tensor['elements']:,d}" if tensor
+                        else result.get("tensor_note") or "-"),
+            "nan": tensor.get("nan_mismatches", "-") if tensor else "-",
+            "psnr": _fmt(picture.get("psnr_mean"), 2), "psnr_min": _fmt(picture.get("psnr_min"), 2),
+            "ssim_min": _fmt(picture.get("ssim_min"), 5)}
+
+
 def sync_sentences(entries: list[dict]) -> list[str]:
     """One sentence per run: its offset, and how it compares with the source's own."""
     lines = []
@@ -135,6 +152,8 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         side_by_side(Path(facts["ground_truth"]["path"]), run_dir / e["folder"] / OUTPUT_MP4, out, e["frames"])
         videos.append({"label": f"{e['model']} / {e['backend']} / {e['input']}", "href": f"{e['folder']}/{SIDE_BY_SIDE}",
                        "mp4": f"{e['folder']}/{OUTPUT_MP4}"})
+    timed = [e for e in ok if e.get("timed_ms")]
+    with_stats = [e for e in ok if e.get("output_stats")]
     noisy = [(e, number(e["summary"]["latency_cv"])) for e in ok
              if number(e["summary"]["latency_cv"]) is not None and number(e["summary"]["latency_cv"]) > HIGH_CV]
     env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"),
@@ -145,10 +164,11 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         rows=summary_rows(record),
         regions=REGIONS,
         curves={r: plots.per_frame_curves(measured, r) for r in REGIONS} if measured else {},
-        sync_png=plots.sync_curves(ok) if ok else None,
+        sync_png=plots.sync_curves(ok) if any(e.get("sync") for e in ok) else None,
         sync_lines=sync_sentences(ok),
-        latency_png=plots.latency_distribution(ok) if ok else None,
-        output_png=plots.output_histograms(ok) if ok else None,
+        latency_png=plots.latency_distribution(timed) if timed else None,
+        output_png=plots.output_histograms(with_stats) if with_stats else None,
+        parity=[parity_row(r) for r in record.get("parity", [])],
         worst={f"{e['model']} / {e['backend']} / {e['input']}": worst_frames(run_dir, record, e) for e in measured},
         videos=videos,
         noisy=[{"label": f"{e['model']} / {e['backend']}", "cv": f"{cv:.2f}"} for e, cv in noisy],

@@ -17,7 +17,8 @@ FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim"
 def summary_table(record: dict) -> pd.DataFrame:
     rows = [entry["summary"] for entry in record["runs"]]
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    numeric = [c for c in SUMMARY_COLUMNS if c not in ("model", "backend", "input", "status", "reason")]
+    text = ("model", "backend", "input", "kind", "precision", "status", "reason", "parity_against")
+    numeric = [c for c in SUMMARY_COLUMNS if c not in text]
     table[numeric] = table[numeric].map(number).astype("float64")
     return table
 
@@ -28,15 +29,31 @@ def frames_table(record: dict) -> pd.DataFrame:
         fidelity = entry.get("fidelity")
         if not fidelity:
             continue
-        latency = [number(v) for v in entry["inference_ms"]]
+        latency = [number(v) for v in entry.get("inference_ms") or entry.get("timed_ms") or []]
         for region, values in fidelity.items():
             n = len(values["psnr"])
+            latency = (latency + [None] * n)[:n]
             parts.append(pd.DataFrame({
                 "model": entry["model"], "backend": entry["backend"], "input": entry["input"], "region": region,
                 "frame": range(n), "psnr": [number(v) for v in values["psnr"]],
                 "ssim": [number(v) for v in values["ssim"]], "latency_ms": latency[:n],
             }))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FRAMES_COLUMNS)
+
+
+PARITY_CSV = "parity.csv"
+
+
+def parity_table(record: dict) -> pd.DataFrame:
+    """One row per comparison: the tensor statistics (when both sides have raw outputs) and the picture ones."""
+    rows = []
+    for result in record.get("parity", []):
+        tensor, picture = result.get("tensor") or {}, result.get("picture") or {}
+        rows.append({"reference": result["reference"], "candidate": result["candidate"],
+                     "precision": result["precision"], "passed": result["passed"],
+                     **{f"tensor_{k}": number(v) if k != "passed" else v for k, v in tensor.items()},
+                     **{f"picture_{k}": v for k, v in picture.items()}})
+    return pd.DataFrame(rows)
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
@@ -48,3 +65,4 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
 def write_tables(run_dir: Path, record: dict) -> None:
     _write_csv(summary_table(record), run_dir / SUMMARY_CSV)
     _write_csv(frames_table(record), run_dir / FRAMES_CSV)
+    _write_csv(parity_table(record), run_dir / PARITY_CSV)
