@@ -53,6 +53,9 @@ class Contract(BaseModel):
     )
 
     # --- video -----------------------------------------------------------
+    landmark_left: int = Field(1, ge=0, description="Crop box from landmarks: x1 is this landmark's x.")
+    landmark_right: int = Field(31, ge=0, description="... x2 is this landmark's x.")
+    landmark_top: int = Field(52, ge=0, description="... y1 is this landmark's y; the box is as tall as wide.")
     fps: float = Field(25.0, gt=0, description="Video frame rate the model is driven at.")
     crop_size: int = Field(328, gt=0, description="Face crops are resized to crop_size x crop_size (bicubic).")
     inner_box: Box = Field((4, 4, 324, 324), description="The region of the crop the model sees, [x1,y1,x2,y2].")

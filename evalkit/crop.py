@@ -57,13 +57,16 @@ def box_from_landmarks(landmarks: np.ndarray, left: int = 1, right: int = 31, to
     return [x1, y1, x2, y1 + (x2 - x1)]
 
 
-def load_landmark_boxes(folder: Path) -> np.ndarray:
-    """Boxes from a folder of per-frame ``N.lms`` files (one 'x y' line per landmark), sorted by N."""
-    files = sorted(Path(folder).glob("*.lms"), key=lambda p: int(p.stem) if p.stem.isdigit() else p.stem)
+def load_landmark_boxes(folder: Path, contract: Contract) -> np.ndarray:
+    """Boxes from a folder of per-frame ``N.lms`` files (one 'x y' line per landmark), sorted by N,
+    with the contract's landmark indices."""
+    files = sorted(Path(folder).glob("*.lms"), key=lambda p: (0, int(p.stem)) if p.stem.isdigit() else (1, p.stem))
     if not files:
         raise UserError(f"landmark folder {folder}: no .lms files (expected one 'N.lms' per frame)")
+    c = contract
     try:
-        return np.asarray([box_from_landmarks(np.loadtxt(f, ndmin=2)) for f in files], dtype=np.int64)
+        return np.asarray([box_from_landmarks(np.loadtxt(f, ndmin=2), c.landmark_left, c.landmark_right,
+                                              c.landmark_top) for f in files], dtype=np.int64)
     except (ValueError, IndexError) as exc:
         raise UserError(f"landmark folder {folder}: {exc} (expected 'x y' lines, at least 53 landmarks)") from exc
 

@@ -97,7 +97,7 @@ def prepare_input(spec: InputSpec, contract: Contract) -> PreparedInput:
             f"(re-encode the video, e.g. ffmpeg -i IN -r {contract.fps:g} OUT, or set contract.fps)"
         )
     source = spec.crop_boxes or spec.landmarks
-    boxes = load_crop_boxes(spec.crop_boxes) if spec.crop_boxes else load_landmark_boxes(spec.landmarks)
+    boxes = load_crop_boxes(spec.crop_boxes) if spec.crop_boxes else load_landmark_boxes(spec.landmarks, contract)
     if len(boxes) < video.frames:
         raise UserError(f"{source}: {len(boxes)} crop boxes for a video of {video.frames} frames (one per frame)")
     check_boxes_fit(boxes, video.width, video.height, source)

@@ -66,3 +66,17 @@ def test_crop_box_file_and_landmarks(tmp_path):
     lms[31] = (260, 0)
     lms[52] = (0, 190)
     assert box_from_landmarks(lms) == [100, 190, 260, 350]  # x: landmarks 1..31, y from 52, height = width
+
+
+def test_landmark_folder_uses_the_contracts_landmarks(tmp_path):
+    from evalkit.crop import load_landmark_boxes
+
+    lms = np.zeros((68, 2))
+    lms[1], lms[31], lms[52] = (100, 0), (260, 0), (0, 190)
+    lms[2], lms[30], lms[50] = (110, 0), (250, 0), (0, 180)
+    for i in (0, 1, 10):  # sorted by frame number, not by name
+        np.savetxt(tmp_path / f"{i}.lms", lms + i)
+    assert load_landmark_boxes(tmp_path, Contract()).tolist() == [
+        [100, 190, 260, 350], [101, 191, 261, 351], [110, 200, 270, 360]]
+    other = Contract(landmark_left=2, landmark_right=30, landmark_top=50)
+    assert load_landmark_boxes(tmp_path, other)[0].tolist() == [110, 180, 250, 320]

@@ -111,11 +111,11 @@ def sync_sentences(entries: list[dict]) -> list[str]:
     return lines
 
 
-def _input_boxes(record: dict, input_name: str) -> np.ndarray:
+def _input_boxes(record: dict, input_name: str, contract: Contract) -> np.ndarray:
     facts = record["inputs"][input_name]
     if facts.get("crop_boxes"):
         return load_crop_boxes(Path(facts["crop_boxes"]["path"]))
-    return load_landmark_boxes(Path(facts["landmarks"]))
+    return load_landmark_boxes(Path(facts["landmarks"]), contract)
 
 
 def worst_frames(run_dir: Path, record: dict, entry: dict) -> list[dict]:
@@ -125,7 +125,7 @@ def worst_frames(run_dir: Path, record: dict, entry: dict) -> list[dict]:
     wanted = set(order)
     facts = record["inputs"][entry["input"]]
     contract = Contract(**record["models"][entry["model"]]["contract"])
-    boxes = _input_boxes(record, entry["input"])
+    boxes = _input_boxes(record, entry["input"], contract)
     cropper = CropPreparer(contract)
     gt_info = probe_video(Path(facts["ground_truth"]["path"]))
     out_info = probe_video(run_dir / entry["folder"] / FRAMES_INNER)
