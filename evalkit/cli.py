@@ -1,8 +1,9 @@
 """The ``evalkit`` command line.
 
-Exit codes: 0 success, 1 a check failed (a required backend missing; gates
-later), 2 usage or input error (one line saying what and where), 3 internal
-error (a bug in evalkit: please report it with the traceback).
+Exit codes: 0 success, 1 a check failed (a gate, or a required backend
+missing), 2 usage or input error (one line saying what and where; a missing
+baseline too), 3 internal error (a bug in evalkit: please report it with the
+traceback).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from evalkit import __version__
-from evalkit.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError
+from evalkit.errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError
 from evalkit.ffmpeg_binary import FFMPEG_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,19 +56,41 @@ def cmd_suite_check(args) -> int:
     return EXIT_OK
 
 
-def _run(suite_path: Path, out: Path | None, save_golden: Path | None = None) -> int:
+def _run(suite_path: Path, out: Path | None, save_golden: Path | None = None, junit: Path | None = None,
+         summary_md: Path | None = None) -> int:
+    from evalkit.gates import GateResult, junit_xml, summary_markdown, summary_text
+    from evalkit.record import load_run
     from evalkit.run import run_suite
     from evalkit.suite import load_suite
 
     loaded = load_suite(suite_path)
     run_dir = run_suite(loaded, out=out, log=_stderr, save_golden_to=save_golden)
+    record = load_run(run_dir)
+    code = EXIT_OK
+    if "gates" in record:
+        results = [GateResult(**g) for g in record["gates"]]
+        print(summary_text(results))
+        if junit:
+            _write_text(junit, junit_xml(loaded.suite.name, results))
+        if summary_md:
+            _write_text(summary_md, summary_markdown(loaded.suite.name, str(run_dir), results))
+        code = EXIT_OK if all(results) else EXIT_GATE_FAILED
     print(run_dir)
-    return EXIT_OK
+    return code
+
+
+def _write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def cmd_run(args) -> int:
     return _run(Path(args.suite), Path(args.out) if args.out else None,
-                Path(args.save_golden) if args.save_golden else None)
+                Path(args.save_golden) if args.save_golden else None,
+                Path(args.junit) if args.junit else None, Path(args.summary_md) if args.summary_md else None)
 
 
 def cmd_demo(args) -> int:
@@ -123,6 +146,13 @@ def cmd_metrics_sync(args) -> int:
     return EXIT_OK
 
 
+def cmd_baseline_set(args) -> int:
+    from evalkit.baseline import set_baseline
+
+    print(set_baseline(Path(args.run_dir), args.name, Path(args.dir)))
+    return EXIT_OK
+
+
 def cmd_compare(args) -> int:
     from evalkit.compare_runs import compare_runs
 
@@ -134,8 +164,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from evalkit.record import load_run
     from evalkit.report import render_run
-    from evalkit.run import load_run
 
     run_dir = Path(args.run_dir)
     render_run(run_dir, load_run(run_dir), log=_stderr)
@@ -173,7 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-golden", metavar="DIR", help="also save each model x input's raw outputs (first "
                      "parity.frames frames, .npz + golden.json manifest) as a golden set; a suite's `golden: DIR` "
                      "compares later runs with it")
+    g = run.add_argument_group("CI outputs (when the suite has gates)")
+    g.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per gate per model x backend x input")
+    g.add_argument("--summary-md", metavar="FILE", help="write a short Markdown summary, failures first")
     run.set_defaults(func=cmd_run)
+
+    baseline = sub.add_parser("baseline", help="baselines for relative gates")
+    bsub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
+    bset = bsub.add_parser("set", help="export a run as a baseline",
+                           description="Copy RUN_DIR's run.json, summary.csv and frames.csv (no videos) to "
+                           "DIR/NAME, small enough to commit. A suite's `baseline: NAME` gates later runs against it.")
+    bset.add_argument("run_dir", metavar="RUN_DIR")
+    bset.add_argument("--name", help="default: the run's suite name")
+    bset.add_argument("--dir", default="baselines", help="default: %(default)s")
+    bset.set_defaults(func=cmd_baseline_set)
 
     compare = sub.add_parser("compare", help="compare two run folders",
                              description="Match two runs by model x backend x input and write comparison.csv "

@@ -19,9 +19,8 @@ from evalkit.comparison import head_outputs, picture_parity
 from evalkit.errors import UserError
 from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_outputs
 from evalkit.pipeline import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
-from evalkit.record import HIGHER_IS_BETTER, SUMMARY_COLUMNS, number
+from evalkit.record import HIGHER_IS_BETTER, SUMMARY_COLUMNS, load_run, number
 from evalkit.report.side_by_side import side_by_side
-from evalkit.run import load_run
 
 SPEED_FIELDS = {"fps", "fps_end_to_end", "fps_batch4", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
                 "latency_p99_ms"}

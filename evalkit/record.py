@@ -8,8 +8,11 @@ report shows is computed here, once, when the run is recorded. JSON has no
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+from evalkit.errors import UserError
 from evalkit.evaluate import REGIONS
 from evalkit.metrics import latency_summary, summarise
 from evalkit.pipeline import PIPELINE_STAGES
@@ -125,3 +128,14 @@ def json_safe(value):
 def number(value) -> float | None:
     """A record value as a float ("inf" -> inf); None stays None."""
     return None if value is None else float(value)
+
+
+RUN_RECORD = "run.json"
+
+
+def load_run(folder: Path) -> dict:
+    """The record of a finished run folder (or of a baseline folder)."""
+    path = Path(folder) / RUN_RECORD
+    if not path.is_file():
+        raise UserError(f"{folder}: not a run folder (no {RUN_RECORD}; a folder named .*.partial is unfinished)")
+    return json.loads(path.read_text())

@@ -35,12 +35,12 @@ from evalkit.pipeline import (
     generate,
     prepare_input,
 )
-from evalkit.record import json_safe, summary_row
+from evalkit.baseline import load_baseline
+from evalkit.gates import evaluate_gates, needs_baseline, unknown_fields
+from evalkit.record import RUN_RECORD, json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
 from evalkit.report import render_run
 from evalkit.runner import OnnxRuntimeRunner, available_providers
 from evalkit.suite import SCHEMA_VERSION, BackendSpec, LoadedSuite, SessionOptions
-
-RUN_RECORD = "run.json"
 
 
 class RequiredBackendMissing(UserError):
@@ -64,8 +64,9 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def preflight(loaded: LoadedSuite) -> dict:
-    """Check everything that can be checked before generating anything; returns the prepared inputs.
+def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
+    """Check everything that can be checked before generating anything; returns the prepared inputs
+    and the baseline record (when a gate needs one).
 
     Raises UserError (exit 2) for bad inputs and models, RequiredBackendMissing (exit 1)
     for a required provider that this machine lacks.
@@ -78,6 +79,16 @@ def preflight(loaded: LoadedSuite) -> dict:
         raise RequiredBackendMissing(
             f"{loaded.path}: required backend not available here: {names}; this machine has {', '.join(have)}"
         )
+    bad = unknown_fields(suite.gates)
+    if bad:
+        raise UserError(f"{loaded.path}: gates: unknown field {bad[0]!r} (a gate names a summary.csv column, "
+                        "e.g. psnr_mean, ssim_min, sync_offset_frames, nan_count, fps)")
+    baseline = None
+    if needs_baseline(suite.gates):
+        if suite.baseline is None:
+            raise UserError(f"{loaded.path}: a gate compares with a baseline, but the suite names none "
+                            "(add `baseline: NAME`; make one with `evalkit baseline set RUN_DIR --name NAME`)")
+        baseline = load_baseline(suite.baseline, loaded.path)
     check_backend = BackendSpec(name="check", session_options=SessionOptions(graph_optimization_level="disable"))
     if suite.golden is not None and not (suite.golden / "golden.json").is_file():
         raise UserError(f"{loaded.path}: golden: {suite.golden} holds no golden.json "
@@ -88,7 +99,7 @@ def preflight(loaded: LoadedSuite) -> dict:
         OnnxRuntimeRunner(model.generator, contract, check_backend).activate().deactivate()
         for spec in suite.inputs:
             prepared[(model.name, spec.name)] = prepare_input(spec, contract)
-    return prepared
+    return prepared, baseline
 
 
 def _file_facts(path: Path | None) -> dict | None:
@@ -122,7 +133,7 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
     With ``save_golden_to``, the raw outputs of each model x input are also saved there as a golden set.
     """
     suite = loaded.suite
-    prepared = preflight(loaded)
+    prepared, baseline = preflight(loaded)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
     run_id = new_run_id()
     final = base / suite.name / run_id
@@ -195,6 +206,13 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
             compare_with_golden(record, suite, partial)
         for entry in record["runs"]:
             entry["summary"] = summary_row(entry)
+        if suite.gates:
+            results = evaluate_gates(record, suite.gates, baseline)
+            record["gates"] = [r.to_dict() for r in results]
+            record["gates_passed"] = all(results)
+            if baseline is not None:
+                record["baseline"] = {"run_id": baseline["run_id"], "suite": baseline["suite"]["name"],
+                                      "machine": baseline["machine"]}
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(partial / RUN_RECORD, json_safe(record))
         render_run(partial, json_safe(record), log=log)
@@ -208,10 +226,3 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
         raise
     return final
 
-
-def load_run(folder: Path) -> dict:
-    """The record of a finished run folder."""
-    path = Path(folder) / RUN_RECORD
-    if not path.is_file():
-        raise UserError(f"{folder}: not a run folder (no {RUN_RECORD}; a folder named .*.partial is unfinished)")
-    return json.loads(path.read_text())

@@ -220,6 +220,40 @@ class MetricsSpec(BaseModel):
     syncnet: Optional[SyncNetSpec] = Field(None, description="A SyncNet for LSE-D / LSE-C (optional).")
 
 
+class GateSpec(BaseModel):
+    """A pass/fail criterion on a summary.csv field: absolute (op + value) or against the baseline run.
+
+    Examples: ``{field: psnr_mean, op: ">=", value: 30}``, ``{field: sync_offset_frames, abs: true,
+    op: "<=", value: 1}``, ``{field: ssim_mean, max_drop: 0.005}``, ``{field: fps, max_drop_percent: 10}``.
+    """
+
+    model_config = _FROZEN
+    name: Optional[str] = Field(None, description="Shown in reports and JUnit (default: the criterion itself).")
+    field: str = Field(description="A summary.csv column, e.g. psnr_mean, ssim_min, nan_count, fps.")
+    abs: bool = Field(False, description="Compare the absolute value (e.g. of a sync offset).")
+    op: Optional[Literal[">=", "<=", ">", "<", "==", "!="]] = None
+    value: Optional[float] = None
+    max_drop: Optional[float] = Field(None, ge=0, description="vs baseline: may fall by at most this much.")
+    max_drop_percent: Optional[float] = Field(None, ge=0)
+    max_rise: Optional[float] = Field(None, ge=0, description="vs baseline: may rise by at most this much.")
+    max_rise_percent: Optional[float] = Field(None, ge=0)
+    models: Optional[list[str]] = Field(None, description="Only these models (default: all).")
+    backends: Optional[list[str]] = None
+    inputs: Optional[list[str]] = None
+
+    @model_validator(mode="after")
+    def _one_criterion(self) -> "GateSpec":
+        relative = [x for x in (self.max_drop, self.max_drop_percent, self.max_rise, self.max_rise_percent)
+                    if x is not None]
+        absolute = self.op is not None or self.value is not None
+        if absolute and (self.op is None or self.value is None):
+            raise ValueError("an absolute gate needs both op and value")
+        if absolute == bool(relative) or len(relative) > 1:
+            raise ValueError("give either op and value, or exactly one of max_drop, max_drop_percent, "
+                             "max_rise, max_rise_percent")
+        return self
+
+
 class Suite(BaseModel):
     """A declarative evaluation: every model x backend x input is generated and measured."""
 
@@ -238,6 +272,9 @@ class Suite(BaseModel):
     parity: ParitySpec = Field(default_factory=ParitySpec)
     golden: Optional[ExistingDir] = Field(None, description="A folder saved by `evalkit run --save-golden`: "
                                           "every run's raw outputs are compared with it.")
+    gates: list[GateSpec] = Field(default_factory=list, description="Pass/fail criteria; any failure exits 1.")
+    baseline: Optional[str] = Field(None, description="Baseline for relative gates: a folder made by `evalkit "
+                                    "baseline set` (relative to the suite file), or a name under ./baselines/.")
 
     @model_validator(mode="after")
     def _unique_names_and_contracts(self) -> "Suite":

@@ -169,6 +169,7 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         latency_png=plots.latency_distribution(timed) if timed else None,
         output_png=plots.output_histograms(with_stats) if with_stats else None,
         parity=[parity_row(r) for r in record.get("parity", [])],
+        gates=sorted(record.get("gates", []), key=lambda g: g["passed"]),
         worst={f"{e['model']} / {e['backend']} / {e['input']}": worst_frames(run_dir, record, e) for e in measured},
         videos=videos,
         noisy=[{"label": f"{e['model']} / {e['backend']}", "cv": f"{cv:.2f}"} for e, cv in noisy],
