@@ -153,6 +153,63 @@ def cmd_baseline_set(args) -> int:
     return EXIT_OK
 
 
+def cmd_history(args) -> int:
+    from evalkit import history
+
+    db = Path(args.db)
+    if not db.is_file():
+        raise UserError(f"no history database at {db} (runs record themselves there; pass --db for another)")
+    recorded = history.runs(db, args.suite)
+    if not recorded:
+        raise UserError(f"{db}: no runs" + (f" of suite {args.suite!r}" if args.suite else ""))
+    print(f"{'time (UTC)':25} {'suite':12} {'run':22} {'commit':19} gates")
+    for r in recorded:
+        gates = "-" if r["gates_passed"] is None else ("passed" if r["gates_passed"] else "FAILED")
+        commit = r["git_commit"] or "-"
+        commit = commit[:12] + ("+dirty" if commit.endswith("-dirty") else "")
+        print(f"{r['created_utc']:25} {r['suite']:12} {r['run_id']:22} {commit:19} {gates}")
+    fields = args.field or list(history.DEFAULT_FIELDS)
+    for field in args.field or []:
+        table = history.history_table(db, args.suite, field)
+        print(f"\n{field}:")
+        print(table.to_string(float_format=lambda v: f"{v:.6g}") if not table.empty else "  (no values)")
+    out = Path(args.out) if args.out else db.with_name("history.html")
+    history.write_history_html(db, args.suite, fields, out)
+    print(out)
+    return EXIT_OK
+
+
+def cmd_signoff(args) -> int:
+    from evalkit import signoff
+
+    if args.target == "verify":
+        if not args.record or not args.model:
+            raise UserError("usage: evalkit signoff verify signoff.json --model MODEL.onnx")
+        problems = signoff.verify_signoff(Path(args.record), Path(args.model))
+        for problem in problems:
+            print(f"FAILED: {problem}")
+        if not problems:
+            print(f"verified: {args.record} is unaltered and signs off {args.model}")
+        return EXIT_GATE_FAILED if problems else EXIT_OK
+    from evalkit.run import run_suite
+    from evalkit.suite import load_suite
+
+    if not args.model or args.record:
+        raise UserError("usage: evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--out DIR]")
+    loaded = signoff.with_model(load_suite(Path(args.target)), Path(args.model), args.model_name)
+    run_dir = run_suite(loaded, out=Path(args.out) if args.out else None, log=_stderr)
+    record = signoff.build_signoff(loaded, Path(args.model), run_dir)
+    json_path, html_path = signoff.write_signoff(record, run_dir)
+    failed = [g for g in record["criteria"] if not g["passed"]]
+    print(f"sign-off {record['verdict']}: {len(record['criteria']) - len(failed)} of {len(record['criteria'])} "
+          f"criteria passed for {args.model}")
+    for g in failed:
+        print(f"  FAIL  {g['model']}/{g['backend']}/{g['input']}  {g['gate']}: {g['message']}")
+    print(html_path)
+    print(json_path)
+    return EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
+
+
 def cmd_compare(args) -> int:
     from evalkit.compare_runs import compare_runs
 
@@ -274,6 +331,33 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print one JSON object: offset_frames, offset_ms, "
                    "confidence, fps, no_signal, reason, and the lag curve (lags, curve)")
     sync.set_defaults(func=cmd_metrics_sync)
+
+    hist = sub.add_parser("history", help="runs recorded over time, with trends",
+                          description="Every finished run is recorded in DIR/history.sqlite (DIR: where its run "
+                          "folder went). Prints the runs in time order, the chosen fields per model/backend/input, "
+                          "and writes an HTML page with a trend per field and the suite's gate limits drawn on it.")
+    hist.add_argument("--suite", help="only this suite")
+    hist.add_argument("--field", action="append", help="a summary.csv field (repeatable; default for the page: "
+                      "psnr_mean, ssim_mean, sync_offset_frames, fps)")
+    hist.add_argument("--db", default="reports/history.sqlite", help="default: %(default)s")
+    hist.add_argument("--out", metavar="HTML", help="default: history.html beside the database")
+    hist.set_defaults(func=cmd_history)
+
+    sign = sub.add_parser(
+        "signoff", help="release sign-off of one model file, and its verification",
+        usage="evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--out DIR]\n"
+              "       evalkit signoff verify signoff.json --model MODEL.onnx",
+        description="Run a release suite (its gates are the release criteria) with MODEL as the model, and write "
+        "signoff.json and signoff.html into the run folder: the model's and the suite's SHA-256, evalkit's "
+        "version, the environment, every criterion with its value and verdict, the overall verdict, and a digest "
+        "over the whole record. `verify` checks that a record is unaltered and belongs to MODEL. Exit 0: PASS / "
+        "verified; 1: FAIL / not verified.")
+    sign.add_argument("target", metavar="SUITE.yaml|verify")
+    sign.add_argument("record", nargs="?", metavar="signoff.json", help="with verify: the record to check")
+    sign.add_argument("--model", metavar="MODEL.onnx", help="the model file signed off (or checked)")
+    sign.add_argument("--model-name", help="which model of the suite MODEL replaces (needed when it has several)")
+    sign.add_argument("--out", metavar="DIR", help="where the run folder goes (default: the suite's output_dir)")
+    sign.set_defaults(func=cmd_signoff)
 
     report = sub.add_parser("report", help="re-render summary.csv, frames.csv and report.html of a run",
                             description="Render the views of RUN_DIR/run.json again (after an evalkit upgrade, say).")

@@ -25,6 +25,7 @@ from evalkit.comparison import HEAD_OUTPUTS, add_parity, compare_with_golden, go
 from evalkit.environment import machine_info, sha256_file, versions
 from evalkit.external import run_external
 from evalkit.golden import save_golden
+from evalkit.history import HISTORY_DB, record_run
 from evalkit.errors import UserError
 from evalkit.evaluate import measure_run
 from evalkit.pipeline import (
@@ -217,6 +218,7 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
         write_json_atomic(partial / RUN_RECORD, json_safe(record))
         render_run(partial, json_safe(record), log=log)
         partial.rename(final)
+        record_run(base / HISTORY_DB, json_safe(record), final)
         if save_golden_to is not None:
             items = golden_items(record, final)
             save_golden(save_golden_to, items)

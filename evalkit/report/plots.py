@@ -100,3 +100,22 @@ def worst_frame_strip(reference: np.ndarray, output: np.ndarray, amplify: float 
     strip = np.concatenate([reference, output, heat], axis=1)
     ok, png = cv2.imencode(".png", np.ascontiguousarray(strip[..., ::-1]))
     return base64.b64encode(png.tobytes()).decode("ascii")
+
+
+def trend(table, field: str, limits: list[tuple[str, float, bool]]) -> str:
+    """One field over runs (rows of ``table``, oldest first), a line per column; gate limits dashed."""
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    x = np.arange(len(table))
+    for column in table.columns:
+        values = np.array(table[column], dtype=float)
+        values[~np.isfinite(values)] = np.nan
+        ax.plot(x, values, marker="o", ms=3, lw=1.2, label=column)
+    for op, value, is_abs in limits:
+        ax.axhline(value, color="red", ls="--", lw=1, label=f"gate: {'abs ' if is_abs else ''}{op} {value:g}")
+        if is_abs:
+            ax.axhline(-value, color="red", ls="--", lw=1)
+    ax.set_xticks(x, [str(r)[:19] for r in table.index], rotation=30, ha="right", fontsize=7)
+    ax.set(title=field, ylabel=field)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return to_base64_png(fig)
