@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = fixtures.add_subparsers(dest="fixtures_command", metavar="ACTION", required=True)
     fbuild = fsub.add_parser("build", help="build every fixture",
                              description="Build the talking-head clip, the audio, the crop boxes and the fixture "
-                             "ONNX models (reference, lag2, noisy, reference_fp16, mobile_unet, audio_encoder).")
+                             "ONNX models (reference, lag2, noisy, reference_fp16, nan, mobile_unet, audio_encoder, and a "
+                             "random-weight SyncNet pair).")
     fbuild.add_argument("--dest", metavar="DIR", default=str(FIXTURES_DIR), help="default: %(default)s")
     fbuild.set_defaults(func=cmd_fixtures_build)
 
