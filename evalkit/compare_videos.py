@@ -70,7 +70,12 @@ def read_audio_track(video: Path, sample_rate: int) -> np.ndarray:
 
 def sync_of_video(video: Path, audio: Path | None, roi: tuple[int, int, int, int] | None, max_offset: int,
                   sample_rate: int = 16000) -> dict:
-    """The built-in sync estimate of ``video`` (its ``roi``, ideally the mouth) against ``audio`` or its own track."""
+    """The built-in sync estimate of ``video`` (its ``roi``, ideally the mouth) against ``audio`` or its own track.
+
+    ``note`` is non-empty when no ``roi`` was given (the estimate needs a mouth region to follow).
+    """
+    if max_offset < 1:
+        raise UserError(f"--max-offset must be at least 1 frame, got {max_offset}")
     from evalkit.audio import load_audio
     from evalkit.metrics.sync import estimate_sync, mouth_thumbnails
 
@@ -94,5 +99,7 @@ def sync_of_video(video: Path, audio: Path | None, roi: tuple[int, int, int, int
         if k:
             thumbs.append(mouth_thumbnails(batch[:k]))
     result = estimate_sync(wav, sample_rate, np.concatenate(thumbs), source.fps, max_offset).to_dict()
+    note = "" if roi else ("no --roi: the whole frame was used; the estimate follows the mouth, so give its region "
+                           "(--roi x,y,w,h) unless the mouth is the main thing that moves")
     return {"video": str(video), "audio": str(audio) if audio else "(the video's own audio)", "roi": [x, y, w, h],
-            **result}
+            "note": note, **result}

@@ -8,7 +8,7 @@ import pytest
 from evalkit.audio import load_audio
 from evalkit.contract import Contract
 from evalkit.crop import CropPreparer, load_crop_boxes
-from evalkit.metrics.sync import estimate_sync
+from evalkit.metrics.sync import RELIABLE_CONFIDENCE, SyncResult, estimate_sync
 from tests.conftest import decode, real_file
 
 SR = 16000
@@ -41,7 +41,8 @@ def test_fixture_clip_shifted_by_k_frames_gives_k_exactly(fixture_clip, k):
     result = estimate_sync(shift_audio(wav, k / 25), SR, mouth, fps=25.0)
     assert not result.no_signal
     assert result.offset_frames == k and result.offset_ms == pytest.approx(k * 40.0)
-    assert result.confidence > 0.5  # a clean drawn mouth: the best lag stands far out
+    assert result.reliable and result.reason == ""
+    assert result.confidence >= RELIABLE_CONFIDENCE  # a clean drawn mouth: the best lag stands far out
     assert len(result.curve) == len(result.lags) == 31
 
 
@@ -94,6 +95,34 @@ def test_still_mouth_gives_no_signal(fixture_clip):
     assert result.no_signal and result.confidence == 0.0 and "does not change" in result.reason
 
 
+def test_too_few_frames_give_no_signal_with_a_reason(fixture_clip):
+    mouth, wav = fixture_clip
+    result = estimate_sync(wav, SR, mouth[:20], fps=25.0)  # lags of +/-15 need 33 frames
+    assert result.no_signal and not result.reliable and "too few" in result.reason
+
+
+def test_a_peak_at_the_edge_of_the_search_range_is_unreliable():
+    wav = load_audio(real_file("speech_16k.wav"), SR)
+    clip = draw_mouth_clip(wav, 25.0, delay_frames=6)  # the true lag, +6, lies beyond +/-3
+    result = estimate_sync(wav, SR, clip, fps=25.0, max_offset=3)
+    assert result.offset_frames == 3 and not result.reliable and "edge" in result.reason
+    assert estimate_sync(wav, SR, clip, fps=25.0, max_offset=8).reliable  # searched far enough, it is found
+
+
+def test_audio_much_shorter_than_the_video_is_not_a_confident_answer(fixture_clip):
+    mouth, wav = fixture_clip
+    tiny = estimate_sync(wav[: SR // 10], SR, mouth, fps=25.0)  # 0.1 s of audio against the whole clip
+    assert tiny.no_signal and not tiny.reliable and tiny.offset_frames is None and "covers only" in tiny.reason
+    half = estimate_sync(wav[: len(wav) // 2], SR, mouth, fps=25.0)
+    assert not half.reliable and "covers only" in half.reason
+
+
+def test_every_unreliable_result_says_why():
+    with pytest.raises(ValueError, match="reason"):
+        SyncResult(1, 40.0, 1.0, 25.0, False, "", reliable=False)
+    assert "reliable" in SyncResult(1, 40.0, 9.0, 25.0, False, "", reliable=True).to_dict()
+
+
 def test_lag2_model_is_two_frames_late_and_reference_in_step(demo_run):
     import json
 
@@ -104,13 +133,39 @@ def test_lag2_model_is_two_frames_late_and_reference_in_step(demo_run):
     assert runs["lag2"]["summary"]["sync_offset_vs_ground_truth_frames"] == 2
 
 
+# The drawn mouth in the demo's full frames: centred near (320, 297), up to 24 px high either side, swaying
+# +/-10 px in x and +/-5 px in y. (A box starting at y 300 cuts it in half and reads unreliable.)
+MOUTH_ROI = "240,260,160,80"
+
+
 def test_sync_command_reads_the_videos_own_audio(capsys, demo_run):
     import json
 
     from evalkit.cli import main
 
     mp4 = demo_run / "lag2__cpu__talking_head" / "output.mp4"
-    assert main(["metrics", "sync", str(mp4), "--roi", "220,300,200,120", "--json"]) == 0
+    assert main(["metrics", "sync", str(mp4), "--roi", MOUTH_ROI, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["offset_frames"] == 2 and result["fps"] == 25.0 and result["no_signal"] is False
-    assert {"offset_ms", "confidence"} <= set(result)
+    assert {"offset_ms", "confidence", "reliable", "reason"} <= set(result) and result["note"] == ""
+
+
+def test_sync_command_shows_reliability_and_notes_a_missing_roi(capsys, demo_run):
+    from evalkit.cli import main
+
+    mp4 = demo_run / "lag2__cpu__talking_head" / "output.mp4"
+    assert main(["metrics", "sync", str(mp4), "--roi", MOUTH_ROI]) == 0
+    out = capsys.readouterr().out
+    assert "offset +2 frames" in out and "(reliable)" in out and "note:" not in out
+    assert main(["metrics", "sync", str(mp4)]) == 0
+    assert "note: no --roi" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("max_offset", ["0", "-3"])
+def test_sync_command_rejects_a_max_offset_below_one(capsys, demo_run, max_offset):
+    from evalkit.cli import main
+
+    mp4 = demo_run / "lag2__cpu__talking_head" / "output.mp4"
+    assert main(["metrics", "sync", str(mp4), "--max-offset", max_offset]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-offset" in err and len(err.splitlines()) == 1
