@@ -7,11 +7,11 @@ import re
 
 import pandas as pd
 
-from evalkit.record import SUMMARY_COLUMNS
+from evalkit.record import SUMMARY_COLUMNS, number
 from evalkit.report.tables import FRAMES_COLUMNS
 
 REQUIRED_SUMMARY = ["model", "backend", "input", "psnr_mean", "psnr_min", "ssim_mean", "ssim_min", "out_mean",
-                    "out_std", "out_min", "out_max", "nan_count", "inf_count", "fps", "fps_end_to_end",
+                    "out_std", "out_min", "out_max", "nan_count", "inf_count", "throughput_fps", "throughput_end_to_end_fps",
                     "latency_p50_ms", "latency_p99_ms"]
 
 
@@ -19,7 +19,8 @@ def test_summary_csv_has_the_documented_columns(demo_run):
     summary = pd.read_csv(demo_run / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert set(REQUIRED_SUMMARY) <= set(summary.columns)
-    assert list(summary["model"]) == ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet"]
+    assert list(summary["model"]) == ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet", "copycat"]
+    assert set(summary["protocol"]) == {"reconstruction"}
     assert (summary["nan_count"] == 0).all() and (summary["status"] == "ok").all()
 
 
@@ -28,14 +29,14 @@ def test_summary_tells_the_demo_story(demo_run):
     assert s.loc["reference", "psnr_mean"] > 50  # near the ground truth
     assert 25 < s.loc["noisy", "psnr_mean"] < s.loc["reference", "psnr_mean"] - 20  # lower, by its pattern
     assert s.loc["mobile-unet", "psnr_mean"] < 20  # far off ...
-    assert 1 < s.loc["mobile-unet", "fps"] < s.loc["reference", "fps"]  # ... with a real network's speed
+    assert 1 < s.loc["mobile-unet", "throughput_fps"] < s.loc["reference", "throughput_fps"]  # ... with a real network's speed
 
 
 def test_summary_numbers_are_the_records(demo_run):
     record = json.loads((demo_run / "run.json").read_text())
     summary = pd.read_csv(demo_run / "summary.csv")
     for entry, (_, row) in zip(record["runs"], summary.iterrows()):
-        assert row["psnr_mean"] == entry["summary"]["psnr_mean"]  # unrounded, nothing recomputed
+        assert row["psnr_mean"] == number(entry["summary"]["psnr_mean"])  # unrounded, nothing recomputed (inf too)
         assert row["timed_inferences"] == len(entry["timed_ms"])
 
 
@@ -43,7 +44,7 @@ def test_frames_csv_is_tidy(demo_run):
     frames = pd.read_csv(demo_run / "frames.csv")
     assert list(frames.columns) == FRAMES_COLUMNS
     assert set(frames["region"]) == {"inner", "mouth", "full", "mp4_full"}
-    assert len(frames) == 5 * 4 * 317
+    assert len(frames) == 6 * 4 * 317  # six demo models x four regions x 317 frames
     one = frames[(frames.model == "reference") & (frames.region == "inner")]
     assert list(one["frame"]) == list(range(317)) and one["latency_ms"].notna().all()
 
@@ -62,15 +63,19 @@ def test_warmup_is_recorded_apart_and_counts_match_the_suite(demo_run, demo_suit
 
 def test_report_is_self_contained_with_every_section(demo_run):
     html = (demo_run / "report.html").read_text()
-    for section in ["summary", "fidelity", "sync", "speed", "outputs", "worst", "videos", "run"]:
+    for section in ["summary", "fidelity", "sync", "copy", "parity", "speed", "outputs", "runs", "worst", "videos",
+                    "run"]:
         assert f'id="{section}"' in html
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html.replace("data:image/png;base64,", ""))
     assert "<script" not in html and "<link" not in html
-    # curves per region, sync curves, latency, outputs, five worst-frame strips per run
-    assert html.count("data:image/png;base64,") == 4 + 1 + 1 + 1 + 5 * 5
+    record = json.loads((demo_run / "run.json").read_text())
+    # curves per region, sync curves, latency, outputs; four worst-frame thumbnails per run
+    assert html.count("data:image/png;base64,") == 4 + 1 + 1 + 1
+    assert html.count("data:image/jpeg;base64,") == 4 * len(record["runs"])
     assert "positive offset means the mouth moves after the sound" in html
     assert "lag2 / cpu / talking_head: offset +2 frames (+80 ms)" in html and "2 frames later than the source" in html
     assert 'class="best"' in html and 'class="worst"' in html
-    for model in ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet"]:
-        assert (demo_run / f"{model}__cpu__talking_head" / "side_by_side.mp4").is_file()
-        assert f'href="{model}__cpu__talking_head/side_by_side.mp4"' in html
+    assert html.count('<details class="run"') == len(record["runs"])
+    for entry in record["runs"]:
+        assert (demo_run / entry["folder"] / "side_by_side.mp4").is_file()
+        assert f'<video controls preload="none" src="{entry["folder"]}/side_by_side.mp4">' in html

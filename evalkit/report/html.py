@@ -15,25 +15,59 @@ from evalkit.evaluate import REGIONS
 from evalkit.ffmpeg_binary import probe_video
 from evalkit.metrics.latency import HIGH_CV
 from evalkit.pipeline import FRAMES_INNER, OUTPUT_MP4
-from evalkit.record import HIGHER_IS_BETTER, number
+from evalkit.record import DEFAULT_PROTOCOL, HIGHER_IS_BETTER, number, run_key, sync_reliable
 from evalkit.report import plots
 from evalkit.report.side_by_side import side_by_side
 from evalkit.video_decode import FrameReader, ping_pong_index
 
 REPORT_HTML = "report.html"
 SIDE_BY_SIDE = "side_by_side.mp4"
-WORST_FRAMES = 5
-TABLE_COLUMNS = [  # (column, header, decimals)
-    ("psnr_mean", "PSNR mean (dB)", 2), ("psnr_min", "PSNR min", 2), ("ssim_mean", "SSIM mean", 4),
-    ("ssim_min", "SSIM min", 4), ("mouth_psnr_mean", "mouth PSNR", 2), ("mouth_ssim_mean", "mouth SSIM", 4),
-    ("full_psnr_mean", "full-frame PSNR", 2), ("sync_offset_frames", "sync offset (frames)", 0),
-    ("sync_confidence", "sync conf.", 3), ("gt_sync_offset_frames", "source offset", 0), ("lse_d", "LSE-D", 3),
-    ("lse_c", "LSE-C", 3), ("mp4_full_psnr_mean", "MP4 PSNR", 2),
-    ("mp4_full_ssim_mean", "MP4 SSIM", 4), ("out_mean", "out mean", 4), ("out_std", "out std", 4),
-    ("out_min", "out min", 3), ("out_max", "out max", 3), ("nan_count", "NaN", 0), ("inf_count", "Inf", 0),
-    ("fps", "inference FPS", 1), ("fps_end_to_end", "end-to-end FPS", 1), ("latency_p50_ms", "p50 ms", 2),
-    ("latency_p99_ms", "p99 ms", 2),
+WORST_FRAMES = 4
+WORST_MIN_GAP_SECONDS = 1.0  # worst frames at least this far apart: distinct moments, not neighbours of one glitch
+DIFF_AMPLIFY = 4.0  # |difference| x4 fills the colour bar at 64 grey levels: small errors stay visible
+SMALL_MULTIPLES_AFTER = 6  # more series than this on one axis cannot be told apart: one panel per model instead
+
+# The summary, as tables of at most ten value columns so that each fits a 1,400 px window without scrolling.
+# (column, short header, decimals, what the header means: the legend under the table and the header's tooltip)
+TABLE_GROUPS = [
+    ("Fidelity against the ground truth", [
+        ("psnr_mean", "PSNR", 2, "mean PSNR (dB) of the model's inner region"),
+        ("psnr_min", "PSNR min", 2, "lowest frame PSNR (dB), inner region"),
+        ("ssim_mean", "SSIM", 4, "mean SSIM, inner region"),
+        ("ssim_min", "SSIM min", 4, "lowest frame SSIM, inner region"),
+        ("mouth_psnr_mean", "mouth PSNR", 2, "mean PSNR (dB) of the contract's mouth box"),
+        ("mouth_ssim_mean", "mouth SSIM", 4, "mean SSIM of the mouth box"),
+        ("full_psnr_mean", "full PSNR", 2, "mean PSNR (dB) of the pasted-back full frame"),
+        ("mp4_full_psnr_mean", "MP4 PSNR", 2, "mean PSNR (dB) of the full frame decoded from output.mp4"),
+        ("mp4_full_ssim_mean", "MP4 SSIM", 4, "mean SSIM of the full frame decoded from output.mp4"),
+    ]),
+    ("Sync and copy detection", [
+        ("sync_offset_frames", "offset", 0, "sync offset (frames; + = mouth after sound); coloured by its distance "
+                                            "from the source's own offset (or from 0), reliable estimates only"),
+        ("sync_confidence", "conf.", 1, "sync confidence (units of chance); coloured among reliable estimates only"),
+        ("sync_reliable", "reliable", 0, "1 when the sync estimate may be acted on (see the Sync section)"),
+        ("gt_sync_offset_frames", "source offset", 0, "the ground truth's own sync offset (frames)"),
+        ("lse_d", "LSE-D", 3, "SyncNet distance (lower is better)"),
+        ("lse_c", "LSE-C", 3, "SyncNet confidence (higher is better)"),
+        ("copy_mouth_psnr", "copy PSNR", 2, "mouth PSNR (dB) against the unmasked reference channels the model "
+                                            "was given (inf: an exact copy)"),
+        ("copy_flag", "near-copy", 0, "1 when the output copies its input (see Copy detection)"),
+    ]),
+    ("Output values and speed", [
+        ("out_mean", "out mean", 4, "mean raw model output, before x255 (a healthy model stays in [0, 1])"),
+        ("out_std", "out std", 4, "standard deviation of the raw outputs"),
+        ("out_min", "out min", 3, "lowest raw output"),
+        ("out_max", "out max", 3, "highest raw output"),
+        ("nan_count", "NaN", 0, "NaN output values"),
+        ("inf_count", "Inf", 0, "infinite output values"),
+        ("throughput_fps", "FPS", 1, "inference throughput: timed inferences / their total seconds"),
+        ("throughput_end_to_end_fps", "e2e FPS", 1, "end-to-end throughput: frames / whole pipeline seconds"),
+        ("latency_p50_ms", "p50 ms", 2, "median inference latency (ms)"),
+        ("latency_p99_ms", "p99 ms", 2, "99th percentile inference latency (ms)"),
+    ]),
 ]
+TABLE_COLUMNS = [(col, header, decimals) for _, columns in TABLE_GROUPS for col, header, decimals, _ in columns]
+INFERNO_STOPS = ["#000004", "#420a68", "#932667", "#dd513a", "#fca50a", "#fcffa4"]  # the heat map's colours, 0 to 1
 
 
 def _fmt(value, decimals: int) -> str:
@@ -45,30 +79,77 @@ def _fmt(value, decimals: int) -> str:
     return f"{v:,.{decimals}f}" if decimals else f"{int(v):+d}" if v < 0 else f"{int(v):,d}"
 
 
-def summary_rows(record: dict) -> list[dict]:
-    """Table cells with best and worst marked per column (among finished runs, when they differ)."""
+def _sync_distance(summary: dict) -> float | None:
+    """How far a reliable sync estimate is from where it should be: |offset - source's own offset| when the
+    ground truth has a reliable offset, else |offset|; None for an unreliable or missing estimate (no direction)."""
+    offset = number(summary.get("sync_offset_frames"))
+    if offset is None or math.isnan(offset) or summary.get("sync_reliable") != 1:
+        return None
+    source = number(summary.get("gt_sync_offset_frames"))
+    if source is not None and not math.isnan(source) and summary.get("gt_sync_reliable") == 1:
+        return abs(offset - source)
+    return abs(offset)
+
+
+def column_marks(entries: list[dict], col: str) -> dict[int, str]:
+    """"best"/"worst" per run index for one column, only where the column has a direction and values differ.
+
+    The sync offset is ranked by its distance from the source's offset (lower is better); the sync confidence only
+    among reliable estimates (an unreliable estimate's confidence says nothing about the model)."""
+    if col == "sync_offset_frames":
+        values = [(i, _sync_distance(e["summary"])) for i, e in enumerate(entries)]
+        higher = False
+    elif col in HIGHER_IS_BETTER:
+        reliable_only = col == "sync_confidence"
+        values = [(i, number(e["summary"].get(col))) for i, e in enumerate(entries)
+                  if not reliable_only or e["summary"].get("sync_reliable") == 1]
+        higher = HIGHER_IS_BETTER[col]
+    else:
+        return {}
+    values = [(i, v) for i, v in values if entries[i].get("status") == "ok" and v is not None and not math.isnan(v)]
+    if len(values) < 2 or min(v for _, v in values) == max(v for _, v in values):
+        return {}
+    best = (max if higher else min)(v for _, v in values)
+    worst = (min if higher else max)(v for _, v in values)
+    return {i: "best" if v == best else ("worst" if v == worst else "") for i, v in values}
+
+
+def summary_tables(record: dict) -> list[dict]:
+    """The summary as TABLE_GROUPS tables: cells with best and worst marked, columns empty in every run left out."""
     entries = record["runs"]
-    ok = [e for e in entries if e.get("status") == "ok"]
-    marks: dict[tuple[int, str], str] = {}
-    for col, _, _ in TABLE_COLUMNS:
-        if col not in HIGHER_IS_BETTER:
-            continue
-        values = [(i, number(e["summary"].get(col))) for i, e in enumerate(entries) if e in ok]
-        values = [(i, v) for i, v in values if v is not None and not math.isnan(v)]
-        if len(values) < 2 or min(v for _, v in values) == max(v for _, v in values):
-            continue
-        pick = max if HIGHER_IS_BETTER[col] else min
-        other = min if HIGHER_IS_BETTER[col] else max
-        best, worst = pick(v for _, v in values), other(v for _, v in values)
-        for i, v in values:
-            marks[(i, col)] = "best" if v == best else ("worst" if v == worst else "")
+    tables = []
+    for title, columns in TABLE_GROUPS:
+        shown = [c for c in columns if any(number(e["summary"].get(c[0])) is not None for e in entries)]
+        marks = {col: column_marks(entries, col) for col, _, _, _ in shown}
+        rows = []
+        for i, e in enumerate(entries):
+            s = e["summary"]
+            rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"],
+                         "protocol": run_key(e)[3], "status": e.get("status"), "reason": e.get("reason") or "",
+                         "frames": _fmt(s.get("frames"), 0), "anchor": run_anchor(e),
+                         "cells": [{"text": _fmt(s.get(col), d), "mark": marks[col].get(i, "")}
+                                   for col, _, d, _ in shown]})
+        tables.append({"title": title, "columns": [{"col": c, "header": h, "legend": text} for c, h, _, text in shown],
+                       "left_out": [h for c, h, _, _ in columns if (c, h) not in {(x[0], x[1]) for x in shown}],
+                       "rows": rows})
+    return tables
+
+
+def summary_rows(record: dict) -> list[dict]:
+    """Every summary cell of TABLE_COLUMNS in one row per run (the tables of ``summary_tables``, side by side)."""
     rows = []
-    for i, e in enumerate(entries):
-        s = e["summary"]
-        cells = [{"text": _fmt(s.get(col), d), "mark": marks.get((i, col), "")} for col, _, d in TABLE_COLUMNS]
-        rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"], "status": e.get("status"),
-                     "reason": e.get("reason") or "", "frames": _fmt(s.get("frames"), 0), "cells": cells})
+    for i, e in enumerate(record["runs"]):
+        cells = [{"text": _fmt(e["summary"].get(col), d), "mark": column_marks(record["runs"], col).get(i, "")}
+                 for col, _, d in TABLE_COLUMNS]
+        rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": run_key(e)[3],
+                     "status": e.get("status"), "reason": e.get("reason") or "",
+                     "frames": _fmt(e["summary"].get("frames"), 0), "cells": cells})
     return rows
+
+
+def run_anchor(entry: dict) -> str:
+    """The id of a run's section in the page (its folder name, which is unique in a record)."""
+    return "run-" + (entry.get("folder") or "-".join(run_key(entry)))
 
 
 def parity_row(result: dict) -> dict:
@@ -88,26 +169,62 @@ def parity_row(result: dict) -> dict:
             "ssim_min": _fmt(picture.get("ssim_min"), 5)}
 
 
+def run_label(entry: dict) -> str:
+    """model / backend / input, and / protocol when it is not the default."""
+    model, backend, input_name, protocol = run_key(entry)
+    label = f"{model} / {backend} / {input_name}"
+    return label if protocol == DEFAULT_PROTOCOL else f"{label} / {protocol}"
+
+
 def sync_sentences(entries: list[dict]) -> list[str]:
-    """One sentence per run: its offset, and how it compares with the source's own."""
+    """One sentence per run: its offset, whether it is reliable, and how it compares with the source's own."""
+    return [sync_sentence(e) for e in entries]
+
+
+def sync_sentence(e: dict) -> str:
+    """A run's sync estimate in words: offset, reliability, and the source's own offset when both are reliable."""
+    label = run_label(e)
+    sync, gt = e.get("sync") or {}, e.get("ground_truth_sync") or {}
+    if not sync or sync["no_signal"]:
+        return f"{label}: no sync signal ({sync.get('reason', 'not measured')})."
+    reliable = sync_reliable(sync)
+    text = (f"{label}: offset {sync['offset_frames']:+d} frames ({sync['offset_ms']:+.0f} ms), "
+            f"confidence {sync['confidence']:.1f}, "
+            + ("reliable" if reliable else f"NOT RELIABLE ({sync.get('reason') or 'unreliable'})"))
+    if gt and not gt["no_signal"] and reliable and sync_reliable(gt):
+        delta = sync["offset_frames"] - gt["offset_frames"]
+        relation = "in step with" if delta == 0 else f"{abs(delta)} frame{'s' if abs(delta) != 1 else ''} " + (
+            "later than" if delta > 0 else "earlier than")
+        text += f"; the source itself is at {gt['offset_frames']:+d}: the model is {relation} the source"
+    if e.get("syncnet"):
+        sn = e["syncnet"]
+        text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
+    return text + "."
+
+
+def copy_sentences(entries: list[dict]) -> list[str]:
+    """One line per run flagged as a near-copy of its input's reference channels."""
     lines = []
     for e in entries:
-        label = f"{e['model']} / {e['backend']} / {e['input']}"
-        sync, gt = e.get("sync") or {}, e.get("ground_truth_sync") or {}
-        if not sync or sync["no_signal"]:
-            lines.append(f"{label}: no sync signal ({sync.get('reason', 'not measured')}).")
-            continue
-        text = (f"{label}: offset {sync['offset_frames']:+d} frames ({sync['offset_ms']:+.0f} ms), "
-                f"confidence {sync['confidence']:.3f}")
-        if gt and not gt["no_signal"]:
-            delta = sync["offset_frames"] - gt["offset_frames"]
-            relation = "in step with" if delta == 0 else f"{abs(delta)} frame{'s' if abs(delta) != 1 else ''} " + (
-                "later than" if delta > 0 else "earlier than")
-            text += f"; the source itself is at {gt['offset_frames']:+d}: the model is {relation} the source"
-        if e.get("syncnet"):
-            sn = e["syncnet"]
-            text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
-        lines.append(text + ".")
+        s = e["summary"]
+        if s.get("copy_flag") == 1:
+            lines.append(f"{run_label(e)}: NEAR-COPY. Its mouth region is {_fmt(s['copy_mouth_psnr'], 1)} dB from the "
+                         f"unmasked reference channels it was given (flagged at {e['copy']['psnr_db']:g} dB or more; "
+                         f"{100 * number(s['copy_frames_fraction']):.0f} % of frames): the output copies its input.")
+    return lines
+
+
+def wrap_sentences(record: dict, entries: list[dict]) -> list[str]:
+    """Runs whose raw outputs a plain uint8 cast (the reference script's) would have wrapped around."""
+    lines = []
+    for e in entries:
+        wrap = (e.get("output_stats") or {}).get("wrap_count")
+        if wrap:
+            cast = record["models"][e["model"]]["contract"].get("output_cast", "clip")  # before the option: clip
+            lines.append(f"{run_label(e)}: {wrap:,d} output values lie at or beyond 256/255 or at or below -1/255; "
+                         + ("they were wrapped modulo 256 (contract output_cast: wrap, as the reference script)."
+                            if cast == "wrap" else "evalkit clipped them; the reference script's plain uint8 cast "
+                            "would have wrapped them (256 -> 0), changing those pixels."))
     return lines
 
 
@@ -118,16 +235,33 @@ def _input_boxes(record: dict, input_name: str, contract: Contract) -> np.ndarra
     return load_landmark_boxes(Path(facts["landmarks"]), contract)
 
 
-def worst_frames(run_dir: Path, record: dict, entry: dict) -> list[dict]:
-    """The WORST_FRAMES frames of lowest inner-region PSNR: ground truth | output | amplified difference."""
-    psnr = np.array([number(v) for v in entry["fidelity"]["inner"]["psnr"]])
-    order = [int(i) for i in np.argsort(psnr, kind="stable")[:WORST_FRAMES]]
-    wanted = set(order)
+def distinct_worst(psnr: np.ndarray, count: int, min_gap: int) -> list[int]:
+    """Indices of the ``count`` lowest PSNRs, each at least ``min_gap`` frames from those already taken (distinct
+    moments rather than the neighbours of one bad stretch), lowest first. NaN counts as the worst (never hidden)."""
+    key = np.where(np.isnan(psnr), -np.inf, psnr)
+    picked: list[int] = []
+    for i in np.argsort(key, kind="stable"):
+        if all(abs(int(i) - j) >= min_gap for j in picked):
+            picked.append(int(i))
+            if len(picked) == count:
+                break
+    return picked
+
+
+def worst_frames(run_dir: Path, record: dict, entry: dict) -> dict:
+    """The WORST_FRAMES distinct frames of lowest inner-region PSNR as JPEG thumbnails (ground truth | output |
+    |difference| x DIFF_AMPLIFY), or a note saying why there are none."""
+    psnr = np.array([number(v) for v in entry["fidelity"]["inner"]["psnr"]], dtype=np.float64)
     facts = record["inputs"][entry["input"]]
+    gt_path = Path(facts["ground_truth"]["path"])
+    if not gt_path.is_file():
+        return {"frames": [], "note": f"the ground truth {gt_path.name} is not on this machine: re-render where it is"}
+    order = distinct_worst(psnr, WORST_FRAMES, max(1, round(WORST_MIN_GAP_SECONDS * facts["fps"])))
+    wanted = set(order)
     contract = Contract(**record["models"][entry["model"]]["contract"])
     boxes = _input_boxes(record, entry["input"], contract)
     cropper = CropPreparer(contract)
-    gt_info = probe_video(Path(facts["ground_truth"]["path"]))
+    gt_info = probe_video(gt_path)
     out_info = probe_video(run_dir / entry["folder"] / FRAMES_INNER)
     gt = np.empty((gt_info.height, gt_info.width, 3), np.uint8)
     out = np.empty((out_info.height, out_info.width, 3), np.uint8)
@@ -138,41 +272,105 @@ def worst_frames(run_dir: Path, record: dict, entry: dict) -> list[dict]:
             out_reader.read_into(out)
             if i in wanted:
                 reference = cropper.crop_frame(gt, boxes[ping_pong_index(i, facts["video_frames"])]).copy()
-                picked[i] = plots.worst_frame_strip(reference, out.copy())
-    return [{"frame": i, "psnr": _fmt(psnr[i], 2), "png": picked[i]} for i in order]
+                picked[i] = plots.worst_frame_thumbnail(reference, out.copy(), DIFF_AMPLIFY)
+    fps = facts["fps"]
+    return {"frames": [{"frame": i, "time": f"{i / fps:.2f} s", "psnr": _fmt(psnr[i], 2), "jpeg": picked[i]}
+                       for i in order], "note": ""}
+
+
+def _side_by_side_video(run_dir: Path, record: dict, entry: dict) -> str | None:
+    """side_by_side.mp4 of a run with ground truth (made once; reused while newer than the output), or None when
+    it cannot be made here (the ground truth file is not on this machine)."""
+    folder = run_dir / entry["folder"]
+    out, output_mp4 = folder / SIDE_BY_SIDE, folder / OUTPUT_MP4
+    gt_path = Path(record["inputs"][entry["input"]]["ground_truth"]["path"])
+    if out.is_file() and (not output_mp4.is_file() or out.stat().st_mtime >= output_mp4.stat().st_mtime):
+        return f"{entry['folder']}/{SIDE_BY_SIDE}"
+    if not gt_path.is_file() or not output_mp4.is_file():
+        return None
+    side_by_side(gt_path, output_mp4, out, entry["frames"])
+    return f"{entry['folder']}/{SIDE_BY_SIDE}"
+
+
+def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> dict:
+    """Everything the page shows about one run, for its collapsible section: what it has, never an empty part."""
+    s = entry["summary"]
+    section = {"label": run_label(entry), "anchor": run_anchor(entry), "status": entry.get("status"),
+               "reason": entry.get("reason") or "", "video": None, "video_caption": "", "output_mp4": None,
+               "worst": None, "missing": [], "sync": "", "copy": s.get("copy_flag") == 1,
+               "gates": [g for g in gates if (g["model"], g["backend"], g["input"],
+                                              g.get("protocol") or DEFAULT_PROTOCOL) == run_key(entry)],
+               "facts": []}
+    if entry.get("status") != "ok":
+        return section
+    folder = run_dir / entry["folder"]
+    if (folder / OUTPUT_MP4).is_file():
+        section["output_mp4"] = f"{entry['folder']}/{OUTPUT_MP4}"
+    if entry.get("fidelity"):
+        section["video"] = _side_by_side_video(run_dir, record, entry)
+        section["video_caption"] = "ground truth | output, side by side"
+        section["worst"] = worst_frames(run_dir, record, entry)
+    else:
+        section["video"] = section["output_mp4"]
+        section["video_caption"] = "output (this run has no ground truth to show beside it)"
+        section["missing"].append("no ground truth for this run's input and protocol, so no PSNR/SSIM, "
+                                  "worst frames or side-by-side video")
+    if section["video"] is None:
+        section["missing"].append("no video in the run folder")
+    section["sync"] = sync_sentence(entry)
+    for col, label, d in [("psnr_mean", "PSNR mean (dB)", 2), ("ssim_mean", "SSIM mean", 4),
+                          ("copy_mouth_psnr", "copy PSNR (dB)", 2), ("out_mean", "out mean", 4),
+                          ("throughput_fps", "inference FPS", 1), ("latency_p50_ms", "median latency (ms)", 2)]:
+        if number(s.get(col)) is not None:
+            section["facts"].append((label, _fmt(s.get(col), d)))
+    section["facts"].insert(0, ("frames", _fmt(entry.get("frames"), 0)))
+    return section
+
+
+def file_fact(facts: dict | None) -> str:
+    """A file of the record by name and SHA-256: never the absolute path of the machine that ran it."""
+    if not facts:
+        return "-"
+    return f"{Path(facts['path']).name} (SHA-256 {facts['sha256']})"
 
 
 def write_html(run_dir: Path, record: dict, log=print) -> Path:
-    ok = [e for e in record["runs"] if e.get("status") == "ok"]
+    entries = record["runs"]
+    ok = [e for e in entries if e.get("status") == "ok"]
     measured = [e for e in ok if e.get("fidelity")]
-    videos = []
-    for e in measured:
-        facts = record["inputs"][e["input"]]
-        out = run_dir / e["folder"] / SIDE_BY_SIDE
-        side_by_side(Path(facts["ground_truth"]["path"]), run_dir / e["folder"] / OUTPUT_MP4, out, e["frames"])
-        videos.append({"label": f"{e['model']} / {e['backend']} / {e['input']}", "href": f"{e['folder']}/{SIDE_BY_SIDE}",
-                       "mp4": f"{e['folder']}/{OUTPUT_MP4}"})
     timed = [e for e in ok if e.get("timed_ms")]
     with_stats = [e for e in ok if e.get("output_stats")]
     noisy = [(e, number(e["summary"]["latency_cv"])) for e in ok
              if number(e["summary"]["latency_cv"]) is not None and number(e["summary"]["latency_cv"]) > HIGH_CV]
+    gates = sorted(record.get("gates", []), key=lambda g: g["passed"])
+    sections = [run_section(run_dir, record, e, gates) for e in entries]
     env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     html = env.get_template("report.html.j2").render(
         record=record,
-        columns=[(c, h) for c, h, _ in TABLE_COLUMNS],
-        rows=summary_rows(record),
+        tables=summary_tables(record),
         regions=REGIONS,
-        curves={r: plots.per_frame_curves(measured, r) for r in REGIONS} if measured else {},
+        curves={r: plots.per_frame_curves(measured, r, SMALL_MULTIPLES_AFTER) for r in REGIONS} if measured else {},
         sync_png=plots.sync_curves(ok) if any(e.get("sync") for e in ok) else None,
         sync_lines=sync_sentences(ok),
+        copy_lines=copy_sentences(ok),
+        wrap_lines=wrap_sentences(record, ok),
         latency_png=plots.latency_distribution(timed) if timed else None,
-        output_png=plots.output_histograms(with_stats) if with_stats else None,
+        output_png=plots.output_histograms(with_stats, SMALL_MULTIPLES_AFTER) if with_stats else None,
         parity=[parity_row(r) for r in record.get("parity", [])],
-        gates=sorted(record.get("gates", []), key=lambda g: g["passed"]),
-        worst={f"{e['model']} / {e['backend']} / {e['input']}": worst_frames(run_dir, record, e) for e in measured},
-        videos=videos,
-        noisy=[{"label": f"{e['model']} / {e['backend']}", "cv": f"{cv:.2f}"} for e, cv in noisy],
+        gates=gates,
+        sections=sections,
+        worst_count=WORST_FRAMES, worst_gap=WORST_MIN_GAP_SECONDS, amplify=DIFF_AMPLIFY,
+        colour_stops=", ".join(INFERNO_STOPS), colour_max=round(255 / DIFF_AMPLIFY),
+        files={"suite": Path(record["suite"]["path"]).name, "suite_sha256": record["suite"]["sha256"],
+               "models": {name: {"generator": file_fact(m.get("generator")),
+                                 "audio_encoder": file_fact(m.get("audio_encoder"))}
+                          for name, m in record["models"].items()},
+               "inputs": {name: {k: file_fact(i.get(k)) for k in ("video", "audio", "ground_truth")}
+                          for name, i in record["inputs"].items()}},
+        versions={name: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v
+                  for name, v in record["versions"].items()},
+        noisy=[{"label": run_label(e), "cv": f"{cv:.2f}"} for e, cv in noisy],
         high_cv=HIGH_CV,
     )
     path = run_dir / REPORT_HTML

@@ -15,52 +15,112 @@ import numpy as np  # noqa: E402
 from evalkit.record import number  # noqa: E402
 
 
+PNG_COLOURS = 64  # a palette PNG of a line plot: a third of the bytes of an RGBA one, lines and text unchanged to the eye
+
+
 def to_base64_png(fig) -> str:
+    """The figure as a palette PNG (PNG_COLOURS colours), base64 for a data: URI."""
+    from PIL import Image
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    buf.seek(0)
+    image = Image.open(buf).convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    image.save(out, format="png", optimize=True)
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+THUMB_PANEL_PX = 144  # each panel of a worst-frame thumbnail, in pixels: the mouth's shape stays legible
+THUMB_JPEG_QUALITY = 70  # OpenCV JPEG quality: about 10 KB a thumbnail, artefacts well below the errors it shows
 
 
 def _label(entry: dict) -> str:
-    return f"{entry['model']} / {entry['backend']} / {entry['input']}"
+    """model / backend / input, and / protocol when the run has one other than plain reconstruction."""
+    label = f"{entry['model']} / {entry['backend']} / {entry['input']}"
+    protocol = entry.get("protocol", "reconstruction")
+    return label if protocol == "reconstruction" else f"{label} / {protocol}"
 
 
-def per_frame_curves(entries: list[dict], region: str) -> str:
-    """PSNR and SSIM per frame of one region, one line per run (inf PSNR, identical frames, is not drawn)."""
-    fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(13, 3.6))
+def _within_model(entry: dict) -> str:
+    """A run's label inside its model's panel: what differs between runs of one model."""
+    return _label(entry).split(" / ", 1)[1]
+
+
+def _by_model(entries: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
     for entry in entries:
-        values = entry["fidelity"][region]
-        psnr = np.array([number(v) for v in values["psnr"]])
-        psnr[~np.isfinite(psnr)] = np.nan
-        ax_p.plot(psnr, lw=1, label=_label(entry))
-        ax_s.plot([number(v) for v in values["ssim"]], lw=1, label=_label(entry))
-    ax_p.set(title=f"PSNR per frame ({region})", xlabel="frame", ylabel="dB")
-    ax_s.set(title=f"SSIM per frame ({region})", xlabel="frame", ylabel="SSIM")
-    for ax in (ax_p, ax_s):
-        ax.grid(alpha=0.3)
-    ax_s.legend(fontsize=7, loc="lower left")
+        groups.setdefault(entry["model"], []).append(entry)
+    return groups
+
+
+def _grid(panels: int, cols: int, width: float, height: float):
+    cols = min(cols, max(1, panels))
+    rows = max(1, -(-panels // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[panels:]:
+        ax.axis("off")
+    return fig, axes.ravel()[:panels]
+
+
+def _psnr_values(entry: dict, region: str) -> np.ndarray:
+    psnr = np.array([number(v) for v in entry["fidelity"][region]["psnr"]], dtype=float)
+    psnr[~np.isfinite(psnr)] = np.nan
+    return psnr
+
+
+def per_frame_curves(entries: list[dict], region: str, max_series: int = 6) -> str:
+    """PSNR and SSIM per frame of one region (inf PSNR, identical frames, is not drawn): one line per run on two
+    axes, or, past ``max_series`` runs, one row of PSNR | SSIM panels per model with a line per run of it."""
+    if len(entries) <= max_series:
+        fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(13, 3.6))
+        for entry in entries:
+            ax_p.plot(_psnr_values(entry, region), lw=1, label=_label(entry))
+            ax_s.plot([number(v) for v in entry["fidelity"][region]["ssim"]], lw=1, label=_label(entry))
+        ax_p.set(title=f"PSNR per frame ({region})", xlabel="frame", ylabel="dB")
+        ax_s.set(title=f"SSIM per frame ({region})", xlabel="frame", ylabel="SSIM")
+        for ax in (ax_p, ax_s):
+            ax.grid(alpha=0.3)
+        ax_s.legend(fontsize=7, loc="lower left")
+        return to_base64_png(fig)
+    groups = _by_model(entries)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(13, 2.1 * len(groups)), squeeze=False, sharex=True)
+    for (model, runs), (ax_p, ax_s) in zip(groups.items(), axes):
+        for entry in runs:
+            ax_p.plot(_psnr_values(entry, region), lw=0.8, label=_within_model(entry))
+            ax_s.plot([number(v) for v in entry["fidelity"][region]["ssim"]], lw=0.8)
+        ax_p.set_ylabel(f"{model}\nPSNR (dB)", fontsize=8)
+        ax_s.set_ylabel("SSIM", fontsize=8)
+        for ax in (ax_p, ax_s):
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+        ax_p.legend(fontsize=6, loc="lower left", ncol=2)
+    axes[0][0].set_title(f"PSNR per frame ({region}), one row per model", fontsize=9)
+    axes[0][1].set_title(f"SSIM per frame ({region})", fontsize=9)
+    axes[-1][0].set_xlabel("frame")
+    axes[-1][1].set_xlabel("frame")
+    fig.tight_layout()
     return to_base64_png(fig)
 
 
 def sync_curves(entries: list[dict]) -> str:
     """Cross-correlation of audio loudness and mouth opening over lags, the chosen lag marked, one panel per run."""
     with_curve = [e for e in entries if e.get("sync") and e["sync"]["curve"]]
-    cols = min(3, max(1, len(with_curve)))
-    rows = max(1, -(-len(with_curve) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.ravel()[len(with_curve):]:
-        ax.axis("off")
-    for ax, entry in zip(axes.ravel(), with_curve):
+    many = len(with_curve) > 6
+    fig, axes = _grid(len(with_curve), 6 if many else 3, 2.2 if many else 4.3, 1.9 if many else 2.8)
+    for ax, entry in zip(axes, with_curve):
         sync = entry["sync"]
         ax.plot(sync["lags"], [number(v) for v in sync["curve"]], lw=1.2)
         ax.axvline(sync["offset_frames"], color="red", lw=1, label=f"chosen {sync['offset_frames']:+d}")
         gt = entry.get("ground_truth_sync")
         if gt and not gt["no_signal"]:
             ax.axvline(gt["offset_frames"], color="grey", ls="--", lw=1, label=f"source {gt['offset_frames']:+d}")
-        ax.set(title=_label(entry), xlabel="lag (frames; + = mouth after sound)", ylabel="r")
-        ax.title.set_fontsize(8)
-        ax.legend(fontsize=7)
+        ax.set(title=_label(entry).replace(" / ", "/") if many else _label(entry),
+               xlabel="lag (frames; + = mouth after sound)" if not many else "lag (frames)", ylabel="r")
+        ax.title.set_fontsize(6 if many else 8)
+        ax.tick_params(labelsize=6 if many else 8)
+        ax.legend(fontsize=6 if many else 7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return to_base64_png(fig)
@@ -68,7 +128,7 @@ def sync_curves(entries: list[dict]) -> str:
 
 def latency_distribution(entries: list[dict]) -> str:
     """Box plot of the timed inference latencies of each run (measured apart, warm-up excluded)."""
-    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(entries)))
+    fig, ax = plt.subplots(figsize=(9, 0.6 + (0.45 if len(entries) <= 6 else 0.26) * len(entries)))
     data = [[number(v) for v in e["timed_ms"]] for e in entries]
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(entries) + 1), [_label(e) for e in entries], fontsize=8)
@@ -77,33 +137,53 @@ def latency_distribution(entries: list[dict]) -> str:
     return to_base64_png(fig)
 
 
-def output_histograms(entries: list[dict]) -> str:
-    """Histogram of raw model output values of each run, with [0, 1] marked."""
-    fig, ax = plt.subplots(figsize=(9, 3.4))
-    for entry in entries:
-        hist = entry["output_stats"]["histogram"]
-        counts = np.asarray(hist["counts"], float)
-        edges = np.linspace(hist["low"], hist["high"], len(counts) + 1)
-        total = counts.sum() + hist["below"] + hist["above"]
-        ax.stairs(counts / max(total, 1), edges, label=_label(entry))
-    ax.axvspan(0, 1, color="green", alpha=0.06, label="[0, 1]")
-    ax.set(xlabel="output value (before x255 and uint8)", ylabel="fraction of values", yscale="log")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+def output_histograms(entries: list[dict], max_series: int = 6) -> str:
+    """Histogram of raw model output values of each run, with [0, 1] marked; past ``max_series`` runs, one panel
+    per model."""
+    groups = {"": entries} if len(entries) <= max_series else _by_model(entries)
+    many = len(groups) > 1
+    fig, axes = _grid(len(groups), 3, 4.3, 2.6) if many else plt.subplots(figsize=(9, 3.4))
+    axes = list(axes) if many else [axes]
+    for ax, (model, runs) in zip(axes, groups.items()):
+        for entry in runs:
+            hist = entry["output_stats"]["histogram"]
+            counts = np.asarray(hist["counts"], float)
+            edges = np.linspace(hist["low"], hist["high"], len(counts) + 1)
+            total = counts.sum() + hist["below"] + hist["above"]
+            ax.stairs(counts / max(total, 1), edges, label=_within_model(entry) if many else _label(entry))
+        ax.axvspan(0, 1, color="green", alpha=0.06, label="[0, 1]")
+        ax.set(xlabel="output value (before x255 and uint8)", ylabel="fraction of values", yscale="log")
+        if many:
+            ax.set_title(model, fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.label.set_fontsize(7)
+            ax.yaxis.label.set_fontsize(7)
+        ax.legend(fontsize=6 if many else 7)
+        ax.grid(alpha=0.3)
+    if many:
+        fig.tight_layout()
     return to_base64_png(fig)
 
 
-def worst_frame_strip(reference: np.ndarray, output: np.ndarray, amplify: float = 4.0) -> str:
-    """Ground truth | output | |difference| x amplify as a heat map, side by side (RGB uint8 in, PNG out)."""
+def worst_frame_thumbnail(reference: np.ndarray, output: np.ndarray, amplify: float) -> str:
+    """Ground truth | output | |difference| x ``amplify`` as an inferno heat map (0 black to 255/amplify pale
+    yellow), each panel THUMB_PANEL_PX high: RGB uint8 in, base64 JPEG out."""
     diff = np.abs(reference.astype(np.int16) - output).mean(axis=2) * amplify
     heat = (plt.get_cmap("inferno")(np.clip(diff, 0, 255) / 255.0)[..., :3] * 255).astype(np.uint8)
-    strip = np.concatenate([reference, output, heat], axis=1)
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(strip[..., ::-1]))
-    return base64.b64encode(png.tobytes()).decode("ascii")
+    scale = THUMB_PANEL_PX / reference.shape[0]
+    size = (max(1, round(reference.shape[1] * scale)), THUMB_PANEL_PX)
+    panels = [cv2.resize(np.ascontiguousarray(p), size, interpolation=cv2.INTER_AREA) for p in (reference, output, heat)]
+    gap = np.full((THUMB_PANEL_PX, 3, 3), 255, np.uint8)
+    strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(strip[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, THUMB_JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a worst-frame thumbnail as JPEG")
+    return base64.b64encode(jpeg.tobytes()).decode("ascii")
 
 
-def trend(table, field: str, limits: list[tuple[str, float, bool]]) -> str:
-    """One field over runs (rows of ``table``, oldest first), a line per column; gate limits dashed."""
+def trend(table, field: str, limits: list[tuple[str, float, bool]], ticks: list[str] | None = None) -> str:
+    """One field over runs (rows of ``table``, oldest first), a line per column; gate limits dashed; ``ticks``
+    names the runs on the axis (default: the table's index)."""
     fig, ax = plt.subplots(figsize=(10, 3.4))
     x = np.arange(len(table))
     for column in table.columns:
@@ -114,8 +194,9 @@ def trend(table, field: str, limits: list[tuple[str, float, bool]]) -> str:
         ax.axhline(value, color="red", ls="--", lw=1, label=f"gate: {'abs ' if is_abs else ''}{op} {value:g}")
         if is_abs:
             ax.axhline(-value, color="red", ls="--", lw=1)
-    ax.set_xticks(x, [str(r)[:19] for r in table.index], rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(x, ticks if ticks is not None else [str(r)[:19] for r in table.index], rotation=30, ha="right",
+                  fontsize=7)
     ax.set(title=field, ylabel=field)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_base64_png(fig)

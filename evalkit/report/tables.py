@@ -17,7 +17,8 @@ FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim"
 def summary_table(record: dict) -> pd.DataFrame:
     rows = [entry["summary"] for entry in record["runs"]]
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    text = ("model", "backend", "input", "kind", "precision", "status", "reason", "parity_against")
+    text = ("model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "sync_reason",
+            "parity_against")
     numeric = [c for c in SUMMARY_COLUMNS if c not in text]
     table[numeric] = table[numeric].map(number).astype("float64")
     return table
@@ -42,6 +43,8 @@ def frames_table(record: dict) -> pd.DataFrame:
 
 
 PARITY_CSV = "parity.csv"
+PARITY_COLUMNS = ["reference", "candidate", "precision", "passed"]
+"""The columns every parity.csv has, even with no comparison in the run (then it is a header alone)."""
 
 
 def parity_table(record: dict) -> pd.DataFrame:
@@ -53,7 +56,7 @@ def parity_table(record: dict) -> pd.DataFrame:
                      "precision": result["precision"], "passed": result["passed"],
                      **{f"tensor_{k}": number(v) if k != "passed" else v for k, v in tensor.items()},
                      **{f"picture_{k}": v for k, v in picture.items()}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=PARITY_COLUMNS)
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:

@@ -1,0 +1,144 @@
+"""A SyncTalk_2D dataset folder as an input: frames, landmarks and speech found by their conventional names.
+
+    DIR/full_body_img/0.jpg ... N-1.jpg   the frames (template video and ground truth), numbered from 0
+    DIR/landmarks/0.lms ... N-1.lms       one file per frame, one 'x y' line per landmark point
+    DIR/aud.wav                           the speech the frames were recorded with
+
+The frames become a "video" without re-encoding them: a concat list (ffmpeg's
+``ffconcat`` format) names the images in natural numeric order (0, 1, 2, ...,
+10, never 0, 1, 10, 100, 2), each shown for 1/fps seconds. Every stage that
+reads video through ffmpeg (``probe_video``, ``FrameReader``, the ground-truth
+reader, the report) reads that list as it reads a video file, decoding one
+image at a time, so the pipeline keeps streaming and nothing else changes.
+The list lives in a cache folder beside a link to ``full_body_img`` (ffmpeg's
+concat demuxer, in its default safe mode, only accepts relative plain names),
+so the user's dataset folder is never written to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalkit.errors import UserError
+
+FRAMES_DIR = "full_body_img"
+LANDMARKS_DIR = "landmarks"
+AUDIO_FILE = "aud.wav"
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+# SyncTalk_2D's preprocessing converts every video to 25 fps before it extracts the frames; an image
+# folder carries no rate of its own, so its frames are read at this one.
+DATASET_FPS = 25.0
+CACHE_ENV = "EVALKIT_CACHE"  # where frame lists go (default: <system temp>/evalkit-datasets)
+_LIST_NAME = "frames.ffconcat"
+_LINK_NAME = "frames"
+
+
+def natural_key(path: Path | str) -> tuple:
+    """Sort key that orders numbers by value: '2.jpg' < '10.jpg' < '100.jpg' (and 'a2' < 'a10')."""
+    name = Path(path).name
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
+
+
+@dataclass(frozen=True)
+class DatasetFolder:
+    """A checked dataset folder: its frame images in order, its landmark folder and its speech (if present)."""
+
+    root: Path
+    frames: tuple[Path, ...]
+    landmarks: Path
+    audio: Path | None
+
+    def frame_list(self, fps: float = DATASET_FPS) -> Path:
+        """The frames as a video ffmpeg reads: a concat list in a cache folder (written once, reused)."""
+        return write_frame_list(self.root / FRAMES_DIR, self.frames, fps)
+
+
+def check_dataset(root: Path) -> DatasetFolder:
+    """Check ``root`` against the SyncTalk_2D layout; a UserError names the first thing missing and how to fix it."""
+    root = Path(root)
+    where = f"dataset {root}"
+    if not root.is_dir():
+        raise UserError(f"{where}: folder not found (expected a SyncTalk_2D dataset folder with {FRAMES_DIR}/, "
+                        f"{LANDMARKS_DIR}/ and {AUDIO_FILE})")
+    frames_dir, landmarks_dir = root / FRAMES_DIR, root / LANDMARKS_DIR
+    if not frames_dir.is_dir():
+        raise UserError(f"{where}: no {FRAMES_DIR}/ folder (expected {FRAMES_DIR}/0.jpg ... one image per frame)")
+    images = [p for p in frames_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES]
+    if not images:
+        raise UserError(f"{where}: {FRAMES_DIR}/ holds no images (expected {FRAMES_DIR}/0.jpg ... one per frame)")
+    odd = sorted((p.name for p in images if not p.stem.isdigit()), key=natural_key)
+    if odd:
+        raise UserError(f"{where}: {FRAMES_DIR}/{odd[0]} is not named by its frame number (expected 0.jpg, 1.jpg, "
+                        f"...; {len(odd)} such files): rename or move them")
+    suffixes = sorted({p.suffix for p in images})
+    if len(suffixes) > 1:
+        raise UserError(f"{where}: {FRAMES_DIR}/ mixes image types {suffixes}; keep one (SyncTalk_2D writes .jpg)")
+    by_number = {int(p.stem): p for p in images}
+    if len(by_number) != len(images):
+        raise UserError(f"{where}: {FRAMES_DIR}/ has two images with the same frame number (e.g. 1.jpg and "
+                        "01.jpg); keep one per frame")
+    n = len(by_number)
+    missing = next((i for i in range(n) if i not in by_number), None)
+    if missing is not None:
+        raise UserError(f"{where}: {FRAMES_DIR}/{missing}{suffixes[0]} is missing (frames must be numbered 0 ... "
+                        f"{n - 1} without gaps; the highest is {max(by_number)})")
+    if not landmarks_dir.is_dir():
+        raise UserError(f"{where}: no {LANDMARKS_DIR}/ folder (expected {LANDMARKS_DIR}/0.lms ... one per frame)")
+    lms = next((i for i in range(n) if not (landmarks_dir / f"{i}.lms").is_file()), None)
+    if lms is not None:
+        raise UserError(f"{where}: {LANDMARKS_DIR}/{lms}.lms is missing (expected {LANDMARKS_DIR}/0.lms ... "
+                        f"{n - 1}.lms, one per frame of {FRAMES_DIR}/)")
+    audio = root / AUDIO_FILE
+    return DatasetFolder(root=root, frames=tuple(by_number[i] for i in range(n)), landmarks=landmarks_dir,
+                         audio=audio if audio.is_file() else None)
+
+
+def image_folder_video(folder: Path, fps: float = DATASET_FPS) -> Path:
+    """A folder of frame images (any names; natural numeric order) as a video ffmpeg reads: a concat list."""
+    folder = Path(folder)
+    images = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES),
+                    key=natural_key)
+    if not images:
+        raise UserError(f"{folder}: a folder given as a video must hold frame images "
+                        f"({', '.join(FRAME_SUFFIXES)}), read in numeric order; it holds none")
+    return write_frame_list(folder, tuple(images), fps)
+
+
+def _cache_root() -> Path:
+    chosen = os.environ.get(CACHE_ENV)
+    return Path(chosen) if chosen else Path(tempfile.gettempdir()) / "evalkit-datasets"
+
+
+def write_frame_list(frames_dir: Path, frames: tuple[Path, ...], fps: float) -> Path:
+    """An ffconcat list of ``frames`` (all inside ``frames_dir``), each shown 1/fps s; the same folder and
+    frames always give the same path, so a suite loaded twice names the same list."""
+    frames_dir = Path(frames_dir).resolve()
+    lines = ["ffconcat version 1.0"]
+    duration = repr(1.0 / fps)
+    for path in frames:
+        lines += [f"file {_LINK_NAME}/{path.name}", f"duration {duration}"]
+    text = "\n".join(lines) + "\n"
+    key = hashlib.sha256(f"{frames_dir}\n{text}".encode()).hexdigest()[:20]
+    folder = _cache_root() / key
+    folder.mkdir(parents=True, exist_ok=True)
+    link, listing = folder / _LINK_NAME, folder / _LIST_NAME
+    if not (link.is_symlink() and Path(os.readlink(link)) == frames_dir):
+        tmp_link = folder / f".{_LINK_NAME}.{os.getpid()}"
+        if tmp_link.is_symlink():
+            tmp_link.unlink()
+        try:
+            os.symlink(frames_dir, tmp_link, target_is_directory=True)
+        except OSError as exc:
+            raise UserError(f"cannot link {frames_dir} into {folder} ({exc.strerror}); set {CACHE_ENV} to a "
+                            "folder on a file system that allows symbolic links") from None
+        os.replace(tmp_link, link)
+    if not listing.is_file() or listing.read_text() != text:
+        tmp = folder / f".{_LIST_NAME}.{os.getpid()}"
+        tmp.write_text(text)
+        os.replace(tmp, listing)
+    return listing
