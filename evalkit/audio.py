@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,15 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"audio file not found: {path}")
     try:
-        wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
-    except Exception as exc:  # librosa/soundfile raise many types for bad files
-        raise UserError(f"cannot read audio {path}: {exc} (expected a WAV/FLAC/OGG file)") from exc
+        with warnings.catch_warnings():
+            # librosa warns (PySoundFile failed, audioread deprecated) before raising: the error says it all.
+            warnings.simplefilter("ignore")
+            wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
+    except Exception as exc:  # librosa/soundfile/audioread raise many types for bad files
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"cannot read audio {path}: {why} (expected a WAV/FLAC/OGG file)") from None
     if wav.size == 0:
         raise UserError(f"audio {path} holds no samples")
+    if not np.isfinite(wav).all():
+        raise UserError(f"audio {path}: holds NaN or infinite samples (a damaged float WAV?); export it again")
     return np.ascontiguousarray(wav, dtype=np.float32)

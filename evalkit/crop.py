@@ -9,6 +9,7 @@ landmark 52, height = width.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 
 from evalkit.contract import Contract
 from evalkit.errors import UserError
+
+MAX_COORDINATE = 1e6  # pixels: far beyond any video frame, below where int64 arithmetic could overflow
 
 INTERPOLATION = {
     "bicubic": cv2.INTER_CUBIC,
@@ -31,18 +34,34 @@ def load_crop_boxes(path: Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"crop-box file not found: {path}")
+    raw = path.read_bytes()
+    if b"\0" in raw:
+        raise UserError(f"{path}: binary content, not a text file of boxes (expected one 'x1 y1 x2 y2' line per frame)")
+    try:
+        text_of_file = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (expected one 'x1 y1 x2 y2' line per frame)") from None
     boxes = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_of_file.splitlines(), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
         parts = [p for p in re.split(r"[,\s]+", text.strip("[]")) if p]
+        shown = line if len(line) <= 80 else line[:77] + "..."
         try:
-            values = [int(round(float(p))) for p in parts]
+            numbers = [float(p) for p in parts]
         except ValueError:
-            values = []
-        if len(values) != 4 or values[2] <= values[0] or values[3] <= values[1]:
-            raise UserError(f"{path}:{lineno}: expected a box 'x1 y1 x2 y2' with x1 < x2 and y1 < y2, got {line!r}")
+            raise UserError(f"{path}:{lineno}: expected a box of 4 numbers 'x1 y1 x2 y2', got {shown!r}") from None
+        if len(numbers) != 4:
+            raise UserError(f"{path}:{lineno}: expected a box of 4 numbers 'x1 y1 x2 y2', got {len(numbers)}: "
+                            f"{shown!r}")
+        if not all(math.isfinite(v) and abs(v) < MAX_COORDINATE for v in numbers):
+            raise UserError(f"{path}:{lineno}: box coordinates must be finite pixel positions (below "
+                            f"{MAX_COORDINATE:g}), got {shown!r}")
+        values = [int(round(v)) for v in numbers]
+        if values[2] <= values[0] or values[3] <= values[1]:
+            raise UserError(f"{path}:{lineno}: expected a box 'x1 y1 x2 y2' with x1 < x2 and y1 < y2, got {shown!r}")
         boxes.append(values)
     if not boxes:
         raise UserError(f"{path}: no crop boxes in the file (expected one 'x1 y1 x2 y2' line per frame)")
@@ -64,11 +83,22 @@ def load_landmark_boxes(folder: Path, contract: Contract) -> np.ndarray:
     if not files:
         raise UserError(f"landmark folder {folder}: no .lms files (expected one 'N.lms' per frame)")
     c = contract
-    try:
-        return np.asarray([box_from_landmarks(np.loadtxt(f, ndmin=2), c.landmark_left, c.landmark_right,
-                                              c.landmark_top) for f in files], dtype=np.int64)
-    except (ValueError, IndexError) as exc:
-        raise UserError(f"landmark folder {folder}: {exc} (expected 'x y' lines, at least 53 landmarks)") from exc
+    needed = max(c.landmark_left, c.landmark_right, c.landmark_top) + 1
+    boxes = []
+    for f in files:
+        try:
+            points = np.loadtxt(f, ndmin=2)
+        except (ValueError, UnicodeDecodeError) as exc:
+            why = " ".join(str(exc).split())[:120]
+            raise UserError(f"{f}: not a landmark file ({why}); expected one 'x y' line per landmark") from None
+        if points.shape[1] < 2 or len(points) < needed:
+            raise UserError(f"{f}: {len(points)} landmarks of {points.shape[1]} columns; expected 'x y' lines, at "
+                            f"least {needed} landmarks (the contract reads landmarks {c.landmark_left}, "
+                            f"{c.landmark_right} and {c.landmark_top})")
+        if not (np.isfinite(points).all() and np.abs(points).max() < MAX_COORDINATE):
+            raise UserError(f"{f}: landmark coordinates must be finite pixel positions (below {MAX_COORDINATE:g})")
+        boxes.append(box_from_landmarks(points, c.landmark_left, c.landmark_right, c.landmark_top))
+    return np.asarray(boxes, dtype=np.int64)
 
 
 def check_boxes_fit(boxes: np.ndarray, width: int, height: int, source: Path) -> None:

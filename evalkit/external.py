@@ -31,6 +31,7 @@ The interface, for a Go server, a mobile port or anything else:
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -97,9 +98,24 @@ def run_external(backend: BackendSpec, model: ModelSpec, prepared: PreparedInput
         raise UserError(f"backend '{backend.name}': the command wrote neither {out}/frames/ nor {out}/output.mp4")
     imported = import_frames(open_frames(source), prepared, contract, combo_dir, backend.name)
     timings_path = out / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    timings = read_timings(timings_path, backend.name) if timings_path.is_file() else {}
     return {"frames": imported, "command_seconds": seconds, "external_timings": timings,
             "timed_ms": [float(v) for v in timings.get("inference_ms", [])]}
+
+
+def read_timings(path: Path, name: str) -> dict:
+    """An external program's ``timings.json``: an object whose ``inference_ms`` (if any) is a list of finite ms."""
+    try:
+        timings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"backend '{name}': {path} is not JSON ({' '.join(str(exc).split())}); expected "
+                        '{"inference_ms": [...]}') from None
+    samples = timings.get("inference_ms", []) if isinstance(timings, dict) else None
+    if not isinstance(samples, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in samples):
+        raise UserError(f"backend '{name}': {path}: expected an object with \"inference_ms\": a list of finite "
+                        "non-negative milliseconds")
+    return timings
 
 
 def import_frames(source, prepared: PreparedInput, contract: Contract, combo_dir: Path, name: str) -> int:

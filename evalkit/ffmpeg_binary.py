@@ -52,13 +52,36 @@ class VideoInfo:
     width: int
     height: int
     fps: float
-    frames: int
+    frames: int  # packets the container holds (counted without decoding)
     has_audio: bool
+    duration_seconds: float | None = None  # the video stream's duration as the file states it, if it does
+
+    @property
+    def claimed_frames(self) -> int:
+        """Frames the file says it has: its packets, or its stated duration x fps when that is more (a file cut
+        short keeps the duration of its header)."""
+        stated = round(self.duration_seconds * self.fps) if self.duration_seconds else 0
+        return max(self.frames, stated)
 
 
 _STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: .*?(\d{2,5})x(\d{2,5})")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
 _FRAMES = re.compile(r"frame=\s*(\d+)")
+_STREAM_DURATION = re.compile(r"^\s*DURATION\s*:\s*(\d+):(\d+):([\d.]+)", re.MULTILINE)
+_DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+
+
+def _stated_duration(err: str, has_audio: bool) -> float | None:
+    """The video stream's own DURATION tag (Matroska), else the container's duration when the file holds no
+    audio (with audio, the container's duration may be the audio's)."""
+    header = err.split("Stream mapping:", 1)[0]
+    video_part = header.split(": Video:", 1)[1] if ": Video:" in header else ""
+    match = _STREAM_DURATION.search(video_part.split("Stream #", 1)[0]) or (
+        None if has_audio else _DURATION.search(header))
+    if match is None:
+        return None
+    h, m, sec = match.groups()
+    return int(h) * 3600 + int(m) * 60 + float(sec)
 
 
 def probe_video(path: Path) -> VideoInfo:
@@ -78,11 +101,16 @@ def probe_video(path: Path) -> VideoInfo:
     frames = _FRAMES.findall(err)
     if fps_match is None or not frames:
         raise UserError(f"cannot read video {path}: no frame rate or frame count in ffmpeg's report")
+    if int(frames[-1]) == 0:
+        raise UserError(f"cannot read video {path}: its video stream holds no frames (an empty, cut or damaged "
+                        "file; export the video again)")
+    has_audio = bool(re.search(r"Stream #\d+:\d+.*?: Audio:", err))
     return VideoInfo(
         path=path,
         width=w,
         height=h,
         fps=float(fps_match.group(1)),
         frames=int(frames[-1]),
-        has_audio=bool(re.search(r"Stream #\d+:\d+.*?: Audio:", err)),
+        has_audio=has_audio,
+        duration_seconds=_stated_duration(err, has_audio),
     )

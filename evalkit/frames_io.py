@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from evalkit.dataset import natural_key
 from evalkit.errors import UserError
 from evalkit.ffmpeg_binary import probe_video
 from evalkit.video_decode import FrameReader
@@ -50,10 +51,11 @@ def _read_image(path: Path, width: int, height: int) -> np.ndarray:
 
 
 def open_frames(path: Path) -> FrameSource:
-    """A video file (anything ffmpeg reads) or a folder of images, sorted by name."""
+    """A video file (anything ffmpeg reads) or a folder of images, in natural order (2.png before 10.png)."""
     path = Path(path)
     if path.is_dir():
-        images = tuple(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        # natural order: frame 2 before frame 10 (a plain sort pairs 0, 1, 10, 100, 2, ...)
+        images = tuple(sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key))
         if not images:
             raise UserError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
         first = cv2.imread(str(images[0]), cv2.IMREAD_COLOR)

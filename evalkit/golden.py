@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,10 +24,29 @@ from evalkit.errors import UserError
 
 MANIFEST = "golden.json"
 SCHEMA = "evalkit.golden.v1"
+ENTRY_KEYS = ("model", "input", "backend", "file", "model_sha256", "inputs_sha256")
 
 
 def golden_key(model: str, input_name: str) -> str:
     return f"{model}__{input_name}"
+
+
+def read_manifest(manifest_path: Path) -> dict:
+    """A golden set's golden.json, checked: a JSON object of schema evalkit.golden.v1 whose entries name their files."""
+    try:
+        manifest = json.loads(Path(manifest_path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{manifest_path}: damaged golden manifest, expected the JSON object evalkit wrote ({exc}); "
+                        "save the set again with `evalkit run SUITE --save-golden DIR`") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA or not isinstance(manifest.get("entries"), dict):
+        raise UserError(f"{manifest_path}: damaged golden manifest, expected an object with schema {SCHEMA!r} and "
+                        "an 'entries' object")
+    for key, entry in manifest["entries"].items():
+        if not isinstance(entry, dict) or any(k not in entry for k in ENTRY_KEYS) or not isinstance(entry["file"], str) \
+                or "/" in entry["file"] or "\\" in entry["file"] or entry["file"].startswith("."):
+            raise UserError(f"{manifest_path}: damaged golden manifest, entries[{key!r}] must be an object with "
+                            f"{', '.join(ENTRY_KEYS)} whose 'file' names a .npz file in the golden folder")
+    return manifest
 
 
 def save_golden(folder: Path, items: list[dict]) -> Path:
@@ -34,7 +54,7 @@ def save_golden(folder: Path, items: list[dict]) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"schema": SCHEMA, "entries": {}}
+    manifest = read_manifest(manifest_path) if manifest_path.is_file() else {"schema": SCHEMA, "entries": {}}
     for item in items:
         key = golden_key(item["model"], item["input"])
         tmp = folder / f".{key}.tmp.npz"
@@ -58,8 +78,13 @@ def load_golden(folder: Path, model: str, input_name: str) -> tuple[np.ndarray, 
     manifest_path = Path(folder) / MANIFEST
     if not manifest_path.is_file():
         raise UserError(f"golden folder {folder}: no {MANIFEST} (save one with `evalkit run SUITE --save-golden DIR`)")
-    entry = json.loads(manifest_path.read_text())["entries"].get(golden_key(model, input_name))
+    entry = read_manifest(manifest_path)["entries"].get(golden_key(model, input_name))
     if entry is None:
         return None
-    with np.load(Path(folder) / entry["file"]) as data:
-        return data["outputs"], entry
+    path = Path(folder) / entry["file"]
+    try:
+        with np.load(path) as data:
+            return data["outputs"], entry
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: damaged golden outputs, expected the .npz evalkit saved with an 'outputs' array "
+                        f"({exc}); save the set again with `evalkit run SUITE --save-golden DIR`") from None

@@ -18,6 +18,8 @@ from evalkit.contract import Contract
 from evalkit.errors import UserError
 from evalkit.suite import BackendSpec
 
+TENSOR_TYPE = "tensor(float)"  # ONNX Runtime's name for float32: what the pipeline feeds and reads
+
 GRAPH_OPTIMIZATION = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -152,6 +154,12 @@ class OnnxRuntimeRunner(Runner):
                 f"{where}: output '{outputs[0].name}' has shape {outputs[0].shape}, "
                 f"the contract expects {list(c.output_shape)}"
             )
+        for kind, arg in (("input", inputs[image_name]), ("input", inputs[audio_name]), ("output", outputs[0])):
+            if arg.type != TENSOR_TYPE:
+                raise UserError(
+                    f"{where}: {kind} '{arg.name}' is {arg.type}, evalkit feeds and reads float32 ({TENSOR_TYPE}); "
+                    "export the model with float32 inputs and outputs (keep float16 inside, casting at the edges)"
+                )
         self.image_name, self.audio_name = image_name, audio_name
         self.output_name = outputs[0].name
         self.dynamic_batch = not isinstance(inputs[image_name].shape[0], int)

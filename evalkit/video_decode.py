@@ -9,6 +9,8 @@ backward walk can read them, still without holding them in memory.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import tempfile
 import threading
 from collections import deque
@@ -20,6 +22,41 @@ import numpy as np
 
 from evalkit.errors import UserError
 from evalkit.ffmpeg_binary import VideoInfo, ffmpeg_exe
+
+FRAME_COUNT_SLACK = 1  # ffmpeg states durations to 10 ms: duration x fps is exact to within a frame up to 100 fps
+_DECODED = re.compile(r"frame=\s*(\d+)")
+
+
+def decoded_frame_count(info: VideoInfo) -> tuple[int, list[str]]:
+    """Decode every frame of the first video stream (to nowhere): how many decode, and ffmpeg's error lines
+    (a damaged file decodes with errors, e.g. 'slice CRC mismatch', even when every frame comes out)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats", "-i", str(info.path),
+           "-map", "0:v:0", "-f", "null", "-"]
+    result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    lines = [line.strip() for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
+    counts = [int(m.group(1)) for line in lines if (m := _DECODED.match(line))]
+    errors = [_without_address(line) for line in lines if not _DECODED.match(line)]
+    return (counts[-1] if counts else 0), errors
+
+
+def _without_address(line: str) -> str:
+    """'[ffv1 @ 0x55..] slice CRC mismatch' -> '[ffv1] slice CRC mismatch' (stable across runs)."""
+    return re.sub(r" @ 0x[0-9a-f]+\]", "]", line)
+
+
+def check_decodes(info: VideoInfo, what: str = "video") -> int:
+    """Raise a UserError when ``info``'s video decodes fewer frames than it claims (cut short) or decodes with
+    errors (damaged in the middle); returns the decoded count."""
+    decoded, errors = decoded_frame_count(info)
+    claimed = info.claimed_frames
+    if decoded < claimed - FRAME_COUNT_SLACK or decoded == 0:
+        why = f"; ffmpeg: {errors[0]}" if errors else ""
+        raise UserError(f"{what} {info.path}: only {decoded} of the {claimed} frames it claims decode (the file is "
+                        f"cut short or damaged{why}); export it again")
+    if errors:
+        raise UserError(f"{what} {info.path}: damaged: {decoded} of {claimed} frames decode, but with errors "
+                        f"(ffmpeg: {errors[0]}); export it again")
+    return decoded
 
 
 class FrameReader:
@@ -40,8 +77,9 @@ class FrameReader:
         return self
 
     def _drain_stderr(self) -> None:
-        for line in self._process.stderr:
-            self._stderr_tail.append(line)
+        with self._process.stderr:  # closed at EOF: no unclosed pipe left behind
+            for line in self._process.stderr:
+                self._stderr_tail.append(line)
 
     def read_into(self, buffer: np.ndarray) -> bool:
         """Fill ``buffer`` (H, W, 3 uint8) with the next frame; False at the end of the video."""

@@ -58,8 +58,9 @@ class VideoWriter:
         return self
 
     def _drain_stderr(self) -> None:
-        for line in self._process.stderr:
-            self._stderr_tail.append(line)
+        with self._process.stderr:  # closed at EOF: no unclosed pipe left behind
+            for line in self._process.stderr:
+                self._stderr_tail.append(line)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame."""
