@@ -9,30 +9,55 @@ traceback).
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import os
+import signal
+import sqlite3
 import sys
+import threading
 import traceback
+import warnings
+import zipfile
 from pathlib import Path
 
 from evalkit import __version__
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError
 from evalkit.ffmpeg_binary import FFMPEG_ENV
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEMO_SUITE = PROJECT_ROOT / "suites" / "demo.yaml"
-FIXTURES_DIR = PROJECT_ROOT / "data" / "fixtures"
+from evalkit.locations import FIXTURES_ENV, default_fixtures_dir, source_checkout
+from evalkit.suite_flags import add_suite_flags
+
+QUIET, NORMAL, VERBOSE = -1, 0, 1
+_verbosity = NORMAL  # set by the global -q / -v flags
 
 
 def _stderr(message: str) -> None:
+    """A line on stderr, always (errors, and results sent to stderr)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def _progress(message: str) -> None:
+    """A progress line on stderr, unless -q."""
+    if _verbosity >= NORMAL:
+        _stderr(message)
+
+
+def _debug(message: str) -> None:
+    """A debug line on stderr, only with -v."""
+    if _verbosity >= VERBOSE:
+        _stderr(f"evalkit: debug: {message}")
 
 
 def cmd_fixtures_build(args) -> int:
     from evalkit.fixtures.build import build_fixtures
 
-    dest = Path(args.dest)
-    _stderr(f"building fixtures into {dest} ...")
+    dest = Path(args.dest).expanduser().resolve() if args.dest else default_fixtures_dir()
+    _debug(f"fixtures folder: --dest, else ${FIXTURES_ENV}, else data/fixtures of a checkout, else the user's cache "
+           f"(this evalkit runs from {source_checkout() or 'an installed package'})")
+    _progress(f"building fixtures into {dest} ...")
     manifest = build_fixtures(dest)
+    _progress(f"wrote the fixtures into {dest}")
     for name, facts in manifest["files"].items():
         print(f"{facts['sha256'][:16]}  {facts['bytes']:>10,d}  {name}")
     print(dest)
@@ -47,34 +72,63 @@ def cmd_suite_schema(args) -> int:
 
 
 def cmd_suite_check(args) -> int:
-    from evalkit.suite import load_suite
+    """Every problem `run` would stop at before generating, one per line on stderr (exit 2), or a summary."""
+    from evalkit.run import preflight
+    from evalkit.suite import SuiteError, load_suite
 
-    loaded = load_suite(Path(args.suite))
+    try:
+        loaded = load_suite(Path(args.suite))
+        preflight(loaded)
+    except SuiteError as exc:
+        for problem in exc.problems:
+            _stderr(f"evalkit: error: {problem}")
+        return exc.exit_code
     s = loaded.suite
+    runs = len(s.models) * len(s.backends) * len(s.inputs) * len(s.protocols)
     print(f"{loaded.path}: valid suite '{s.name}': {len(s.models)} models x {len(s.backends)} backends x "
-          f"{len(s.inputs)} inputs = {len(s.models) * len(s.backends) * len(s.inputs)} runs")
+          f"{len(s.inputs)} inputs x {len(s.protocols)} protocols ({', '.join(p.name for p in s.protocols)}) "
+          f"= {runs} runs")
     return EXIT_OK
 
 
 def _run(suite_path: Path, out: Path | None, save_golden: Path | None = None, junit: Path | None = None,
-         summary_md: Path | None = None) -> int:
-    from evalkit.gates import GateResult, junit_xml, summary_markdown, summary_text
-    from evalkit.record import load_run
+         summary_md: Path | None = None, as_json: bool = False, keep_suite_as: str | None = None) -> int:
+    """Run a suite, print the gate summary and the run folder, write the CI files asked for.
+
+    A suite without gates is judged by ``run_checks`` (each run ran, with finite metrics), so ``--junit`` and
+    ``--summary-md`` always have something to say. ``as_json``: stdout is one JSON object (run folder, gate
+    results with their values, skipped runs, exit code; non-finite numbers as "inf", "-inf", "nan"), and
+    the human summary goes to stderr.
+    """
+    import json
+
+    from evalkit.gates import GateResult, junit_xml, run_checks, summary_markdown, summary_text
+    from evalkit.record import json_safe, load_run
     from evalkit.run import run_suite
     from evalkit.suite import load_suite
 
     loaded = load_suite(suite_path)
-    run_dir = run_suite(loaded, out=out, log=_stderr, save_golden_to=save_golden)
+    _debug(f"suite {loaded.path} (sha256 {loaded.sha256[:16]}), output folder {out or 'the suite default'}")
+    run_dir = run_suite(loaded, out=out, log=_progress, save_golden_to=save_golden, keep_suite_as=keep_suite_as)
     record = load_run(run_dir)
-    code = EXIT_OK
-    if "gates" in record:
-        results = [GateResult(**g) for g in record["gates"]]
-        print(summary_text(results))
-        if junit:
-            _write_text(junit, junit_xml(loaded.suite.name, results))
-        if summary_md:
-            _write_text(summary_md, summary_markdown(loaded.suite.name, str(run_dir), results))
-        code = EXIT_OK if all(results) else EXIT_GATE_FAILED
+    gated = "gates" in record
+    results = [GateResult(**g) for g in record["gates"]] if gated else run_checks(record)
+    code = EXIT_OK if all(results) else EXIT_GATE_FAILED
+    if junit:
+        _write_text(junit, junit_xml(loaded.suite.name, results, record))
+    if summary_md:
+        _write_text(summary_md, summary_markdown(loaded.suite.name, str(run_dir), results, record, gated=gated))
+    if as_json:
+        _stderr(summary_text(results, gated=gated))
+        print(json.dumps(json_safe({
+            "run_dir": str(run_dir), "suite": loaded.suite.name, "run_id": record["run_id"], "gated": gated,
+            "gates" if gated else "run_checks": [r.to_dict() for r in results],
+            "skipped": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "reason": e.get("reason")}
+                        for e in record["runs"] if e["status"] == "skipped"],
+            "passed": code == EXIT_OK, "exit_code": code,
+        }), allow_nan=False))
+        return code
+    print(summary_text(results, gated=gated))
     print(run_dir)
     return code
 
@@ -88,24 +142,146 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def cmd_run(args) -> int:
-    return _run(Path(args.suite), Path(args.out) if args.out else None,
-                Path(args.save_golden) if args.save_golden else None,
-                Path(args.junit) if args.junit else None, Path(args.summary_md) if args.summary_md else None)
+    from evalkit.suite_flags import flags_given
+
+    given = flags_given(args)
+    if args.suite and given:
+        raise UserError(f"give either SUITE.yaml ({args.suite}) or a suite described by flags ({' '.join(given)}), "
+                        "not both: add the files to the suite file instead, or leave SUITE.yaml out")
+    if not args.suite and not args.generator:
+        raise UserError("give SUITE.yaml, or describe one run with flags: --generator G.onnx --audio-encoder E.onnx "
+                        "--video V --audio A --crop-boxes F (see `evalkit run --help`)")
+    options = dict(save_golden=Path(args.save_golden) if args.save_golden else None,
+                   junit=Path(args.junit) if args.junit else None,
+                   summary_md=Path(args.summary_md) if args.summary_md else None, as_json=args.json)
+    out = Path(args.out) if args.out else None
+    if args.suite:
+        return _run(Path(args.suite), out, **options)
+    return _run_flags(args, out, options)
+
+
+FLAG_SUITE_FILE = "suite.yaml"  # what a run described by flags keeps of its suite, in its run folder
+
+
+def _run_flags(args, out: Path | None, options: dict) -> int:
+    """A run described by flags: the suite they describe is written to a temporary file and run like any suite
+    file; the run folder keeps it as suite.yaml (absolute paths, so it can be copied and grown)."""
+    import tempfile
+
+    from evalkit.suite import SuiteError
+    from evalkit.suite_flags import suite_data, suite_text
+
+    data = suite_data(args)
+    text = suite_text(data, "Written by `evalkit run` from its flags (" + " ".join(_flag_words(args)) + ").")
+    with tempfile.TemporaryDirectory(prefix="evalkit-flags-") as tmp:
+        path = Path(tmp) / FLAG_SUITE_FILE
+        path.write_text(text)
+        _debug(f"the suite of the flags:\n{text}")
+        try:
+            return _run(path, out, keep_suite_as=FLAG_SUITE_FILE, **options)
+        except SuiteError as exc:  # name the flags, not a temporary file the user never saw
+            where = "the suite of the command-line flags"
+            problems = [p.replace(str(path.resolve()), where).replace(str(path), where) for p in exc.problems]
+            raise SuiteError(problems) from None
+
+
+def _flag_words(args) -> list[str]:
+    from evalkit.suite_flags import SUITE_FLAGS
+
+    words = []
+    for dest in SUITE_FLAGS:
+        value = getattr(args, dest, None)
+        for v in (value if isinstance(value, list) else [value]):
+            if v is True:
+                words.append("--" + dest.replace("_", "-"))
+            elif v:
+                words += ["--" + dest.replace("_", "-"), str(v)]
+    return words
+
+
+def cmd_init(args) -> int:
+    """A commented starter suite for the user's files (or evalkit's fixtures), checked as it is made."""
+    from evalkit.run import preflight
+    from evalkit.suite import SuiteError, load_suite
+    from evalkit.suite_flags import check_files, suite_data, suite_text
+
+    out = Path(args.out or "suite.yaml")
+    if out.is_dir():
+        raise UserError(f"--out {out}: a folder; give the suite file to write (e.g. {out / 'suite.yaml'})")
+    if out.exists() and not args.force:
+        raise UserError(f"{out}: already exists; choose another file with --out, or pass --force to replace it")
+    starter = not args.generator
+    if starter:
+        if any(getattr(args, f, None) for f in ("audio_encoder", "video", "audio", "crop_boxes", "landmarks",
+                                                "dataset", "ground_truth")):
+            raise UserError("--generator G.onnx is missing: give it with the other files, or no file at all for a "
+                            "starter on evalkit's own fixtures")
+        _use_fixtures(args)
+    folder = out.resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    data = suite_data(args, relative_to=folder)
+    check_files(data, folder, _progress)
+    origin = ("Written by `evalkit init` on evalkit's own fixtures: replace them with your files." if starter else
+              "Written by `evalkit init` for " + " ".join(_flag_words(args)) + ".")
+    text = suite_text(data, origin)
+    # Checked as `evalkit suite check` would check it, from a temporary file beside the target (the paths are
+    # relative to that folder), before the target is written: a refused suite leaves no file behind.
+    trial = folder / f".{out.name}.evalkit-init.tmp"
+    try:
+        trial.write_text(text)
+        loaded = load_suite(trial)
+        preflight(loaded)
+        os.replace(trial, out)
+    except SuiteError as exc:  # said of the file the user asked for, which is not written
+        problems = [p.replace(str(trial.resolve()), str(out)).replace(str(trial), str(out)) for p in exc.problems]
+        problems = [f"{out} not written: {p.removeprefix(f'{out}: ')}" for p in problems]
+        raise SuiteError(problems) from None
+    finally:
+        trial.unlink(missing_ok=True)
+    s = loaded.suite
+    _progress(f"wrote {out}: suite '{s.name}', passes `evalkit suite check`; run it with `evalkit run {out}`")
+    print(out)
+    return EXIT_OK
+
+
+def _use_fixtures(args) -> None:
+    """No files given to init: the starter names evalkit's fixtures (built when missing)."""
+    from evalkit.fixtures.build import build_fixtures, fixtures_ready
+
+    fixtures = default_fixtures_dir()
+    if not fixtures_ready(fixtures):
+        _progress(f"no files given: building evalkit's fixtures into {fixtures} for the starter suite ...")
+        build_fixtures(fixtures)
+    _progress(f"no files given: the starter suite uses evalkit's fixtures in {fixtures}; replace them with yours")
+    args.generator = str(fixtures / "models" / "reference.onnx")
+    args.audio_encoder = str(fixtures / "models" / "audio_encoder.onnx")
+    args.video = args.ground_truth = str(fixtures / "clip" / "talking_head.mkv")
+    args.audio = str(fixtures / "clip" / "speech.wav")
+    args.crop_boxes = str(fixtures / "clip" / "crop_boxes.txt")
 
 
 def cmd_demo(args) -> int:
     from evalkit.fixtures.build import build_fixtures, fixtures_ready
+    from evalkit.locations import demo_suite_for, shipped
 
-    if not DEMO_SUITE.is_file():
-        raise UserError(
-            f"the demo needs evalkit's source checkout (no {DEMO_SUITE}): clone the repository and "
-            "`pip install -e .` there"
-        )
-    if args.rebuild_fixtures or not fixtures_ready(FIXTURES_DIR):
-        _stderr(f"building the demo fixtures into {FIXTURES_DIR} (once, about half a minute) ...")
-        build_fixtures(FIXTURES_DIR)
-    _stderr(f"running {DEMO_SUITE} ...")
-    return _run(DEMO_SUITE, Path(args.out) if args.out else None)
+    fixtures = default_fixtures_dir()
+    _debug(f"fixtures folder: ${FIXTURES_ENV}, else data/fixtures of a checkout, else the user's cache (this "
+           f"evalkit runs from {source_checkout() or 'an installed package'})")
+    if args.rebuild_fixtures or not fixtures_ready(fixtures):
+        _progress(f"building the demo fixtures into {fixtures} (once, about half a minute) ...")
+        build_fixtures(fixtures)
+        _progress(f"wrote the demo fixtures into {fixtures}")
+    else:
+        _progress(f"using the demo fixtures in {fixtures}")
+    suite = demo_suite_for(fixtures)
+    # From a checkout: reports/ of the checkout (the demo suite's output_dir); installed: ./reports here.
+    checkout = source_checkout()
+    out = Path(args.out) if args.out else (checkout / "reports" if checkout else Path.cwd() / "reports")
+    _progress(f"running {suite} -> {out} ...")
+    code = _run(suite, out)
+    _progress(f"explore the run in Jupyter: {shipped('notebooks/explore_run.ipynb')} (set EVALKIT_RUN_DIR to the "
+              "run folder above)")
+    return code
 
 
 def cmd_metrics_fidelity(args) -> int:
@@ -133,30 +309,37 @@ def cmd_metrics_sync(args) -> int:
     from evalkit.compare_videos import sync_of_video
     from evalkit.frames_io import parse_roi
 
+    if args.max_offset < 1:
+        raise UserError(f"--max-offset must be at least 1 frame, got {args.max_offset}")
     result = sync_of_video(Path(args.video), Path(args.audio) if args.audio else None, parse_roi(args.roi),
                            args.max_offset)
     if args.json:
         print(json.dumps(result))
-    elif result["no_signal"]:
+        return EXIT_OK
+    if result["no_signal"]:
         print(f"no sync signal: {result['reason']}")
     else:
+        verdict = "reliable" if result["reliable"] else f"UNRELIABLE: {result['reason']}"
         print(f"offset {result['offset_frames']:+d} frames ({result['offset_ms']:+.1f} ms at {result['fps']:g} fps), "
-              f"confidence {result['confidence']:.3f}")
+              f"confidence {result['confidence']:.2f} ({verdict})")
         print("positive: the mouth moves after the sound it belongs to (the video lags the audio)")
+    if result["note"]:
+        print(f"note: {result['note']}")
     return EXIT_OK
 
 
 def cmd_baseline_set(args) -> int:
     from evalkit.baseline import set_baseline
 
-    print(set_baseline(Path(args.run_dir), args.name, Path(args.dir)))
+    print(set_baseline(Path(args.run_dir), args.name, Path(args.dir), force=args.force))
     return EXIT_OK
 
 
 def cmd_history(args) -> int:
     from evalkit import history
 
-    db = Path(args.db)
+    db = _history_db(args)
+    _debug(f"history database: {db}")
     if not db.is_file():
         raise UserError(f"no history database at {db} (runs record themselves there; pass --db for another)")
     recorded = history.runs(db, args.suite)
@@ -179,32 +362,93 @@ def cmd_history(args) -> int:
     return EXIT_OK
 
 
+def _history_db(args) -> Path:
+    """--db; else beside the runs of WHERE (a run folder: <out>/<suite>/<run-id>; a suite file: its output_dir,
+    and its name as --suite unless given); else ./reports/history.sqlite."""
+    from evalkit.history import HISTORY_DB
+
+    if args.db:
+        if args.where:
+            raise UserError(f"give either {args.where} or --db {args.db}, not both (the database is found from "
+                            "the run folder or suite file)")
+        return Path(args.db)
+    if not args.where:
+        return Path("reports") / HISTORY_DB
+    where = Path(args.where)
+    if where.is_dir() and (where / "run.json").is_file():
+        return where.resolve().parent.parent / HISTORY_DB
+    if where.is_file() and where.suffix in (".yaml", ".yml"):
+        from evalkit.suite import load_suite
+
+        suite = load_suite(where).suite
+        args.suite = args.suite or suite.name
+        return (suite.output_dir or Path("reports")) / HISTORY_DB
+    if where.is_file() and where.suffix in (".sqlite", ".db"):
+        return where
+    raise UserError(f"{where}: not a run folder (with run.json), a suite file (.yaml) or a history database "
+                    "(.sqlite); give one of those, or --db FILE")
+
+
 def cmd_signoff(args) -> int:
     from evalkit import signoff
 
+    if args.target == "keygen":
+        if not args.out or args.record or args.model or args.key or args.public_key:
+            raise UserError("usage: evalkit signoff keygen --out DIR")
+        private_path, public_path = signoff.generate_keys(Path(args.out))
+        print(f"private key (keep it secret, mode 0600): {private_path}")
+        print(f"public key (give it to whoever verifies): {public_path}")
+        return EXIT_OK
     if args.target == "verify":
-        if not args.record or not args.model:
-            raise UserError("usage: evalkit signoff verify signoff.json --model MODEL.onnx")
-        problems = signoff.verify_signoff(Path(args.record), Path(args.model))
+        if not args.record or not args.model or args.key:
+            raise UserError("usage: evalkit signoff verify signoff.json --model MODEL.onnx [--public-key PUB.pem]")
+        public_key = Path(args.public_key) if args.public_key else None
+        problems = signoff.verify_signoff(Path(args.record), Path(args.model), public_key)
+        if args.json:
+            import json
+
+            print(json.dumps({"record": str(args.record), "model": str(args.model), "verified": not problems,
+                              "origin_checked": public_key is not None, "problems": problems}))
+            return EXIT_GATE_FAILED if problems else EXIT_OK
         for problem in problems:
             print(f"FAILED: {problem}")
-        if not problems:
-            print(f"verified: {args.record} is unaltered and signs off {args.model}")
+        if not problems and public_key is not None:
+            print(f"verified: {args.record} is unaltered, signs off {args.model}, and was signed with the key of "
+                  f"{public_key}")
+        elif not problems:
+            print(f"verified: {args.record} is unaltered and signs off {args.model} (integrity only: its digest "
+                  "can be recomputed by anyone, so its origin was not checked; sign with --key and verify with "
+                  "--public-key for that)")
         return EXIT_GATE_FAILED if problems else EXIT_OK
     from evalkit.run import run_suite
     from evalkit.suite import load_suite
 
-    if not args.model or args.record:
-        raise UserError("usage: evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--out DIR]")
+    if not args.model or args.record or args.public_key:
+        raise UserError("usage: evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--key KEY.pem] "
+                        "[--out DIR]")
+    private_key = signoff.load_private_key(Path(args.key)) if args.key else None  # before the run: fail early
     loaded = signoff.with_model(load_suite(Path(args.target)), Path(args.model), args.model_name)
     run_dir = run_suite(loaded, out=Path(args.out) if args.out else None, log=_stderr)
-    record = signoff.build_signoff(loaded, Path(args.model), run_dir)
+    record = signoff.build_signoff(loaded, Path(args.model), run_dir, private_key)
     json_path, html_path = signoff.write_signoff(record, run_dir)
     failed = [g for g in record["criteria"] if not g["passed"]]
+    if args.json:
+        import json
+
+        from evalkit.record import json_safe
+
+        print(json.dumps(json_safe({
+            "verdict": record["verdict"], "model": str(args.model), "signed": private_key is not None,
+            "criteria_passed": len(record["criteria"]) - len(failed), "criteria": len(record["criteria"]),
+            "failed": failed, "run_dir": str(run_dir), "signoff_json": str(json_path), "signoff_html": str(html_path),
+        }), allow_nan=False))
+        return EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
     print(f"sign-off {record['verdict']}: {len(record['criteria']) - len(failed)} of {len(record['criteria'])} "
-          f"criteria passed for {args.model}")
+          f"criteria passed for {args.model}" + ("" if private_key else " (unsigned: pass --key to sign it)"))
     for g in failed:
-        print(f"  FAIL  {g['model']}/{g['backend']}/{g['input']}  {g['gate']}: {g['message']}")
+        protocol = g.get("protocol", "reconstruction")  # records before protocols have none
+        where = f"{g['model']}/{g['backend']}/{g['input']}" + ("" if protocol == "reconstruction" else f"/{protocol}")
+        print(f"  FAIL  {where}  {g['gate']}: {g['message']}")
     print(html_path)
     print(json_path)
     return EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
@@ -214,8 +458,25 @@ def cmd_compare(args) -> int:
     from evalkit.compare_runs import compare_runs
 
     a, b = Path(args.run_a), Path(args.run_b)
-    out = Path(args.out) if args.out else Path("reports") / "compare" / f"{a.name}_vs_{b.name}"
+    # Default: beside the runs it reads (<out>/compare/ for runs in <out>/<suite>/<run-id>), whatever the cwd.
+    out = Path(args.out) if args.out else b.resolve().parent.parent / "compare" / f"{a.name}_vs_{b.name}"
     compare_runs(a, b, out)
+    if args.json:
+        import json
+
+        import pandas as pd
+
+        from evalkit.gates import SPEED_ALPHA
+        from evalkit.record import json_safe
+
+        table = pd.read_csv(out / "comparison.csv")
+        significant = table[table["mann_whitney_p"].notna() & (table["mann_whitney_p"] < SPEED_ALPHA)]
+        print(json.dumps(json_safe({
+            "out": str(out), "html": str(out / "comparison.html"), "csv": str(out / "comparison.csv"),
+            "compared": sorted({f"{r.model}/{r.backend}/{r.input}/{r.protocol}" for r in table.itertuples()}),
+            "significant_speed_changes": significant.to_dict("records"),
+        }), allow_nan=False))
+        return EXIT_OK
     print(out / "comparison.html")
     return EXIT_OK
 
@@ -227,6 +488,58 @@ def cmd_report(args) -> int:
     run_dir = Path(args.run_dir)
     render_run(run_dir, load_run(run_dir), log=_stderr)
     print(run_dir / "report.html")
+    return EXIT_OK
+
+
+def _contract_from_file(path: str | None):
+    """The reference contract with the overrides of a YAML mapping (a suite's ``contract:`` block), if given."""
+    import yaml
+    from pydantic import ValidationError
+
+    from evalkit.contract import Contract
+    from evalkit.suite import describe_validation_error
+
+    if path is None:
+        return Contract()
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"--contract {file}: file not found (expected a YAML mapping of contract fields, e.g. "
+                        "image_input: face)")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"--contract {file}: not YAML ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--contract {file}: expected a mapping of contract fields (as a suite's contract: block)")
+    try:
+        return Contract().with_overrides(data)
+    except ValidationError as exc:
+        raise UserError(f"--contract {file}: {describe_validation_error(exc)}") from None
+
+
+def cmd_model_check(args) -> int:
+    from evalkit.model_check import check_model, format_finding
+
+    result = check_model(Path(args.generator), Path(args.encoder) if args.encoder else None,
+                         _contract_from_file(args.contract))
+    if args.json:
+        print(json.dumps(result.to_dict(), allow_nan=False))
+    else:
+        for finding in result.findings:
+            print(format_finding(finding))
+        failed = sum(not f.ok for f in result.findings)
+        print(f"model check: {'passed' if result else f'{failed} finding(s) failed'}")
+    return EXIT_OK if result else EXIT_GATE_FAILED
+
+
+def cmd_crop_boxes(args) -> int:
+    from evalkit.crop_preview import derive_crop_boxes
+
+    out, sheet, n = derive_crop_boxes(Path(args.landmarks), Path(args.video), Path(args.out),
+                                      Path(args.sheet) if args.sheet else None, _contract_from_file(args.contract),
+                                      args.samples)
+    print(f"{n} crop boxes -> {out}")
+    print(sheet)
     return EXIT_OK
 
 
@@ -248,22 +561,40 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Build evalkit's own fixtures (a drawn talking head, speech-like audio and "
                           "fixture ONNX models) if they are missing, run suites/demo.yaml on them, and print the "
                           "run folder. Needs no file from outside.")
-    demo.add_argument("--out", metavar="DIR", help="where the run folder goes (default: reports/ of the checkout)")
+    demo.add_argument("--out", metavar="DIR", help="where the run folder goes (default: reports/ of the checkout; "
+                      "installed from a wheel: ./reports of the working directory)")
     demo.add_argument("--rebuild-fixtures", action="store_true", help="rebuild the fixtures even if present")
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run a suite", description="Run every model x backend x input of SUITE. "
                          "Writes DIR/<suite-name>/<run-id>/ (run.json, and per run an MP4 and lossless frames) "
                          "and prints that folder's path as the last line.")
-    run.add_argument("suite", metavar="SUITE.yaml")
+    run.add_argument("suite", metavar="SUITE.yaml", nargs="?", help="the suite file (or describe one run with the "
+                     "flags below instead)")
     run.add_argument("--out", metavar="DIR", help="output folder (default: the suite's output_dir, else ./reports)")
     run.add_argument("--save-golden", metavar="DIR", help="also save each model x input's raw outputs (first "
                      "parity.frames frames, .npz + golden.json manifest) as a golden set; a suite's `golden: DIR` "
                      "compares later runs with it")
-    g = run.add_argument_group("CI outputs (when the suite has gates)")
-    g.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per gate per model x backend x input")
+    g = run.add_argument_group("CI outputs (always written when asked; a suite without gates gets one check per "
+                               "run: it ran, with finite fidelity and sync metrics)")
+    g.add_argument("--junit", metavar="FILE", help="write JUnit XML: one test case per gate per model x backend x "
+                   "input, skipped runs as skipped test cases, totals and times")
     g.add_argument("--summary-md", metavar="FILE", help="write a short Markdown summary, failures first")
+    g.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary: run_dir, "
+                   "gates (or run_checks) with values, skipped runs, passed, exit_code (inf/nan as strings)")
+    add_suite_flags(run)
     run.set_defaults(func=cmd_run)
+
+    init = sub.add_parser(
+        "init", help="write a commented starter suite for your files",
+        description="Write a commented suite file for one model and one input, checking each file as it goes "
+        "(it exists, the ONNX files load in ONNX Runtime, the videos decode), then the whole suite as `evalkit "
+        "suite check` does. Without files: a starter on evalkit's own fixtures (built when missing). Paths in the "
+        "file are relative to it. An existing file is never replaced without --force.")
+    init.add_argument("--out", metavar="FILE", help="the suite file to write (default: ./suite.yaml)")
+    init.add_argument("--force", action="store_true", help="replace --out if it exists")
+    add_suite_flags(init)
+    init.set_defaults(func=cmd_init)
 
     baseline = sub.add_parser("baseline", help="baselines for relative gates")
     bsub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
@@ -271,8 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Copy RUN_DIR's run.json, summary.csv and frames.csv (no videos) to "
                            "DIR/NAME, small enough to commit. A suite's `baseline: NAME` gates later runs against it.")
     bset.add_argument("run_dir", metavar="RUN_DIR")
-    bset.add_argument("--name", help="default: the run's suite name")
+    bset.add_argument("--name", help="a plain name, not a path (default: the run's suite name)")
     bset.add_argument("--dir", default="baselines", help="default: %(default)s")
+    bset.add_argument("--force", action="store_true",
+                      help="replace DIR/NAME if it is an existing baseline (anything else there is never replaced)")
     bset.set_defaults(func=cmd_baseline_set)
 
     compare = sub.add_parser("compare", help="compare two run folders",
@@ -281,7 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "tensor and picture parity of B against A) and side-by-side videos (A | B).")
     compare.add_argument("run_a", metavar="RUN_A")
     compare.add_argument("run_b", metavar="RUN_B")
-    compare.add_argument("--out", metavar="DIR", help="default: reports/compare/<A-id>_vs_<B-id>")
+    compare.add_argument("--out", metavar="DIR", help="default: compare/<A-id>_vs_<B-id> beside the runs' suite "
+                         "folders (<out>/compare/ for runs in <out>/<suite>/<run-id>), whatever the working directory")
+    compare.add_argument("--json", action="store_true", help="print one JSON object (output files, the runs "
+                         "compared, the speed changes the Mann-Whitney test finds) instead of the page's path")
     compare.set_defaults(func=cmd_compare)
 
     fixtures = sub.add_parser("fixtures", help="evalkit's own test data",
@@ -291,7 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Build the talking-head clip, the audio, the crop boxes and the fixture "
                              "ONNX models (reference, lag2, noisy, reference_fp16, nan, mobile_unet, audio_encoder, and a "
                              "random-weight SyncNet pair).")
-    fbuild.add_argument("--dest", metavar="DIR", default=str(FIXTURES_DIR), help="default: %(default)s")
+    fbuild.add_argument("--dest", metavar="DIR", help=f"default: ${FIXTURES_ENV}, else data/fixtures/ of a source "
+                        "checkout, else the user's cache folder (evalkit/fixtures); now: "
+                        f"{default_fixtures_dir()}")
     fbuild.set_defaults(func=cmd_fixtures_build)
 
     metrics = sub.add_parser("metrics", help="metrics on any videos, outside a suite")
@@ -302,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(scikit-image's Gaussian definition, sigma 1.5) of CANDIDATE against REFERENCE, frame by frame in order.",
     )
     g = fid.add_argument_group("inputs")
-    g.add_argument("--reference", required=True, metavar="REF", help="video file or folder of images (sorted by name)")
+    g.add_argument("--reference", required=True, metavar="REF", help="video file or folder of images (in natural order: 2.png before 10.png)")
     g.add_argument("--candidate", required=True, metavar="CAND", help="video file or folder of images")
     g = fid.add_argument_group("metric")
     g.add_argument("--roi", metavar="x,y,w,h", help="compare only this rectangle (pixels)")
@@ -318,8 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sync", help="audio-visual sync offset of a video, with a confidence",
         description="Estimate the lag between the audio's loudness and the mouth's opening. Sign convention: a "
         "POSITIVE offset means the mouth moves AFTER the sound it belongs to (the video lags the audio); +2 at "
-        "25 fps is 80 ms late. Confidence = the best lag's correlation minus the median over all lags; silence or "
-        "a still mouth gives no_signal instead of an arbitrary lag. Works at the video's own frame rate.",
+        "25 fps is 80 ms late. Confidence = (the best lag's correlation minus the median over all lags) times "
+        "sqrt(frames), the peak in units of chance; the estimate is reliable at 7.5 or more, with its peak inside "
+        "the search range and audio covering the video (otherwise the reason is printed). Silence or a still "
+        "mouth gives no_signal instead of an arbitrary lag. Works at the video's own frame rate.",
     )
     sync.add_argument("video", metavar="VIDEO")
     g = sync.add_argument_group("inputs")
@@ -327,37 +667,49 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--roi", metavar="x,y,w,h", help="the mouth region in pixels (default: the whole frame, which "
                    "works only when the mouth is the main thing that moves)")
     g = sync.add_argument_group("metric")
-    g.add_argument("--max-offset", type=int, default=15, metavar="N", help="search lags -N..N frames (default 15)")
+    g.add_argument("--max-offset", type=int, default=15, metavar="N",
+                   help="search lags -N..N frames, N >= 1 (default 15)")
     g = sync.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object: offset_frames, offset_ms, "
-                   "confidence, fps, no_signal, reason, and the lag curve (lags, curve)")
+                   "confidence, fps, no_signal, reliable, reason, note, and the lag curve (lags, curve)")
     sync.set_defaults(func=cmd_metrics_sync)
 
     hist = sub.add_parser("history", help="runs recorded over time, with trends",
                           description="Every finished run is recorded in DIR/history.sqlite (DIR: where its run "
                           "folder went). Prints the runs in time order, the chosen fields per model/backend/input, "
                           "and writes an HTML page with a trend per field and the suite's gate limits drawn on it.")
+    hist.add_argument("where", nargs="?", metavar="RUN_DIR|SUITE.yaml",
+                      help="find the database beside this run folder's runs, or where this suite's runs go (a "
+                      "suite file also selects its suite)")
     hist.add_argument("--suite", help="only this suite")
     hist.add_argument("--field", action="append", help="a summary.csv field (repeatable; default for the page: "
-                      "psnr_mean, ssim_mean, sync_offset_frames, fps)")
-    hist.add_argument("--db", default="reports/history.sqlite", help="default: %(default)s")
+                      "psnr_mean, ssim_mean, sync_offset_frames, throughput_fps; the old name fps still reads)")
+    hist.add_argument("--db", help="the database (default: found from RUN_DIR or SUITE.yaml; without them "
+                      "./reports/history.sqlite)")
     hist.add_argument("--out", metavar="HTML", help="default: history.html beside the database")
     hist.set_defaults(func=cmd_history)
 
     sign = sub.add_parser(
         "signoff", help="release sign-off of one model file, and its verification",
-        usage="evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--out DIR]\n"
-              "       evalkit signoff verify signoff.json --model MODEL.onnx",
+        usage="evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--key KEY.pem] [--out DIR]\n"
+              "       evalkit signoff verify signoff.json --model MODEL.onnx [--public-key PUB.pem]\n"
+              "       evalkit signoff keygen --out DIR",
         description="Run a release suite (its gates are the release criteria) with MODEL as the model, and write "
         "signoff.json and signoff.html into the run folder: the model's and the suite's SHA-256, evalkit's "
         "version, the environment, every criterion with its value and verdict, the overall verdict, and a digest "
-        "over the whole record. `verify` checks that a record is unaltered and belongs to MODEL. Exit 0: PASS / "
-        "verified; 1: FAIL / not verified.")
-    sign.add_argument("target", metavar="SUITE.yaml|verify")
+        "over the whole record. With --key (an Ed25519 private key, from `keygen`) the record is also signed. "
+        "`verify` checks that a record is unaltered and belongs to MODEL; the digest alone proves integrity, not "
+        "origin: with --public-key it also checks the signature. Exit 0: PASS / verified; 1: FAIL / not verified.")
+    sign.add_argument("target", metavar="SUITE.yaml|verify|keygen")
     sign.add_argument("record", nargs="?", metavar="signoff.json", help="with verify: the record to check")
     sign.add_argument("--model", metavar="MODEL.onnx", help="the model file signed off (or checked)")
     sign.add_argument("--model-name", help="which model of the suite MODEL replaces (needed when it has several)")
-    sign.add_argument("--out", metavar="DIR", help="where the run folder goes (default: the suite's output_dir)")
+    sign.add_argument("--out", metavar="DIR", help="where the run folder goes (default: the suite's output_dir); "
+                      "with keygen: where the key pair is written")
+    sign.add_argument("--key", metavar="KEY.pem", help="sign the record with this Ed25519 private key (PEM)")
+    sign.add_argument("--public-key", metavar="PUB.pem", help="with verify: check the signature with this public key")
+    sign.add_argument("--json", action="store_true", help="print one JSON object (verdict, criteria, failures, files; "
+                      "with verify: verified, origin_checked, problems)")
     sign.set_defaults(func=cmd_signoff)
 
     report = sub.add_parser("report", help="re-render summary.csv, frames.csv and report.html of a run",
@@ -373,29 +725,210 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Parse SUITE.yaml, check every field and that every file it names exists.")
     check.add_argument("suite", metavar="SUITE.yaml")
     check.set_defaults(func=cmd_suite_check)
+    model = sub.add_parser("model", help="check an exported model against the contract")
+    modsub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    mcheck = modsub.add_parser(
+        "check", help="does a generator (and its audio encoder) fit the contract?",
+        description="Check an ONNX export against the contract: opset, the image and audio inputs (by the "
+        "contract's names, else by shape), their shapes (dynamic axes allowed) and float32 types, the output; then "
+        "one real frame through both models (synthetic speech -> mel window -> encoder; a drawn face -> 6-channel "
+        "crop -> generator): output shape, range [0, 1], NaN/Inf. One line per finding says what to change. Exit 0 "
+        "all passed, 1 a finding failed, 2 a file is missing or not an ONNX model.")
+    mcheck.add_argument("generator", metavar="G.onnx")
+    mcheck.add_argument("encoder", nargs="?", metavar="E.onnx", help="the audio encoder (mel window -> feature row)")
+    mcheck.add_argument("--contract", metavar="FILE.yaml", help="contract overrides, as a suite's contract: block "
+                        "(e.g. image_input: face, audio_input_shape: [32, 32, 32])")
+    mcheck.add_argument("--json", action="store_true", help="print one JSON object: generator, encoder, passed, "
+                        "findings (each level, ok, message)")
+    mcheck.set_defaults(func=cmd_model_check)
+
+    cboxes = sub.add_parser(
+        "crop-boxes", help="crop boxes from landmarks, with a contact sheet of the crops",
+        description="Derive the contract's crop boxes from per-frame N.lms landmark files (x1 = landmark 1's x, "
+        "x2 = landmark 31's x, y1 = landmark 52's y, square), write them as a box file (one 'x1 y1 x2 y2' line per "
+        "frame after a '#' header) and a PNG contact sheet of evenly spaced crops (frame numbers on them; white: "
+        "the region the model sees, green: the contract's mouth_box), to check the crop before a long run.")
+    cboxes.add_argument("--landmarks", required=True, metavar="DIR", help="folder of 0.lms, 1.lms, ...")
+    cboxes.add_argument("--video", required=True, metavar="V", help="the video (or a folder of frame images)")
+    cboxes.add_argument("--out", required=True, metavar="boxes.txt", help="the box file to write")
+    cboxes.add_argument("--sheet", metavar="PATH.png", help="the contact sheet (default: --out with .png)")
+    cboxes.add_argument("--samples", type=int, default=12, metavar="N", help="crops on the sheet (default 12)")
+    cboxes.add_argument("--contract", metavar="FILE.yaml", help="contract overrides (landmark indices, crop size)")
+    cboxes.set_defaults(func=cmd_crop_boxes)
+    _add_verbosity_flags(parser, top=True)
     return parser
+
+
+def _add_verbosity_flags(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """-q / -v on the program and on every command under it (``evalkit -q run ...`` or ``evalkit run -q ...``).
+
+    Below the top level their default is SUPPRESS, so a command's unset flag never hides the program's.
+    """
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="only results and errors (no progress lines or bars)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="also debug lines (which files and folders were chosen, and why)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_verbosity_flags(child)
+
+
+# What to do about an OSError, by errno: the environment is at fault, not evalkit (exit 2).
+OS_ERROR_HINTS = {
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.EACCES: "permission denied: check its permissions or choose another path (e.g. --out DIR)",
+    errno.EPERM: "operation not permitted: check its permissions or choose another path (e.g. --out DIR)",
+    errno.EROFS: "read-only file system: choose a writable output folder (--out DIR)",
+    errno.ENOSPC: "no space left on the device: free some space or choose another output folder (--out DIR)",
+    errno.EDQUOT: "disk quota exceeded: free some space or choose another output folder (--out DIR)",
+    errno.ENAMETOOLONG: "a file or folder name is too long (at most 255 bytes per path part): shorten it",
+    errno.ELOOP: "too many levels of symbolic links (a symlink loop?): fix the link",
+    errno.ENOTDIR: "a file stands where a folder is expected: move it or choose another path",
+    errno.EISDIR: "a folder stands where a file is expected: give a file's path",
+    errno.EEXIST: "already exists: remove it or choose another path",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+    errno.EIO: "input/output error: the disk or network file system failed",
+    errno.EXDEV: "cannot move across file systems: put the output folder on the same file system",
+}
+# Damaged input files raise these from the libraries that read them (JSON, SQLite, .npz).
+DAMAGED_INPUT = (UnicodeDecodeError, json.JSONDecodeError, sqlite3.DatabaseError, zipfile.BadZipFile)
+_PATH_LOCALS = ("path", "filename", "file", "db", "record_path", "run_dir", "folder", "source", "suite_path")
+
+
+def _file_in_traceback(exc: BaseException) -> str | None:
+    """The innermost evalkit frame's path-like local (``path``, ``db``, ...): the file being read."""
+    package = str(Path(__file__).resolve().parent)
+    tb, frames = exc.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        if not frame.f_code.co_filename.startswith(package):
+            continue
+        for name in _PATH_LOCALS:
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, Path)) and value:
+                return str(value)
+    return None
+
+
+def _environment_error(exc: OSError) -> str | None:
+    """One line for an OSError about a file or the disk, or None when it doesn't look like one (a bug)."""
+    hint = OS_ERROR_HINTS.get(exc.errno)
+    if hint is None and not exc.filename:
+        return None
+    where = exc.filename or _file_in_traceback(exc) or "(unknown file)"
+    if exc.filename2:
+        where = f"{where} -> {exc.filename2}"
+    return f"{os.fsdecode(where)}: {hint or exc.strerror or type(exc).__name__}"
+
+
+def _stdout_is_broken() -> bool:
+    """True when stdout is a pipe whose reader has gone (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured): not a closed pipe
+        return False
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``evalkit ... | head``): send what is left to /dev/null, so that Python's flush at
+    exit raises nothing (as the Python docs on SIGPIPE recommend)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a program stopped by a closed pipe
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, so that a half-written run folder is removed, never finished."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _run_command(args) -> int:
+    """Run the chosen command; library warnings are held back and shown after success, never before an error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        code = args.func(args)
+    for w in caught if _verbosity >= NORMAL else ():
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("-q and -v: give one of them (-q: only results and errors; -v: also debug lines)")
+    global _verbosity
+    _verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
     if args.ffmpeg:
         os.environ[FFMPEG_ENV] = args.ffmpeg
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    bars = os.environ.pop("TQDM_DISABLE", None) if args.quiet else None
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # no progress bars (tqdm's own variable; read by the pipeline too)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
-        return args.func(args)
+        return _run_command(args)
+    except Terminated:
+        _stderr("evalkit: terminated (no run folder was completed)")
+        return EXIT_TERMINATED
     except UserError as exc:
-        _stderr(f"evalkit: error: {exc}")
+        _stderr(f"evalkit: error: {' '.join(str(exc).split())}")
         return exc.exit_code
     except KeyboardInterrupt:
         _stderr("evalkit: interrupted (no run folder was completed)")
         return 130
+    except BrokenPipeError as exc:
+        if _stdout_is_broken():
+            _quiet_stdout()
+            return EXIT_BROKEN_PIPE
+        return _internal_or_environment(exc)
+    except OSError as exc:
+        return _internal_or_environment(exc)
+    except DAMAGED_INPUT as exc:
+        where = _file_in_traceback(exc) or "an input file"
+        what = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "damaged or not the expected format"
+        _stderr(f"evalkit: error: {where}: {what} ({' '.join(str(exc).split())}); give an intact file")
+        return EXIT_USAGE
     except Exception:
-        _stderr(traceback.format_exc())
-        _stderr("evalkit: internal error (a bug in evalkit; please report it with the traceback above)")
-        return EXIT_INTERNAL
+        return _internal_error()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if args.quiet:  # as it was: a later main() in the same process (tests) is not quiet by accident
+            os.environ.pop("TQDM_DISABLE", None)
+            if bars is not None:
+                os.environ["TQDM_DISABLE"] = bars
+
+
+def _internal_or_environment(exc: OSError) -> int:
+    line = _environment_error(exc)
+    if line is None:
+        return _internal_error()
+    _stderr(f"evalkit: error: {line}")
+    return EXIT_USAGE
+
+
+def _internal_error() -> int:
+    _stderr(traceback.format_exc())
+    _stderr("evalkit: internal error (a bug in evalkit; please report it with the traceback above)")
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -76,6 +76,22 @@ class Contract(BaseModel):
     input_scale: float = Field(1 / 255, gt=0, description="uint8 pixel -> model input multiplier.")
     output_scale: float = Field(255.0, gt=0, description="Model output -> pixel multiplier, then clipped and truncated to uint8.")
 
+    # --- reproducing the reference inference script exactly ----------------
+    # The SyncTalk_2D inference script differs from the contract above in three
+    # ways; each is an option here (defaults: the contract) so that a user can
+    # get their repository's video frame for frame.
+    template_start: int = Field(
+        0, ge=0, description="Output frame i shows template frame ping_pong(i + template_start). The SyncTalk_2D "
+        "inference script starts its walk at frame 1 (it steps before reading): set 1 to match it.")
+    frame_count: Literal["contract", "padded_features"] = Field(
+        "contract", description="How many frames are generated: 'contract' = as many as the audio drives "
+        "(int((mel_frames - 16) / 80 * 25) + 2); 'padded_features' = one per row of the end-padded feature "
+        "matrix (2 * feature_pad_repeat more), as the SyncTalk_2D script loops.")
+    output_cast: Literal["clip", "wrap"] = Field(
+        "clip", description="Model output -> uint8: 'clip' to [0, 255] then truncate (evalkit's default); 'wrap' "
+        "truncates and wraps modulo 256 as the reference's np.array(pred * 255, dtype=np.uint8) does on x86 "
+        "(256 -> 0, -1 -> 255).")
+
     # --- model I/O names (None: found by shape) ---------------------------
     image_input: str | None = Field(None, description="Name of the 6-channel image input; None finds it by shape.")
     audio_input: str | None = Field(None, description="Name of the audio input; None finds it by shape.")

@@ -29,7 +29,7 @@ from evalkit.metrics.sync import estimate_sync, mouth_thumbnails
 from evalkit.metrics.syncnet import SyncNetRunner
 from evalkit.pipeline import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
 from evalkit.suite import MetricsSpec
-from evalkit.video_decode import FrameReader, ping_pong_index
+from evalkit.video_decode import FrameReader
 
 REGIONS = {
     "inner": "the model's 320x320 region, lossless output frames",
@@ -57,14 +57,15 @@ def aligned_frame_count(ground_truth: Path, gt_frames: int, gt_size: tuple[int, 
     return min(gt_frames, frames)
 
 
-def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_frames: int,
+def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_indices: list[int],
                 contract: Contract, frames: int, metrics: MetricsSpec, wav: np.ndarray, sample_rate: int) -> dict:
     """Everything measured from a generated run's files, in one pass over its frames.
 
     Returns ``compared_frames`` and ``fidelity`` ({region: {"psnr": [...], "ssim": [...]}}) when there is
     a ground truth; ``sync`` (the output's mouth against the audio), ``ground_truth_sync`` (the ground
     truth's own, so a report can say "2 frames later than the source") and ``syncnet`` (LSE-D / LSE-C,
-    when the suite names a SyncNet).
+    when the suite names a SyncNet). ``template_indices[i]`` is the template frame output frame i re-drew:
+    the ground truth's frame i is cropped with that frame's box, as the output was.
     """
     inner_info = probe_video(combo_dir / FRAMES_INNER)
     infos = {"inner": inner_info}
@@ -100,7 +101,7 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
                     if not reader.read_into(bufs[name][j]):
                         raise UserError(f"{reader.info.path} ended after {start + j} frames, expected {n}")
                 if ground_truth is not None:
-                    box = boxes[ping_pong_index(start + j, template_frames)]
+                    box = boxes[template_indices[start + j]]
                     bufs["gt_inner"][j] = cropper.crop_frame(bufs["gt"][j], box)
                 if syncnet is not None:
                     face = bufs["inner"][j]

@@ -14,11 +14,14 @@ Frames stream through the stages one at a time, into reused buffers.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import cv2
 from tqdm import tqdm
 
 from evalkit import audio as audio_stage
@@ -33,8 +36,8 @@ from evalkit.ffmpeg_binary import VideoInfo, probe_video
 from evalkit.paste import Paster
 from evalkit.runner import Runner
 from evalkit.speed import time_inference
-from evalkit.suite import InputSpec, TimingSpec
-from evalkit.video_decode import template_frames
+from evalkit.suite import InputSpec, ProtocolSpec, TimingSpec
+from evalkit.video_decode import FrameReader, ping_pong_index, template_frames
 from evalkit.video_encode import VideoWriter
 
 # File names inside one model x backend x input folder.
@@ -54,6 +57,7 @@ class AudioFeatures:
     mel_frames: int
     seconds: float
     compute_seconds: float
+    path: Path | None = None  # the audio file: the MP4's sound track
 
 
 def compute_audio_features(audio_path: Path, encoder: Path | None, features_npy: Path | None,
@@ -70,13 +74,15 @@ def compute_audio_features(audio_path: Path, encoder: Path | None, features_npy:
         rows = encode_mel_windows(encoder, windows, contract)
     else:
         rows = load_features(features_npy, len(windows), contract)
+    padded = pad_feature_ends(rows, contract)
     return AudioFeatures(
-        features=pad_feature_ends(rows, contract),
+        features=padded,
         wav=wav,
-        frames=len(windows),
+        frames=len(padded) if contract.frame_count == "padded_features" else len(windows),
         mel_frames=mel.shape[1],
         seconds=len(wav) / contract.sample_rate,
         compute_seconds=time.perf_counter() - t0,
+        path=Path(audio_path),
     )
 
 
@@ -91,6 +97,12 @@ class PreparedInput:
 
 def prepare_input(spec: InputSpec, contract: Contract) -> PreparedInput:
     video = probe_video(spec.video)
+    if spec.dataset is not None and abs(video.fps - contract.fps) > FPS_TOLERANCE:
+        raise UserError(
+            f"input '{spec.name}': dataset {spec.dataset}: its frames are read at {video.fps:g} fps (SyncTalk_2D's "
+            f"rate), the contract drives {contract.fps:g} fps (extract the frames at {video.fps:g} fps, or set "
+            f"contract.fps: {video.fps:g})"
+        )
     if abs(video.fps - contract.fps) > FPS_TOLERANCE:
         raise UserError(
             f"input '{spec.name}': video {spec.video} is {video.fps:g} fps, the contract drives {contract.fps:g} fps "
@@ -138,23 +150,133 @@ class Generated:
     head_outputs: np.ndarray  # raw outputs of the first frames, [K, 3, H, W] float32, for parity
     head_inputs_sha256: str | None  # SHA-256 of those frames' image and audio inputs (same inputs, same hash)
     batch_timings: dict = field(default_factory=dict)  # batch size -> latency samples (ms per batch)
+    copy_mse: list[float] = field(default_factory=list)  # per frame: output mouth vs the reference channels' mouth
+    sharpness: dict = field(default_factory=dict)  # mean Laplacian variance of the mouth: output and template
+    template_indices: list[int] = field(default_factory=list)  # template frame shown at each output frame
+
+
+def template_index(frame: int, template_frames: int, contract: Contract) -> int:
+    """The template frame that output ``frame`` re-draws: the ping-pong walk, from ``contract.template_start``."""
+    return ping_pong_index(frame + contract.template_start, template_frames)
+
+
+def reference_index(t_index: int, template_frames: int, protocol: ProtocolSpec | None) -> int:
+    """The template frame whose unmasked pixels fill the reference channels.
+
+    ``same`` (and every protocol but distant reconstruction): the frame itself. ``distant``: the frame half
+    the template away, (t + T // 2) mod T, which is at least T // 2 frames from t in either direction.
+    """
+    if protocol is None or protocol.reference == "same":
+        return t_index
+    return (t_index + template_frames // 2) % template_frames
+
+
+def check_protocol(prepared: PreparedInput, protocol: ProtocolSpec) -> None:
+    """A distant reference needs a template at least twice ``min_distance`` long."""
+    frames = prepared.video.frames
+    if protocol.reference == "distant" and frames // 2 < protocol.min_distance:
+        raise UserError(
+            f"protocol '{protocol.name}': input '{prepared.spec.name}' has a template of {frames} frames; a distant "
+            f"reference at least {protocol.min_distance} frames away needs at least {2 * protocol.min_distance} "
+            "(lower min_distance or use a longer video)"
+        )
+
+
+class TemplateStore:
+    """Random access to every template frame: decoded once into a temporary memory-mapped file.
+
+    Used when the walk is not one forward pass (a distant reference, a walk that starts later, or more
+    output frames than the template has); the plain case streams instead (video_decode.template_frames).
+    """
+
+    def __init__(self, video: VideoInfo):
+        self._tmp = tempfile.TemporaryDirectory(prefix="evalkit-template-")
+        self.frames = np.lib.format.open_memmap(Path(self._tmp.name) / "template.npy", mode="w+", dtype=np.uint8,
+                                                shape=(video.frames, video.height, video.width, 3))
+        with FrameReader(video) as reader:
+            for i in range(video.frames):
+                if not reader.read_into(self.frames[i]):
+                    raise UserError(f"video {video.path} ended at frame {i}, expected {video.frames} frames")
+
+    def close(self) -> None:
+        del self.frames
+        self._tmp.cleanup()
+
+
+def walk_template(video: VideoInfo, n: int, contract: Contract, protocol: ProtocolSpec | None):
+    """Yield ``(t_index, frame, r_index, reference_frame)`` for ``n`` output frames (arrays are reused)."""
+    distant = protocol is not None and protocol.reference == "distant"
+    if not distant and contract.template_start == 0:
+        for t, frame in template_frames(video, n):
+            yield t, frame, t, frame
+        return
+    store = TemplateStore(video)
+    try:
+        for i in range(n):
+            t = template_index(i, video.frames, contract)
+            r = reference_index(t, video.frames, protocol)
+            yield t, store.frames[t], r, store.frames[r]
+    finally:
+        store.close()
+
+
+class MouthChecks:
+    """Per-frame measures of the generated mouth that need the model's inputs: copy and sharpness.
+
+    - copy: mean squared error between the output's mouth region and the mouth region of the unmasked
+      reference channels it was given (uint8 RGB). A model that copies its input scores 0 (PSNR inf).
+    - sharpness: variance of the Laplacian of the grey mouth region, for the output and for the template
+      frame it re-draws (a no-reference measure: a blurry mouth scores lower than the template's).
+    """
+
+    def __init__(self, contract: Contract):
+        x1, y1, x2, y2 = contract.mouth_box
+        self.region = np.s_[y1:y2, x1:x2]
+        self._diff = np.empty((y2 - y1, x2 - x1, 3), np.float32)
+        self.copy_mse: list[float] = []
+        self.output_sharpness = 0.0
+        self.template_sharpness = 0.0
+        self.frames = 0
+
+    def update(self, generated: np.ndarray, reference: np.ndarray, template: np.ndarray) -> None:
+        out_mouth = generated[self.region]
+        np.subtract(out_mouth, reference[self.region], out=self._diff, dtype=np.float32)
+        flat = self._diff.reshape(-1)
+        self.copy_mse.append(float(np.dot(flat, flat)) / flat.size)
+        self.output_sharpness += _laplacian_variance(out_mouth)
+        self.template_sharpness += _laplacian_variance(template[self.region])
+        self.frames += 1
+
+    def sharpness(self) -> dict:
+        n = max(self.frames, 1)
+        return {"output": self.output_sharpness / n, "template": self.template_sharpness / n}
+
+
+def _laplacian_variance(rgb: np.ndarray) -> float:
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
 
 def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path, label: str = "",
-             timing: TimingSpec | None = None, keep_outputs: int = 8) -> Generated:
+             timing: TimingSpec | None = None, keep_outputs: int = 8,
+             protocol: ProtocolSpec | None = None) -> Generated:
     """Run the whole per-frame pipeline; writes OUTPUT_MP4, FRAMES_FULL and FRAMES_INNER into ``out_dir``.
 
     The inputs of the first ``timing.timing_inputs`` frames are kept, and once
     the encoders are closed, inference latency is measured on them (speed.py);
     the raw outputs of the first ``keep_outputs`` frames are kept for parity.
+    ``protocol`` decides where the reference channels come from (see ``reference_index``).
     """
     timing = timing or TimingSpec()
     contract = runner.contract
     video, boxes = prepared.video, prepared.boxes
     n = audio.frames
     times = StageTimes()
-    stats = OutputStats()
+    stats = OutputStats(contract.output_scale)
     preparer, paster = CropPreparer(contract), Paster(contract)
+    reference_preparer = CropPreparer(contract)
+    checks = MouthChecks(contract)
+    indices: list[int] = []
     audio_input = np.empty((1, *contract.audio_input_shape), dtype=np.float32)
     kept = min(timing.timing_inputs, n)
     kept_images = np.empty((kept, *contract.image_input_shape), dtype=np.float32)
@@ -164,17 +286,25 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     out_dir.mkdir(parents=True, exist_ok=True)
     w, h = video.width, video.height
     with (
-        VideoWriter(out_dir / OUTPUT_MP4, w, h, contract.fps, kind="mp4", audio=prepared.spec.audio) as mp4,
+        VideoWriter(out_dir / OUTPUT_MP4, w, h, contract.fps, kind="mp4", audio=audio.path or prepared.spec.audio)
+        as mp4,
         VideoWriter(out_dir / FRAMES_FULL, w, h, contract.fps, kind="lossless") as lossless_full,
         VideoWriter(out_dir / FRAMES_INNER, contract.inner_width, contract.inner_height, contract.fps,
                     kind="lossless") as lossless_inner,
     ):
-        frames = template_frames(video, n)
-        for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=None):
+        frames = walk_template(video, n, contract, protocol)
+        # No bar where stderr is no terminal; none with TQDM_DISABLE set (tqdm's own variable; `evalkit -q`).
+        bars_off = True if os.environ.get("TQDM_DISABLE") else None
+        for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=bars_off):
             t0 = time.perf_counter()
-            t_index, frame = next(frames)
+            t_index, frame, r_index, reference_frame = next(frames)
+            indices.append(t_index)
             t1 = time.perf_counter()
             image = preparer.prepare(frame, boxes[t_index])
+            reference = preparer.inner
+            if r_index != t_index:
+                image[0, :3] = reference_preparer.prepare(reference_frame, boxes[r_index])[0, :3]
+                reference = reference_preparer.inner
             feature_window(audio.features, i, contract, out=audio_input)
             if i < kept:
                 kept_images[i], kept_audio[i] = image, audio_input
@@ -186,6 +316,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
                 head[i] = output[0]
             t4 = time.perf_counter()
             generated = paster.to_uint8(output)
+            checks.update(generated, reference, preparer.inner)  # before paste overwrites the crop's inner region
             paster.paste(preparer.crop, generated, frame, boxes[t_index], out=full)
             t5 = time.perf_counter()
             mp4.write(full)
@@ -216,7 +347,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         h.update(kept_images[: len(head)].tobytes())
         h.update(kept_audio[: len(head)].tobytes())
         digest = h.hexdigest()
-    return Generated(n, times, stats, head, digest, batches)
+    return Generated(n, times, stats, head, digest, batches, checks.copy_mse, checks.sharpness(), indices)
 
 
 def batched(single: np.ndarray, size: int) -> np.ndarray:

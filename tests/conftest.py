@@ -57,6 +57,34 @@ def demo_suite_data(fixtures: Path) -> dict:
     return data
 
 
+def short_audio(fixtures: Path, folder: Path, seconds: float, name: str = "speech.wav") -> Path:
+    """The first ``seconds`` of a fixture clip's audio, written into ``folder``."""
+    import soundfile
+
+    wav, sr = soundfile.read(fixtures / "clip" / name, dtype="float32")
+    out = folder / f"{Path(name).stem}_{seconds:g}s.wav"
+    soundfile.write(out, wav[: int(seconds * sr)], sr)
+    return out
+
+
+def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
+    """suites/release.yaml on ``fixtures`` with the first ``seconds`` of both speech files (cheaper timing).
+
+    Sync needs the default lag range (+/-15): the reliability threshold is calibrated for it.
+    """
+    data = yaml.safe_load((REPO / "suites" / "release.yaml").read_text())
+    demo = demo_suite_data(fixtures)
+    data["models"][0].update(generator=demo["models"][0]["generator"], audio_encoder=demo["models"][0]["audio_encoder"])
+    data["inputs"] = [dict(demo["inputs"][0], audio=str(short_audio(fixtures, folder, seconds)))]
+    for protocol in data["protocols"]:
+        if protocol.get("audio"):
+            protocol["audio"] = str(short_audio(fixtures, folder, seconds, "speech_other.wav"))
+    data["metrics"] = {"trim_to_shortest": True}
+    data["timing"] = {"warmup": 2, "min_timed_frames": 30, "min_seconds": 0}
+    data.pop("output_dir")
+    return data
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("fixtures") / "fixtures"

@@ -117,7 +117,7 @@ def test_audio_at_another_rate_is_resampled_not_refused(capsys, small_suite, tmp
 def test_suite_check_and_schema(capsys, small_suite, tmp_path):
     suite = write_suite(tmp_path / "s.yaml", small_suite)
     code, out, _ = run_cli(capsys, "suite", "check", suite)
-    assert code == 0 and "valid suite 'demo': 1 models x 1 backends x 1 inputs = 1 runs" in out
+    assert code == 0 and "valid suite 'demo': 1 models x 1 backends x 1 inputs x 1 protocols (reconstruction) = 1 runs" in out
     code, out, _ = run_cli(capsys, "suite", "schema")
     assert code == 0 and '"title": "evalkit suite"' in out
 

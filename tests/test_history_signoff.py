@@ -10,22 +10,14 @@ import soundfile
 import yaml
 
 from evalkit.cli import main
-from tests.conftest import REPO, demo_suite_data, write_suite
+from tests.conftest import release_suite_data, REPO, demo_suite_data, write_suite
 
 
 @pytest.fixture(scope="module")
 def release_suite(fixtures_dir, tmp_path_factory):
     """suites/release.yaml on the test fixtures, with 4 s of the audio."""
     tmp = tmp_path_factory.mktemp("release")
-    wav, sr = soundfile.read(fixtures_dir / "clip" / "speech.wav", dtype="float32")
-    soundfile.write(tmp / "short.wav", wav[: 4 * sr], sr)
-    data = yaml.safe_load((REPO / "suites" / "release.yaml").read_text())
-    demo = demo_suite_data(fixtures_dir)
-    data["models"][0].update(generator=demo["models"][0]["generator"], audio_encoder=demo["models"][0]["audio_encoder"])
-    data["inputs"] = [dict(demo["inputs"][0], audio=str(tmp / "short.wav"))]
-    data["metrics"] = {"trim_to_shortest": True, "sync_max_offset": 8}
-    data["timing"] = {"warmup": 2, "min_timed_frames": 30, "min_seconds": 0}
-    data.pop("output_dir")
+    data = release_suite_data(fixtures_dir, tmp, 4)
     return tmp, write_suite(tmp / "release.yaml", data)
 
 
@@ -42,7 +34,9 @@ def test_signoff_passes_and_records_hashes_and_criteria(signed, release_suite, f
     code, run_dir = signed
     record = json.loads((run_dir / "signoff.json").read_text())
     assert code == 0 and record["verdict"] == "PASS"
-    assert len(record["criteria"]) == 9 and all(c["passed"] for c in record["criteria"])
+    # suites/release.yaml: 10 gates over 3 protocols, each on the protocols it names: 20 results.
+    assert len(record["criteria"]) == 20 and all(c["passed"] for c in record["criteria"])
+    assert {c["protocol"] for c in record["criteria"]} == {"reconstruction", "distant", "dubbed"}
     assert record["model"]["sha256"] == json.loads((fixtures_dir / "manifest.json").read_text())[
         "files"]["models/reference.onnx"]["sha256"]
     assert len(record["suite"]["sha256"]) == 64 and record["evalkit"] and len(record["digest"]) == 64
@@ -93,3 +87,75 @@ def test_history_shows_both_runs_in_order(release_suite, tmp_path, capsys):
 
     assert gate_limits(runs(db, "release"), "psnr_mean") == [(">=", 50.0, False)]  # drawn on the trend
     assert gate_limits(runs(db, "release"), "sync_offset_vs_ground_truth_frames") == [("<=", 1.0, True)]
+
+
+def _handmade_signoff(tmp_path):
+    """A sign-off record of a small file, as build_signoff writes it, without running a suite."""
+    from evalkit.environment import sha256_file
+    from evalkit.signoff import SCHEMA, canonical_digest
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"a model's bytes")
+    record = {"schema": SCHEMA, "created_utc": "2024-05-01T10:00:00+00:00",
+              "model": {"path": str(model), "sha256": sha256_file(model)}, "criteria": [
+                  {"gate": "psnr_mean >= 50", "value": "inf", "passed": True}], "verdict": "PASS"}
+    record["digest"] = canonical_digest(record)
+    record["signature"] = None
+    return model, record
+
+
+def test_keygen_sign_and_verify_with_ed25519(tmp_path, capsys):
+    from evalkit.signoff import load_private_key, sign
+
+    assert main(["signoff", "keygen", "--out", str(tmp_path / "keys")]) == 0
+    private, public = tmp_path / "keys" / "signoff_key.pem", tmp_path / "keys" / "signoff_key.pub.pem"
+    assert private.stat().st_mode & 0o777 == 0o600 and public.is_file()
+    assert main(["signoff", "keygen", "--out", str(tmp_path / "keys")]) == 2  # never replaces a key
+    model, record = _handmade_signoff(tmp_path)
+    signed = sign(record, load_private_key(private))
+    path = tmp_path / "signoff.json"
+    path.write_text(json.dumps(signed))
+    capsys.readouterr()
+    assert main(["signoff", "verify", str(path), "--model", str(model), "--public-key", str(public)]) == 0
+    assert "was signed with the key of" in capsys.readouterr().out
+    # Tampered: a value changed and the digest recomputed, as anyone could do; the signature catches it.
+    from evalkit.signoff import canonical_digest
+
+    signed["criteria"][0]["value"] = 99.0
+    signed["digest"] = canonical_digest(signed)
+    path.write_text(json.dumps(signed))
+    assert main(["signoff", "verify", str(path), "--model", str(model)]) == 0  # integrity alone cannot tell
+    capsys.readouterr()
+    assert main(["signoff", "verify", str(path), "--model", str(model), "--public-key", str(public)]) == 1
+    assert "signature does not match" in capsys.readouterr().out
+    # Another key pair does not verify it either.
+    assert main(["signoff", "keygen", "--out", str(tmp_path / "other")]) == 0
+    capsys.readouterr()
+    assert main(["signoff", "verify", str(path), "--model", str(model), "--public-key",
+                 str(tmp_path / "other" / "signoff_key.pub.pem")]) == 1
+    assert "signed by another key" in capsys.readouterr().out
+
+
+def test_an_unsigned_record_verifies_integrity_only(tmp_path, capsys):
+    model, record = _handmade_signoff(tmp_path)
+    path = tmp_path / "signoff.json"
+    path.write_text(json.dumps(record))
+    keys = tmp_path / "keys"
+    assert main(["signoff", "keygen", "--out", str(keys)]) == 0
+    capsys.readouterr()
+    assert main(["signoff", "verify", str(path), "--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "integrity only" in out and "origin was not checked" in out
+    assert main(["signoff", "verify", str(path), "--model", str(model), "--public-key",
+                 str(keys / "signoff_key.pub.pem")]) == 1  # asked for origin: an unsigned record fails
+    assert "is unsigned" in capsys.readouterr().out
+
+
+def test_a_bad_key_file_is_a_usage_error(tmp_path, capsys):
+    model, record = _handmade_signoff(tmp_path)
+    path = tmp_path / "signoff.json"
+    path.write_text(json.dumps(record))
+    (tmp_path / "pub.pem").write_text("not a key")
+    assert main(["signoff", "verify", str(path), "--model", str(model), "--public-key", str(tmp_path / "pub.pem")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--public-key" in err and "PEM public key" in err

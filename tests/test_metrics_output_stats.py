@@ -46,5 +46,5 @@ def test_latency_summary_matches_numpy():
     s = latency_summary(samples)
     assert s["count"] == 500
     assert s["p50"] == np.percentile(samples, 50) and s["p99"] == np.percentile(samples, 99)
-    assert s["mean"] == pytest.approx(samples.mean()) and s["fps"] == pytest.approx(1000 / samples.mean())
+    assert s["mean"] == pytest.approx(samples.mean()) and s["throughput_fps"] == pytest.approx(1000 / samples.mean())
     assert s["cv"] == pytest.approx(samples.std() / samples.mean())

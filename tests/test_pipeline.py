@@ -87,7 +87,7 @@ def test_run_folder_is_self_describing(demo_run, demo_suite):
     assert {"onnxruntime", "numpy", "ffmpeg", "evalkit"} <= set(record["versions"])
     assert record["machine"]["cpu"] and record["created_utc"].endswith("+00:00")
     assert len(record["models"]["reference"]["generator"]["sha256"]) == 64
-    assert len(record["runs"]) == 5
+    assert len(record["runs"]) == 6  # the six demo models, one protocol
     for entry in record["runs"]:
         assert entry["status"] == "ok" and entry["frames"] == FRAMES
         assert entry["providers_used"][0] == "CPUExecutionProvider"

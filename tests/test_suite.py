@@ -16,7 +16,8 @@ def test_demo_suite_parses_into_typed_objects(demo_suite):
     loaded = load_suite(demo_suite)
     s = loaded.suite
     assert s.name == "demo"
-    assert [m.name for m in s.models] == ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet"]
+    assert [m.name for m in s.models] == ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet", "copycat"]
+    assert [p.name for p in s.protocols] == ["reconstruction"]  # the default protocol
     assert all(m.generator.is_absolute() and m.generator.is_file() for m in s.models)
     assert s.contract_for(s.models[0]) == Contract()
     assert len(loaded.sha256) == 64

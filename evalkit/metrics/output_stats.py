@@ -3,7 +3,8 @@
 A healthy model's output lies in [0, 1]. These numbers catch what pictures
 hide: a drift of the mean, values outside [0, 1] that the uint8 conversion
 clips, NaN and Inf. Exact: count, mean, std (float64 sums), min, max, the
-fraction outside [0, 1], NaN and Inf counts. Percentiles come from a fine
+fraction outside [0, 1], NaN and Inf counts, and how many values a plain uint8
+cast (the reference script's, without clipping) would wrap around. Percentiles come from a fine
 histogram over [HIST_LOW, HIST_HIGH) (width HIST_BIN): exact to within one
 bin, plus exact counts below and above that range.
 """
@@ -28,7 +29,9 @@ class OutputStats:
     (5, 0.875, 2.0, 0.25, 1)
     """
 
-    def __init__(self):
+    def __init__(self, scale: float = 255.0):
+        self.scale = scale  # output -> pixel multiplier: decides which values a uint8 cast would wrap
+        self.wrap = 0
         self.count = 0
         self.finite = 0
         self.total = 0.0
@@ -66,6 +69,10 @@ class OutputStats:
         self.minimum, self.maximum = min(self.minimum, lo), max(self.maximum, hi)
         if lo < 0.0 or hi > 1.0:
             self.outside += int(np.count_nonzero(flat < 0.0) + np.count_nonzero(flat > 1.0))
+            # A plain uint8 cast (the reference script's) wraps what truncates outside [0, 255].
+            if lo * self.scale <= -1.0 or hi * self.scale >= 256.0:
+                self.wrap += int(np.count_nonzero(flat * self.scale <= -1.0)
+                                 + np.count_nonzero(flat * self.scale >= 256.0))
         # Histogram bin of each value: floor((v - low) / width) + 1, clipped to [0, bins + 1]
         # (0: below the range, bins + 1: above it). float32 can move a value that sits on a
         # bin edge to the next bin: percentiles are exact to within one bin, as documented.
@@ -104,6 +111,7 @@ class OutputStats:
             "fraction_outside_0_1": (self.outside / n) if n else math.nan,
             "nan_count": self.nan,
             "inf_count": self.posinf + self.neginf,
+            "wrap_count": self.wrap,
             "histogram": {
                 "low": HIST_LOW,
                 "high": HIST_HIGH,
