@@ -391,6 +391,7 @@ def _history_db(args) -> Path:
 
 def cmd_signoff(args) -> int:
     from evalkit import signoff
+    from evalkit.gates import GateResult
 
     if args.target == "keygen":
         if not args.out or args.record or args.model or args.key or args.public_key:
@@ -446,9 +447,7 @@ def cmd_signoff(args) -> int:
     print(f"sign-off {record['verdict']}: {len(record['criteria']) - len(failed)} of {len(record['criteria'])} "
           f"criteria passed for {args.model}" + ("" if private_key else " (unsigned: pass --key to sign it)"))
     for g in failed:
-        protocol = g.get("protocol", "reconstruction")  # records before protocols have none
-        where = f"{g['model']}/{g['backend']}/{g['input']}" + ("" if protocol == "reconstruction" else f"/{protocol}")
-        print(f"  FAIL  {where}  {g['gate']}: {g['message']}")
+        print(f"  FAIL  {GateResult(**g).where}  {g['gate']}: {g['message']}")
     print(html_path)
     print(json_path)
     return EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED

@@ -55,7 +55,7 @@ class GateResult:
     baseline_value: float | None
     passed: bool
     message: str
-    protocol: str = "reconstruction"
+    protocol: str = DEFAULT_PROTOCOL
 
     def __bool__(self) -> bool:
         return self.passed
@@ -64,7 +64,7 @@ class GateResult:
     def where(self) -> str:
         """model/backend/input, and /protocol when it is not the default reconstruction."""
         ids = f"{self.model}/{self.backend}/{self.input}"
-        return ids if self.protocol == "reconstruction" else f"{ids}/{self.protocol}"
+        return ids if self.protocol == DEFAULT_PROTOCOL else f"{ids}/{self.protocol}"
 
     def to_dict(self) -> dict:
         return asdict(self)

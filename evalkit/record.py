@@ -19,10 +19,9 @@ from evalkit.evaluate import REGIONS
 from evalkit.metrics import latency_summary, summarise
 from evalkit.metrics.latency import SPEED_ALIASES
 from evalkit.pipeline import PIPELINE_STAGES
-from evalkit.suite import SCHEMA_VERSION
+from evalkit.suite import DEFAULT_PROTOCOL, SCHEMA_VERSION  # DEFAULT_PROTOCOL: also that of older records
 
 ID_COLUMNS = ["model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "frames"]
-DEFAULT_PROTOCOL = "reconstruction"  # the protocol of records written before protocols existed
 
 
 def _region_columns(region: str) -> list[str]:
@@ -151,6 +150,13 @@ def mouth_psnr_from_mse(mse: np.ndarray) -> np.ndarray:
 def run_key(entry: dict) -> tuple[str, str, str, str]:
     """(model, backend, input, protocol): what identifies one run of a record, in every view and comparison."""
     return entry["model"], entry["backend"], entry["input"], entry.get("protocol", DEFAULT_PROTOCOL)
+
+
+def run_label(entry: dict) -> str:
+    """"model / backend / input", and " / protocol" when it is not the default: how views name a run."""
+    model, backend, input_name, protocol = run_key(entry)
+    label = f"{model} / {backend} / {input_name}"
+    return label if protocol == DEFAULT_PROTOCOL else f"{label} / {protocol}"
 
 
 def json_safe(value):

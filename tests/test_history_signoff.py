@@ -6,11 +6,9 @@ import json
 import sqlite3
 
 import pytest
-import soundfile
-import yaml
 
 from evalkit.cli import main
-from tests.conftest import release_suite_data, REPO, demo_suite_data, write_suite
+from tests.conftest import release_suite_data, write_suite
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import xml.etree.ElementTree as ET
 
 import numpy as np

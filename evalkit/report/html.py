@@ -15,7 +15,7 @@ from evalkit.evaluate import REGIONS
 from evalkit.ffmpeg_binary import probe_video
 from evalkit.metrics.latency import HIGH_CV
 from evalkit.pipeline import FRAMES_INNER, OUTPUT_MP4
-from evalkit.record import DEFAULT_PROTOCOL, HIGHER_IS_BETTER, number, run_key, sync_reliable
+from evalkit.record import DEFAULT_PROTOCOL, HIGHER_IS_BETTER, number, run_key, run_label, sync_reliable
 from evalkit.report import plots
 from evalkit.report.side_by_side import side_by_side
 from evalkit.video_decode import FrameReader, ping_pong_index
@@ -167,13 +167,6 @@ def parity_row(result: dict) -> dict:
             "nan": tensor.get("nan_mismatches", "-") if tensor else "-",
             "psnr": _fmt(picture.get("psnr_mean"), 2), "psnr_min": _fmt(picture.get("psnr_min"), 2),
             "ssim_min": _fmt(picture.get("ssim_min"), 5)}
-
-
-def run_label(entry: dict) -> str:
-    """model / backend / input, and / protocol when it is not the default."""
-    model, backend, input_name, protocol = run_key(entry)
-    label = f"{model} / {backend} / {input_name}"
-    return label if protocol == DEFAULT_PROTOCOL else f"{label} / {protocol}"
 
 
 def sync_sentences(entries: list[dict]) -> list[str]:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from evalkit.record import number  # noqa: E402
+from evalkit.record import number, run_label  # noqa: E402
 
 
 PNG_COLOURS = 64  # a palette PNG of a line plot: a third of the bytes of an RGBA one, lines and text unchanged to the eye
@@ -36,11 +36,7 @@ THUMB_PANEL_PX = 144  # each panel of a worst-frame thumbnail, in pixels: the mo
 THUMB_JPEG_QUALITY = 70  # OpenCV JPEG quality: about 10 KB a thumbnail, artefacts well below the errors it shows
 
 
-def _label(entry: dict) -> str:
-    """model / backend / input, and / protocol when the run has one other than plain reconstruction."""
-    label = f"{entry['model']} / {entry['backend']} / {entry['input']}"
-    protocol = entry.get("protocol", "reconstruction")
-    return label if protocol == "reconstruction" else f"{label} / {protocol}"
+_label = run_label  # model / backend / input [/ protocol]
 
 
 def _within_model(entry: dict) -> str:
