@@ -429,7 +429,7 @@ def cmd_signoff(args) -> int:
                         "[--out DIR]")
     private_key = signoff.load_private_key(Path(args.key)) if args.key else None  # before the run: fail early
     loaded = signoff.with_model(load_suite(Path(args.target)), Path(args.model), args.model_name)
-    run_dir = run_suite(loaded, out=Path(args.out) if args.out else None, log=_stderr)
+    run_dir = run_suite(loaded, out=Path(args.out) if args.out else None, log=_progress)
     record = signoff.build_signoff(loaded, Path(args.model), run_dir, private_key)
     json_path, html_path = signoff.write_signoff(record, run_dir)
     failed = [g for g in record["criteria"] if not g["passed"]]
@@ -485,7 +485,7 @@ def cmd_report(args) -> int:
     from evalkit.report import render_run
 
     run_dir = Path(args.run_dir)
-    render_run(run_dir, load_run(run_dir), log=_stderr)
+    render_run(run_dir, load_run(run_dir), log=_progress)
     print(run_dir / "report.html")
     return EXIT_OK
 
