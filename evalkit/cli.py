@@ -23,10 +23,10 @@ from pathlib import Path
 
 from evalkit import __version__
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError
-from evalkit.ffmpeg_binary import FFMPEG_ENV
+from evalkit.media.ffmpeg import FFMPEG_ENV
 
 from evalkit.locations import FIXTURES_ENV, default_fixtures_dir, source_checkout
-from evalkit.suite_flags import add_suite_flags
+from evalkit.config.suite_flags import add_suite_flags
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 _verbosity = NORMAL  # set by the global -q / -v flags
@@ -65,7 +65,7 @@ def cmd_fixtures_build(args) -> int:
 
 
 def cmd_suite_schema(args) -> int:
-    from evalkit.suite import suite_json_schema
+    from evalkit.config.suite import suite_json_schema
 
     print(suite_json_schema())
     return EXIT_OK
@@ -74,7 +74,7 @@ def cmd_suite_schema(args) -> int:
 def cmd_suite_check(args) -> int:
     """Every problem `run` would stop at before generating, one per line on stderr (exit 2), or a summary."""
     from evalkit.run import preflight
-    from evalkit.suite import SuiteError, load_suite
+    from evalkit.config.suite import SuiteError, load_suite
 
     try:
         loaded = load_suite(Path(args.suite))
@@ -102,10 +102,10 @@ def _run(suite_path: Path, out: Path | None, save_golden: Path | None = None, ju
     """
     import json
 
-    from evalkit.gates import GateResult, junit_xml, run_checks, summary_markdown, summary_text
-    from evalkit.record import json_safe, load_run
+    from evalkit.ci.gates import GateResult, junit_xml, run_checks, summary_markdown, summary_text
+    from evalkit.record.summary import json_safe, load_run
     from evalkit.run import run_suite
-    from evalkit.suite import load_suite
+    from evalkit.config.suite import load_suite
 
     loaded = load_suite(suite_path)
     _debug(f"suite {loaded.path} (sha256 {loaded.sha256[:16]}), output folder {out or 'the suite default'}")
@@ -142,7 +142,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from evalkit.suite_flags import flags_given
+    from evalkit.config.suite_flags import flags_given
 
     given = flags_given(args)
     if args.suite and given:
@@ -168,8 +168,8 @@ def _run_flags(args, out: Path | None, options: dict) -> int:
     file; the run folder keeps it as suite.yaml (absolute paths, so it can be copied and grown)."""
     import tempfile
 
-    from evalkit.suite import SuiteError
-    from evalkit.suite_flags import suite_data, suite_text
+    from evalkit.config.suite import SuiteError
+    from evalkit.config.suite_flags import suite_data, suite_text
 
     data = suite_data(args)
     text = suite_text(data, "Written by `evalkit run` from its flags (" + " ".join(_flag_words(args)) + ").")
@@ -186,7 +186,7 @@ def _run_flags(args, out: Path | None, options: dict) -> int:
 
 
 def _flag_words(args) -> list[str]:
-    from evalkit.suite_flags import SUITE_FLAGS
+    from evalkit.config.suite_flags import SUITE_FLAGS
 
     words = []
     for dest in SUITE_FLAGS:
@@ -202,8 +202,8 @@ def _flag_words(args) -> list[str]:
 def cmd_init(args) -> int:
     """A commented starter suite for the user's files (or evalkit's fixtures), checked as it is made."""
     from evalkit.run import preflight
-    from evalkit.suite import SuiteError, load_suite
-    from evalkit.suite_flags import check_files, suite_data, suite_text
+    from evalkit.config.suite import SuiteError, load_suite
+    from evalkit.config.suite_flags import check_files, suite_data, suite_text
 
     out = Path(args.out or "suite.yaml")
     if out.is_dir():
@@ -287,9 +287,9 @@ def cmd_demo(args) -> int:
 def cmd_metrics_fidelity(args) -> int:
     import json
 
-    from evalkit.compare_videos import fidelity_between
-    from evalkit.frames_io import parse_roi
-    from evalkit.record import json_safe
+    from evalkit.measure.video_fidelity import fidelity_between
+    from evalkit.media.frames import parse_roi
+    from evalkit.record.summary import json_safe
 
     result = fidelity_between(Path(args.reference), Path(args.candidate), parse_roi(args.roi), trim=args.trim)
     if args.json:
@@ -306,8 +306,8 @@ def cmd_metrics_fidelity(args) -> int:
 def cmd_metrics_sync(args) -> int:
     import json
 
-    from evalkit.compare_videos import sync_of_video
-    from evalkit.frames_io import parse_roi
+    from evalkit.measure.video_fidelity import sync_of_video
+    from evalkit.media.frames import parse_roi
 
     if args.max_offset < 1:
         raise UserError(f"--max-offset must be at least 1 frame, got {args.max_offset}")
@@ -329,14 +329,14 @@ def cmd_metrics_sync(args) -> int:
 
 
 def cmd_baseline_set(args) -> int:
-    from evalkit.baseline import set_baseline
+    from evalkit.ci.baseline import set_baseline
 
     print(set_baseline(Path(args.run_dir), args.name, Path(args.dir), force=args.force))
     return EXIT_OK
 
 
 def cmd_history(args) -> int:
-    from evalkit import history
+    from evalkit.ci import history
 
     db = _history_db(args)
     _debug(f"history database: {db}")
@@ -365,7 +365,7 @@ def cmd_history(args) -> int:
 def _history_db(args) -> Path:
     """--db; else beside the runs of WHERE (a run folder: <out>/<suite>/<run-id>; a suite file: its output_dir,
     and its name as --suite unless given); else ./reports/history.sqlite."""
-    from evalkit.history import HISTORY_DB
+    from evalkit.ci.history import HISTORY_DB
 
     if args.db:
         if args.where:
@@ -378,7 +378,7 @@ def _history_db(args) -> Path:
     if where.is_dir() and (where / "run.json").is_file():
         return where.resolve().parent.parent / HISTORY_DB
     if where.is_file() and where.suffix in (".yaml", ".yml"):
-        from evalkit.suite import load_suite
+        from evalkit.config.suite import load_suite
 
         suite = load_suite(where).suite
         args.suite = args.suite or suite.name
@@ -390,8 +390,8 @@ def _history_db(args) -> Path:
 
 
 def cmd_signoff(args) -> int:
-    from evalkit import signoff
-    from evalkit.gates import GateResult
+    from evalkit.ci import signoff
+    from evalkit.ci.gates import GateResult
 
     if args.target == "keygen":
         if not args.out or args.record or args.model or args.key or args.public_key:
@@ -422,7 +422,7 @@ def cmd_signoff(args) -> int:
                   "--public-key for that)")
         return EXIT_GATE_FAILED if problems else EXIT_OK
     from evalkit.run import run_suite
-    from evalkit.suite import load_suite
+    from evalkit.config.suite import load_suite
 
     if not args.model or args.record or args.public_key:
         raise UserError("usage: evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--key KEY.pem] "
@@ -436,7 +436,7 @@ def cmd_signoff(args) -> int:
     if args.json:
         import json
 
-        from evalkit.record import json_safe
+        from evalkit.record.summary import json_safe
 
         print(json.dumps(json_safe({
             "verdict": record["verdict"], "model": str(args.model), "signed": private_key is not None,
@@ -454,7 +454,7 @@ def cmd_signoff(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from evalkit.compare_runs import compare_runs
+    from evalkit.compare import compare_runs
 
     a, b = Path(args.run_a), Path(args.run_b)
     # Default: beside the runs it reads (<out>/compare/ for runs in <out>/<suite>/<run-id>), whatever the cwd.
@@ -465,8 +465,8 @@ def cmd_compare(args) -> int:
 
         import pandas as pd
 
-        from evalkit.gates import SPEED_ALPHA
-        from evalkit.record import json_safe
+        from evalkit.ci.gates import SPEED_ALPHA
+        from evalkit.record.summary import json_safe
 
         table = pd.read_csv(out / "comparison.csv")
         significant = table[table["mann_whitney_p"].notna() & (table["mann_whitney_p"] < SPEED_ALPHA)]
@@ -481,7 +481,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from evalkit.record import load_run
+    from evalkit.record.summary import load_run
     from evalkit.report import render_run
 
     run_dir = Path(args.run_dir)
@@ -495,8 +495,8 @@ def _contract_from_file(path: str | None):
     import yaml
     from pydantic import ValidationError
 
-    from evalkit.contract import Contract
-    from evalkit.suite import describe_validation_error
+    from evalkit.config.contract import Contract
+    from evalkit.config.suite import describe_validation_error
 
     if path is None:
         return Contract()
@@ -517,7 +517,7 @@ def _contract_from_file(path: str | None):
 
 
 def cmd_model_check(args) -> int:
-    from evalkit.model_check import check_model, format_finding
+    from evalkit.pipeline.model_check import check_model, format_finding
 
     result = check_model(Path(args.generator), Path(args.encoder) if args.encoder else None,
                          _contract_from_file(args.contract))
@@ -532,7 +532,7 @@ def cmd_model_check(args) -> int:
 
 
 def cmd_crop_boxes(args) -> int:
-    from evalkit.crop_preview import derive_crop_boxes
+    from evalkit.report.crop_preview import derive_crop_boxes
 
     out, sheet, n = derive_crop_boxes(Path(args.landmarks), Path(args.video), Path(args.out),
                                       Path(args.sheet) if args.sheet else None, _contract_from_file(args.contract),

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.comparison import HEAD_OUTPUTS, add_parity, compare_with_golden, golden_items
-from evalkit.environment import machine_info, sha256_file, versions
-from evalkit.external import run_external
-from evalkit.golden import save_golden
-from evalkit.history import HISTORY_DB, record_run
+from evalkit.measure.parity import HEAD_OUTPUTS, add_parity, compare_with_golden, golden_items
+from evalkit.record.environment import machine_info, sha256_file, versions
+from evalkit.pipeline.external import run_external
+from evalkit.measure.golden import save_golden
+from evalkit.ci.history import HISTORY_DB, record_run
 from evalkit.errors import UserError
-from evalkit.evaluate import measure_run
-from evalkit.pipeline import (
+from evalkit.measure.outputs import measure_run
+from evalkit.pipeline.generate import (
     FRAMES_FULL,
     FRAMES_INNER,
     OUTPUT_MP4,
@@ -38,17 +38,17 @@ from evalkit.pipeline import (
     prepare_input,
     template_index,
 )
-from evalkit.baseline import load_baseline
-from evalkit.gates import evaluate_gates, needs_baseline
-from evalkit.record import RUN_RECORD, json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
+from evalkit.ci.baseline import load_baseline
+from evalkit.ci.gates import evaluate_gates, needs_baseline
+from evalkit.record.summary import RUN_RECORD, json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
 from evalkit.report import render_run
-from evalkit.audio import load_audio
-from evalkit.audio_encoder import load_features
-from evalkit.ffmpeg_binary import probe_video
-from evalkit.mel import mel_spectrogram, video_frame_count
-from evalkit.runner import OnnxRuntimeRunner, available_providers
-from evalkit.video_decode import check_decodes
-from evalkit.suite import (DEFAULT_PROTOCOL, SCHEMA_VERSION, BackendSpec, LoadedSuite, SessionOptions, SuiteError,
+from evalkit.pipeline.audio import load_audio
+from evalkit.pipeline.audio_encoder import load_features
+from evalkit.media.ffmpeg import probe_video
+from evalkit.pipeline.mel import mel_spectrogram, video_frame_count
+from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
+from evalkit.media.decode import check_decodes
+from evalkit.config.suite import (DEFAULT_PROTOCOL, SCHEMA_VERSION, BackendSpec, LoadedSuite, SessionOptions, SuiteError,
                            cross_check)
 
 
@@ -115,7 +115,7 @@ def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
         problems.append(f"{loaded.path}: golden: {suite.golden} holds no golden.json "
                         "(save one with `evalkit run SUITE --save-golden DIR`)")
     elif suite.golden is not None:
-        from evalkit.golden import read_manifest
+        from evalkit.measure.golden import read_manifest
 
         _collect(problems, read_manifest, suite.golden / "golden.json")
     videos: dict[Path, object] = {}  # each video decoded once, whatever the number of models

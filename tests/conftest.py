@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from evalkit.ffmpeg_binary import probe_video
+from evalkit.media.ffmpeg import probe_video
 from evalkit.fixtures.build import build_fixtures
-from evalkit.video_decode import template_frames
+from evalkit.media.decode import template_frames
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EVALKIT_SHARED", REPO.parent / "shared"))
@@ -100,6 +100,6 @@ def demo_suite(fixtures_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_run(demo_suite, tmp_path_factory) -> Path:
     from evalkit.run import run_suite
-    from evalkit.suite import load_suite
+    from evalkit.config.suite import load_suite
 
     return run_suite(load_suite(demo_suite), out=tmp_path_factory.mktemp("reports"), log=lambda *_: None)

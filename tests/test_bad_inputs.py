@@ -30,7 +30,7 @@ import yaml
 from onnx import TensorProto, helper
 
 from evalkit.cli import main
-from evalkit.ffmpeg_binary import ffmpeg_exe
+from evalkit.media.ffmpeg import ffmpeg_exe
 from tests.conftest import REPO
 
 CLIP_FRAMES = 40  # frames of the short template: long enough for a mel window, short enough to decode fast
@@ -563,12 +563,12 @@ def test_optional_backend_with_an_unknown_provider_is_accepted(assets, tmp_path,
 
 def test_internal_bugs_stay_exit_3(tmp_path, capsys, monkeypatch):
     """A KeyError inside evalkit is a bug, not bad input: exit 3 with the traceback."""
-    import evalkit.suite
+    import evalkit.config.suite
 
     def broken(*_):
         raise KeyError("bug")
 
-    monkeypatch.setattr(evalkit.suite, "suite_json_schema", broken)
+    monkeypatch.setattr(evalkit.config.suite, "suite_json_schema", broken)
     assert main(["suite", "schema"]) == 3
     assert "Traceback" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from evalkit.cli import main
-from evalkit.contract import Contract
+from evalkit.config.contract import Contract
 from evalkit.fixtures.models import talking_head_generator
 from evalkit.fixtures.talking_head import FaceDesign
 from tests.conftest import demo_suite_data, write_suite

@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from evalkit.contract import Contract
-from evalkit.crop import CropPreparer, load_crop_boxes
+from evalkit.config.contract import Contract
+from evalkit.pipeline.crop import CropPreparer, load_crop_boxes
 from evalkit.fixtures.build import build_fixtures
 from evalkit.fixtures.models import NOISE_LEVELS
 from evalkit.fixtures.talking_head import FaceDesign

@@ -17,8 +17,8 @@ import yaml
 from evalkit import locations
 from evalkit.cli import build_parser, main
 from evalkit.errors import UserError
-from evalkit.record import load_run
-from evalkit.suite_flags import suite_data
+from evalkit.record.summary import load_run
+from evalkit.config.suite_flags import suite_data
 from tests.conftest import REPO, write_suite
 
 COMPARED = ("psnr_mean", "ssim_mean", "sync_offset_frames", "copy_mouth_psnr")

@@ -2,7 +2,7 @@
 
     python -m evalkit.examples.external_pipeline REQUEST.json [--shift-frames N]
 
-It reads the request (see evalkit/external.py), runs the generator with ONNX
+It reads the request (see evalkit/pipeline/external.py), runs the generator with ONNX
 Runtime on the CPU, and writes PNG frames to ``output_dir/frames/`` and its
 inference latencies to ``output_dir/timings.json``. ``--shift-frames 1``
 makes it deliberately wrong: frame i shows what frame i - 1 should (the
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import cv2
 
-from evalkit.contract import Contract
-from evalkit.pipeline import FRAMES_FULL, compute_audio_features, generate, prepare_input
-from evalkit.runner import OnnxRuntimeRunner
-from evalkit.suite import BackendSpec, InputSpec, TimingSpec
-from evalkit.frames_io import open_frames
+from evalkit.config.contract import Contract
+from evalkit.pipeline.generate import FRAMES_FULL, compute_audio_features, generate, prepare_input
+from evalkit.pipeline.runner import OnnxRuntimeRunner
+from evalkit.config.suite import BackendSpec, InputSpec, TimingSpec
+from evalkit.media.frames import open_frames
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,16 +9,16 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from evalkit.contract import Contract
-from evalkit.crop import CropPreparer, load_crop_boxes, load_landmark_boxes
-from evalkit.evaluate import REGIONS
-from evalkit.ffmpeg_binary import probe_video
+from evalkit.config.contract import Contract
+from evalkit.pipeline.crop import CropPreparer, load_crop_boxes, load_landmark_boxes
+from evalkit.measure.outputs import REGIONS
+from evalkit.media.ffmpeg import probe_video
 from evalkit.metrics.latency import HIGH_CV
-from evalkit.pipeline import FRAMES_INNER, OUTPUT_MP4
-from evalkit.record import DEFAULT_PROTOCOL, HIGHER_IS_BETTER, number, run_key, run_label, sync_reliable
+from evalkit.pipeline.generate import FRAMES_INNER, OUTPUT_MP4
+from evalkit.record.summary import DEFAULT_PROTOCOL, HIGHER_IS_BETTER, number, run_key, run_label, sync_reliable
 from evalkit.report import plots
-from evalkit.report.side_by_side import side_by_side
-from evalkit.video_decode import FrameReader, ping_pong_index
+from evalkit.media.side_by_side import side_by_side
+from evalkit.media.decode import FrameReader, ping_pong_index
 
 REPORT_HTML = "report.html"
 SIDE_BY_SIDE = "side_by_side.mp4"

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from evalkit.record import number, run_label  # noqa: E402
+from evalkit.record.summary import number, run_label  # noqa: E402
 
 
 PNG_COLOURS = 64  # a palette PNG of a line plot: a third of the bytes of an RGBA one, lines and text unchanged to the eye

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evalkit.record import SUMMARY_COLUMNS, number
+from evalkit.record.summary import SUMMARY_COLUMNS, number
 
 SUMMARY_CSV = "summary.csv"
 FRAMES_CSV = "frames.csv"

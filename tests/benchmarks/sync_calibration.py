@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.audio import load_audio
-from evalkit.ffmpeg_binary import probe_video
+from evalkit.pipeline.audio import load_audio
+from evalkit.media.ffmpeg import probe_video
 from evalkit.metrics.sync import (RELIABLE_CONFIDENCE, audio_envelope, estimate_sync, mouth_opening,
                                   mouth_thumbnails, sync_of_signals)
-from evalkit.video_decode import template_frames
+from evalkit.media.decode import template_frames
 
 SHARED = Path(os.environ.get("EVALKIT_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 MOTION = SHARED / "data" / "real" / "motion"

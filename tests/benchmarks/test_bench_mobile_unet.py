@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from evalkit.contract import Contract
-from evalkit.crop import CropPreparer
+from evalkit.config.contract import Contract
+from evalkit.pipeline.crop import CropPreparer
 from tests.conftest import REAL
 
 

@@ -1,0 +1,1 @@
+"""Verdicts: gates, baselines, the run history and signed sign-off."""

@@ -1,0 +1,354 @@
+"""Gates: pass or fail per summary field, absolute or against a baseline run, and the CI outputs.
+
+A gate result is truthy when it passed and carries the numbers that decided it.
+All results are collected first; one summary is printed; then the exit code
+says it (0 all passed, 1 a gate failed).
+
+Quality metrics are deterministic for a given backend, so their gates are
+exact comparisons. Speed is noisy, so a speed gate against a baseline
+declares a regression only when the change is both larger than allowed and
+statistically significant: the gated statistic itself (throughput_fps, or
+the mean / median / p90 / p99 latency, computed from the raw samples) moved
+in the slow direction by more than the allowed percentage AND a one-sided
+Mann-Whitney U test (new latencies greater) on the two runs' raw latency
+samples gives p < ``SPEED_ALPHA``. A faster run is never a drop. Its false-alarm rate on two
+samples of one distribution is at most ``SPEED_ALPHA`` by construction, and
+lower still with the percentage test on top (measured in tests/test_gates.py).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import xml.etree.ElementTree as ET
+import dataclasses
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.stats
+
+from evalkit.metrics.latency import SAMPLED_STATISTICS, SPEED_ALIASES, latency_summary
+from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, number, run_key
+
+SPEED_ALPHA = 0.01  # the one-sided Mann-Whitney test's significance level: its false-alarm rate on equal speeds
+LATENCY_FIELDS = {"latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"}
+SAMPLED_SPEED_FIELDS = set(SAMPLED_STATISTICS)  # fields whose raw samples (timed_ms) a test can use
+SPEED_FIELDS = SAMPLED_SPEED_FIELDS | {"throughput_end_to_end_fps", "throughput_batch4_fps"}
+
+
+def canonical_field(field: str) -> str:
+    """Today's name of a summary field: old speed names (``fps``, ...) map to ``throughput_fps``, ... ."""
+    return SPEED_ALIASES.get(field, field)
+OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
+             "!=": operator.ne}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    field: str
+    model: str
+    backend: str
+    input: str
+    value: float | None
+    limit: str
+    baseline_value: float | None
+    passed: bool
+    message: str
+    protocol: str = DEFAULT_PROTOCOL
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def where(self) -> str:
+        """model/backend/input, and /protocol when it is not the default reconstruction."""
+        ids = f"{self.model}/{self.backend}/{self.input}"
+        return ids if self.protocol == DEFAULT_PROTOCOL else f"{ids}/{self.protocol}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def speed_regression(baseline_ms, candidate_ms, max_percent: float, field: str = "latency_p50_ms",
+                     alpha: float = SPEED_ALPHA):
+    """(regressed, ratio candidate/baseline of ``field``'s statistic, one-sided Mann-Whitney p) for latency samples.
+
+    ``field`` is a key of ``SAMPLED_STATISTICS`` (throughput_fps, latency_p50_ms, ...). Regressed means both:
+    the statistic moved in the slow direction (throughput down, latency up) by more than ``max_percent`` %,
+    and the candidate's latencies are significantly greater (Mann-Whitney U, alternative "greater", p < alpha).
+    A faster run can never regress; a non-finite statistic or p never passes.
+    """
+    key, higher_is_better, _ = SAMPLED_STATISTICS[canonical_field(field)]
+    base, cand = np.asarray(baseline_ms, float), np.asarray(candidate_ms, float)
+    b, c = latency_summary(base)[key], latency_summary(cand)[key]
+    ratio = c / b if b else math.nan
+    slower_percent = (1.0 - ratio if higher_is_better else ratio - 1.0) * 100.0
+    p = float(scipy.stats.mannwhitneyu(cand, base, alternative="greater").pvalue)
+    regressed = not (slower_percent <= max_percent or p >= alpha)  # written so that NaN regresses
+    return regressed, ratio, p
+
+
+FILTERS = (("models", "model"), ("backends", "backend"), ("inputs", "input"), ("protocols", "protocol"))
+
+# Sync fields and the estimates (summary reliability columns) they rest on: a gate on one of them fails,
+# with the estimator's reason, when an estimate it needs is not reliable. It never passes on a guess.
+SYNC_RELIABILITY = {
+    "sync_offset_frames": ("sync_reliable",), "sync_offset_ms": ("sync_reliable",),
+    "sync_confidence": ("sync_reliable",), "gt_sync_offset_frames": ("gt_sync_reliable",),
+    "sync_offset_vs_ground_truth_frames": ("sync_reliable", "gt_sync_reliable"),
+}
+
+
+def _matches(gate, entry: dict) -> bool:
+    keys = run_key(entry)
+    return all(getattr(gate, attr, None) is None or keys[i] in getattr(gate, attr)
+               for i, (attr, _) in enumerate(FILTERS))
+
+
+def _unreliable(field: str, summary: dict) -> str | None:
+    """Why a sync field's value cannot be trusted, or None when it can."""
+    for column in SYNC_RELIABILITY.get(field, ()):
+        if summary.get(column) != 1:
+            which = "the ground truth's own" if column.startswith("gt_") else "the output's"
+            reason = summary.get("sync_reason") if column == "sync_reliable" else None
+            return f"{which} sync estimate is not reliable" + (f" ({reason})" if reason else "")
+    return None
+
+
+def _no_match(gate, label: str, record: dict) -> GateResult:
+    """A gate that matched no finished run is a failure that says why (a typo in a filter, skipped runs)."""
+    filters = ", ".join(f"{attr}={getattr(gate, attr, None)}" for attr, _ in FILTERS
+                        if getattr(gate, attr, None) is not None)
+    skipped = [e for e in record["runs"] if e.get("status") != "ok"]
+    why = f"{len(skipped)} of {len(record['runs'])} runs did not finish"
+    if skipped:
+        reasons = sorted({f"{e['backend']}: {e.get('reason') or e.get('status')}" for e in skipped})
+        why += f" ({'; '.join(reasons)})"
+    return GateResult(label, gate.field, "*", "*", "*", None, "matches a run", None, False,
+                      f"FAILED: the gate matched no finished run ({filters or 'no filters'}; {why})", "*")
+
+
+def describe(gate) -> str:
+    if gate.name:
+        return gate.name
+    field = f"abs({gate.field})" if gate.abs else gate.field
+    if gate.op is not None:
+        return f"{field} {gate.op} {gate.value:g}"
+    for attr, word in (("max_drop", "drops by at most"), ("max_drop_percent", "drops by at most"),
+                       ("max_rise", "rises by at most"), ("max_rise_percent", "rises by at most")):
+        limit = getattr(gate, attr)
+        if limit is not None:
+            return f"{field} {word} {limit:g}{'%' if attr.endswith('percent') else ''} from the baseline"
+    return field
+
+
+def evaluate_gates(record: dict, gates, baseline: dict | None) -> list[GateResult]:
+    """Every gate on every finished model x backend x input it names; relative gates need ``baseline``."""
+    results = []
+    base_entries = {run_key(e): e for e in (baseline or {}).get("runs", []) if e.get("status") == "ok"}
+    for gate in gates:
+        label = describe(gate)
+        matched = 0
+        for entry in record["runs"]:
+            if entry.get("status") != "ok" or not _matches(gate, entry):
+                continue
+            matched += 1
+            ids = (entry["model"], entry["backend"], entry["input"])
+            protocol = run_key(entry)[3]
+            value = number(entry["summary"].get(canonical_field(gate.field)))
+            shown = abs(value) if value is not None and gate.abs else value
+            doubt = _unreliable(canonical_field(gate.field), entry["summary"])
+            if doubt is not None:
+                results.append(GateResult(label, gate.field, *ids, value, "a reliable estimate", None, False,
+                                          f"FAILED: {gate.field} = {_fmt(value)}, but {doubt}", protocol))
+                continue
+            if gate.op is not None:
+                ok = shown is not None and not math.isnan(shown) and OPERATORS[gate.op](shown, gate.value)
+                msg = (f"{gate.field} = {_fmt(value)}" + (f" (abs {_fmt(shown)})" if gate.abs else "")
+                       + f", needs {gate.op} {gate.value:g}")
+                results.append(GateResult(label, gate.field, *ids, value, f"{gate.op} {gate.value:g}", None, bool(ok),
+                                          ("passed: " if ok else "FAILED: ") + msg, protocol))
+                continue
+            result = _relative(gate, label, entry, ids, shown, base_entries.get(run_key(entry)), record, baseline)
+            results.append(dataclasses.replace(result, protocol=protocol))
+        if not matched:
+            results.append(_no_match(gate, label, record))
+    return results
+
+
+def _relative(gate, label, entry, ids, value, base_entry, record, baseline) -> GateResult:
+    field = canonical_field(gate.field)
+    if base_entry is None:
+        return GateResult(label, gate.field, *ids, value, "vs baseline", None, False,
+                          f"FAILED: the baseline has no finished {'/'.join(ids)} to compare with")
+    base = number(base_entry["summary"].get(field))
+    if base is not None and gate.abs:
+        base = abs(base)
+    if value is None or base is None or math.isnan(value) or math.isnan(base):
+        return GateResult(label, gate.field, *ids, value, "vs baseline", base, False,
+                          f"FAILED: {gate.field} has no value (this run {_fmt(value)}, baseline {_fmt(base)})")
+    percent = gate.max_drop_percent if gate.max_drop_percent is not None else gate.max_rise_percent
+    absolute = gate.max_drop if gate.max_drop is not None else gate.max_rise
+    dropping = gate.max_drop is not None or gate.max_drop_percent is not None
+    change = (base - value) if dropping else (value - base)  # positive: the bad direction
+    limit = absolute if absolute is not None else abs(base) * percent / 100.0
+    limit_text = f"{'drop' if dropping else 'rise'} <= {absolute:g}" if absolute is not None else \
+        f"{'drop' if dropping else 'rise'} <= {percent:g}%"
+    machine_note = ""
+    if baseline and baseline.get("machine", {}).get("cpu") != record.get("machine", {}).get("cpu") and \
+            field in SPEED_FIELDS:
+        machine_note = " (warning: the baseline ran on another machine, speed is not comparable)"
+    slow_direction = field in SAMPLED_STATISTICS and dropping == SAMPLED_STATISTICS[field][1] and not gate.abs
+    if slow_direction and percent is not None and entry.get("timed_ms") and base_entry.get("timed_ms"):
+        regressed, ratio, p = speed_regression([number(v) for v in base_entry["timed_ms"]],
+                                               [number(v) for v in entry["timed_ms"]], percent, field)
+        ok = not regressed
+        msg = (f"{field} ({SAMPLED_STATISTICS[field][2]}) {_fmt(value)} vs baseline {_fmt(base)}: "
+               f"x{_fmt(ratio)}, {'drop' if dropping else 'rise'} of {_fmt(change)}, allowed {_fmt(limit)}; "
+               f"Mann-Whitney p = {p:.2g} (a slowdown needs both beyond {percent:g}% and p < {SPEED_ALPHA:g})")
+    else:
+        ok = change <= limit + 1e-12
+        msg = (f"{field} {_fmt(value)} vs baseline {_fmt(base)}: "
+               f"{'drop' if dropping else 'rise'} of {_fmt(change)}, allowed {_fmt(limit)}")
+    return GateResult(label, gate.field, *ids, value, limit_text, base, bool(ok),
+                      ("passed: " if ok else "FAILED: ") + msg + machine_note)
+
+
+def _fmt(v) -> str:
+    """A value as shown to people: 6 significant digits; inf, -inf and nan as those words; None as 'none'."""
+    if v is None:
+        return "none"
+    v = number(v)  # a value read back from run.json may be the string "inf"
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return f"{v:.6g}"
+
+
+def needs_baseline(gates) -> bool:
+    return any(g.op is None for g in gates)
+
+
+def unknown_fields(gates) -> list[str]:
+    return sorted({g.field for g in gates if canonical_field(g.field) not in SUMMARY_COLUMNS})
+
+
+RUN_CHECK = "ran, with finite fidelity and sync metrics"
+RUN_CHECK_FIELDS = [c for c in SUMMARY_COLUMNS if c.endswith(("psnr_mean", "psnr_min", "ssim_mean", "ssim_min"))
+                    and not c.startswith("parity_")] + ["sync_offset_frames", "sync_confidence",
+                                                        "sync_offset_vs_ground_truth_frames", "lse_d", "lse_c"]
+
+
+def run_checks(record: dict) -> list[GateResult]:
+    """For a suite without gates: per model x backend x input that was not skipped, a check that it ran
+    (status ok) and that each fidelity and sync metric it has is a number (not NaN, not -inf; a PSNR of +inf
+    means identical frames and is allowed)."""
+    results = []
+    for entry in record["runs"]:
+        if entry["status"] == "skipped":
+            continue
+        ids = (entry["model"], entry["backend"], entry["input"])
+        protocol = entry.get("protocol", DEFAULT_PROTOCOL)
+        if entry["status"] != "ok":
+            results.append(GateResult(RUN_CHECK, "status", *ids, None, "status ok", None, False,
+                                      f"FAILED: status {entry['status']}: {entry.get('reason') or 'no reason given'}",
+                                      protocol))
+            continue
+        bad = []
+        for field in RUN_CHECK_FIELDS:
+            value = number(entry["summary"].get(field))
+            if value is not None and not (math.isfinite(value) or (value > 0 and "psnr" in field)):
+                bad.append(f"{field} = {_fmt(value)}")
+        results.append(GateResult(RUN_CHECK, "status", *ids, None, "status ok, metrics finite", None, not bad,
+                                  "FAILED: " + ", ".join(bad) if bad else "passed: status ok, metrics finite", protocol))
+    return results
+
+
+def summary_text(results: list[GateResult], gated: bool = True) -> str:
+    """The one summary printed after a run: failures first. ``gated=False``: the results are run checks."""
+    failed = [r for r in results if not r]
+    what = "gates" if gated else "no gates; run checks"
+    lines = [f"{what}: {len(results) - len(failed)} of {len(results)} passed" + (f", {len(failed)} FAILED" if failed else "")]
+    for r in failed + [r for r in results if r]:
+        lines.append(f"  {'PASS' if r else 'FAIL'}  {r.where}  {r.gate}: {r.message}")
+    return "\n".join(lines)
+
+
+def _where(entry: dict) -> str:
+    """model/backend/input[/protocol] of a record entry, as ``GateResult.where`` writes it."""
+    protocol = entry.get("protocol", DEFAULT_PROTOCOL)
+    ids = f"{entry['model']}/{entry['backend']}/{entry['input']}"
+    return ids if protocol == DEFAULT_PROTOCOL else f"{ids}/{protocol}"
+
+
+def _seconds(value) -> str:
+    value = number(value)
+    return f"{value:.3f}" if value is not None and math.isfinite(value) else "0.000"
+
+
+def _duration(record: dict | None) -> float:
+    """Seconds from the record's start to its end (0 when unknown)."""
+    from datetime import datetime
+
+    try:
+        return max(0.0, (datetime.fromisoformat(record["finished_utc"])
+                         - datetime.fromisoformat(record["created_utc"])).total_seconds())
+    except (TypeError, KeyError, ValueError):
+        return 0.0
+
+
+def junit_xml(suite_name: str, results: list[GateResult], record: dict | None = None) -> str:
+    """JUnit XML: one test case per gate (or run check) per model x backend x input, plus one skipped test
+    case per skipped run (with its reason); failures carry the numbers. Totals (tests, failures, errors,
+    skipped, time) are on ``<testsuite>`` and ``<testsuites>``; ``timestamp`` is the run's start (UTC) and a
+    test case's ``time`` the seconds its model x backend x input took to generate and measure."""
+    entries = {_where(e): e for e in (record or {}).get("runs", [])}
+    skipped = [e for e in entries.values() if e["status"] == "skipped"]
+    totals = {"tests": str(len(results) + len(skipped)), "failures": str(sum(1 for r in results if not r)),
+              "errors": "0", "skipped": str(len(skipped)), "time": f"{_duration(record):.3f}"}
+    suites = ET.Element("testsuites", name=f"evalkit.{suite_name}", **totals)
+    suite = ET.SubElement(suites, "testsuite", name=f"evalkit.{suite_name}", **totals)
+    if record is not None and record.get("created_utc"):
+        suite.set("timestamp", str(record["created_utc"])[:19])  # JUnit's timestamp has no time zone: it is UTC
+    for r in results:
+        entry = entries.get(r.where, {})
+        case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{r.where.replace('/', '.')}",
+                             name=r.gate, time=_seconds(entry.get("generate_seconds")))
+        if not r:
+            failure = ET.SubElement(case, "failure", message=r.message, type="GateFailed")
+            failure.text = (f"field: {r.field}\nvalue: {_fmt(r.value)}\nlimit: {r.limit}\n"
+                            f"baseline: {_fmt(r.baseline_value)}\n")
+    for e in skipped:
+        case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{_where(e).replace('/', '.')}", name="run",
+                             time="0.000")
+        ET.SubElement(case, "skipped", message=str(e.get("reason") or "skipped"))
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], record: dict | None = None,
+                     gated: bool = True) -> str:
+    """A short Markdown summary for a pull request or a CI job summary, failures first, then skipped runs.
+
+    ``gated=False``: the suite has no gates and ``results`` are run checks (``run_checks``); the summary says so.
+    """
+    failed = [r for r in results if not r]
+    head = "FAILED" if failed else "passed"
+    what = "gates" if gated else "run checks; the suite has no gates"
+    lines = [f"## evalkit `{suite_name}`: {head} ({len(results) - len(failed)}/{len(results)} {what})", "",
+             f"Run: `{run_dir}`", ""]
+    if not gated:
+        lines += ["No gates: each run was checked only for having run (status ok) with finite fidelity and sync "
+                  "metrics.", ""]
+    lines += ["| result | model / backend / input | gate | value | limit | baseline |", "|---|---|---|---|---|---|"]
+    for r in failed + [r for r in results if r]:
+        lines.append(f"| {'FAIL' if not r else 'pass'} | {r.where.replace('/', ' / ')} | {_cell(r.gate)} | "
+                     f"{_fmt(r.value)} | {_cell(r.limit)} | {_fmt(r.baseline_value)} |")
+    skipped = [e for e in (record or {}).get("runs", []) if e["status"] == "skipped"]
+    if skipped:
+        lines += ["", "Skipped:", ""] + [f"- {_where(e).replace('/', ' / ')}: {_cell(e.get('reason'))}"
+                                         for e in skipped]
+    return "\n".join(lines) + "\n"

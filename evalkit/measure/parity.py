@@ -1,0 +1,165 @@
+"""Comparing runs with each other: backends of one run (parity), a golden set, or two run folders.
+
+Tensor level: the raw outputs of the first ``parity.frames`` frames, kept in
+each run's ``head_outputs.npz`` (same inputs for every backend of a model x
+input, so any difference is the backend's). Picture level: PSNR and SSIM
+between the two runs' lossless inner frames, for every frame. An external
+backend has no raw tensors, so only its pictures are compared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.errors import UserError
+from evalkit.media.ffmpeg import probe_video
+from evalkit.measure.golden import load_golden
+from evalkit.metrics import psnr, ssim, summarise
+from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_outputs
+from evalkit.pipeline.generate import FRAMES_FULL, FRAMES_INNER
+from evalkit.media.decode import FrameReader
+
+HEAD_OUTPUTS = "head_outputs.npz"
+PICTURE_MIN_PSNR = 40.0  # dB on every frame: below this two implementations' pictures visibly differ
+BATCH = 16
+
+
+def head_outputs(run_dir: Path, entry: dict) -> np.ndarray | None:
+    path = Path(run_dir) / entry["folder"] / HEAD_OUTPUTS
+    if entry.get("kind") == "external" or not path.is_file():
+        return None
+    with np.load(path) as data:
+        return data["outputs"]
+
+
+def picture_parity(dir_a: Path, dir_b: Path, frames_file: str = FRAMES_INNER) -> dict:
+    """PSNR and SSIM of B's frames against A's, every frame (the shorter count is compared, and said).
+
+    ``frames_file``: the inner frames (the model's own pixels) or, when one side is an external
+    command whose inner region is cut from its full frames, the full frames.
+    """
+    info_a, info_b = probe_video(dir_a / frames_file), probe_video(dir_b / frames_file)
+    if (info_a.width, info_a.height) != (info_b.width, info_b.height):
+        return {"error": f"inner frames differ in size: {info_a.width}x{info_a.height} vs {info_b.width}x{info_b.height}"}
+    n = min(info_a.frames, info_b.frames)
+    a = np.empty((BATCH, info_a.height, info_a.width, 3), np.uint8)
+    b = np.empty_like(a)
+    p_all, s_all = [], []
+    with FrameReader(info_a) as ra, FrameReader(info_b) as rb:
+        for start in range(0, n, BATCH):
+            k = min(BATCH, n - start)
+            for j in range(k):
+                ra.read_into(a[j])
+                rb.read_into(b[j])
+            p_all += psnr(a[:k], b[:k]).tolist()
+            s_all += ssim(a[:k], b[:k]).tolist()
+    p, s = summarise(p_all), summarise(s_all)
+    return {"region": "full" if frames_file == FRAMES_FULL else "inner", "frames": n, "frames_a": info_a.frames, "frames_b": info_b.frames, "psnr_mean": p["mean"],
+            "psnr_min": p["min"], "identical_frames": p["inf_count"], "ssim_mean": s["mean"], "ssim_min": s["min"],
+            "passed": bool(info_a.frames == info_b.frames and p["min"] >= PICTURE_MIN_PSNR)}
+
+
+def tolerances(suite, precision: str, atol: float | None = None, rtol: float | None = None) -> tuple[float, float]:
+    default_atol, default_rtol = suite.parity.tolerances.get(precision, DEFAULT_TOLERANCES[precision])
+    return (default_atol if atol is None else atol), (default_rtol if rtol is None else rtol)
+
+
+def compare_entries(run_dir: Path, reference: dict, candidate: dict, atol: float, rtol: float,
+                    precision: str) -> dict:
+    """Tensor and picture parity of ``candidate`` against ``reference`` (two entries of one run)."""
+    a, b = head_outputs(run_dir, reference), head_outputs(run_dir, candidate)
+    tensor = None
+    if a is not None and b is not None:
+        n = min(len(a), len(b))
+        tensor = compare_outputs(a[:n], b[:n], atol, rtol).to_dict() if a.shape[1:] == b.shape[1:] else None
+    external = "external" in (reference.get("kind"), candidate.get("kind"))
+    picture = picture_parity(Path(run_dir) / reference["folder"], Path(run_dir) / candidate["folder"],
+                             FRAMES_FULL if external else FRAMES_INNER)
+    passed = (tensor["passed"] if tensor else True) and picture.get("passed", False)
+    return {
+        "reference": f"{reference['model']}/{reference['backend']}/{reference['input']}",
+        "candidate": f"{candidate['model']}/{candidate['backend']}/{candidate['input']}",
+        "precision": precision, "atol": atol, "rtol": rtol, "passed": bool(passed),
+        "tensor": tensor, "tensor_note": None if tensor else "no raw tensors (external backend, or shapes differ)",
+        "picture": picture,
+    }
+
+
+def add_parity(record: dict, suite, run_dir: Path, log=print) -> list[dict]:
+    """Every backend of a model x input against the baseline backend, plus the suite's explicit pairs.
+
+    Each result is also attached to the candidate's entry as ``parity`` (the baseline comparison).
+    """
+    results = []
+    ok = [e for e in record["runs"] if e.get("status") == "ok"]
+    by_key = {(e["model"], e["backend"], e["input"]): e for e in ok}
+    for model in suite.models:
+        for spec in suite.inputs:
+            group = [e for e in ok if e["model"] == model.name and e["input"] == spec.name]
+            if suite.parity.baseline_backend is not None:
+                baseline = by_key.get((model.name, suite.parity.baseline_backend, spec.name))
+            else:
+                baseline = next((e for e in group if e.get("kind") == "onnxruntime"), group[0] if group else None)
+            if baseline is None:
+                continue
+            for entry in group:
+                if entry is baseline:
+                    continue
+                atol, rtol = tolerances(suite, entry["precision"])
+                result = compare_entries(run_dir, baseline, entry, atol, rtol, entry["precision"])
+                entry["parity"] = result
+                results.append(result)
+    for pair in suite.parity.pairs:
+        for spec in suite.inputs:
+            ref = by_key.get((pair.reference.model, pair.reference.backend, spec.name))
+            cand = by_key.get((pair.candidate.model, pair.candidate.backend, spec.name))
+            if ref is None or cand is None:
+                log(f"parity pair {pair.reference.model}/{pair.reference.backend} vs {pair.candidate.model}/"
+                    f"{pair.candidate.backend}: skipped, one side did not run")
+                continue
+            atol, rtol = tolerances(suite, pair.precision, pair.atol, pair.rtol)
+            results.append(compare_entries(run_dir, ref, cand, atol, rtol, pair.precision))
+    return results
+
+
+def compare_with_golden(record: dict, suite, run_dir: Path) -> None:
+    """Each ONNX Runtime entry's raw outputs against the golden set (tolerances of the backend's precision)."""
+    for entry in record["runs"]:
+        if entry.get("status") != "ok" or entry.get("kind") != "onnxruntime":
+            continue
+        found = load_golden(suite.golden, entry["model"], entry["input"])
+        if found is None:
+            entry["golden"] = {"passed": False, "note": f"the golden set has no {entry['model']} x {entry['input']}"}
+            continue
+        golden, manifest = found
+        outputs = head_outputs(run_dir, entry)
+        n = min(len(golden), len(outputs))
+        atol, rtol = tolerances(suite, entry["precision"])
+        if golden.shape[1:] != outputs.shape[1:]:
+            entry["golden"] = {"passed": False, "note": f"shapes differ: golden {list(golden.shape)}, "
+                               f"this run {list(outputs.shape)}"}
+            continue
+        result = compare_outputs(golden[:n], outputs[:n], atol, rtol).to_dict()
+        same_model = manifest["model_sha256"] == record["models"][entry["model"]]["generator"]["sha256"]
+        same_inputs = manifest["inputs_sha256"] == entry.get("head_inputs_sha256")
+        entry["golden"] = {**result, "frames": n, "golden_backend": manifest["backend"],
+                           "same_model_file": same_model, "same_input_tensors": same_inputs}
+
+
+def golden_items(record: dict, run_dir: Path) -> list[dict]:
+    """What `--save-golden` stores: per model x input, the first ONNX Runtime backend's raw outputs."""
+    items, seen = [], set()
+    for entry in record["runs"]:
+        key = (entry["model"], entry["input"])
+        if entry.get("status") != "ok" or entry.get("kind") != "onnxruntime" or key in seen:
+            continue
+        seen.add(key)
+        items.append({"model": entry["model"], "input": entry["input"], "backend": entry["backend"],
+                      "outputs": head_outputs(run_dir, entry),
+                      "model_sha256": record["models"][entry["model"]]["generator"]["sha256"],
+                      "inputs_sha256": entry.get("head_inputs_sha256"), "input_files": record["inputs"][entry["input"]]})
+    if not items:
+        raise UserError("nothing to save as golden: no ONNX Runtime backend ran")
+    return items

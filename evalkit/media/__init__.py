@@ -1,0 +1,1 @@
+"""Video and image files through ffmpeg: probing, decoding, encoding, frame folders."""

@@ -1,0 +1,144 @@
+"""Stage 5: decode the template video, one RGB frame at a time.
+
+Frames stream from an ffmpeg pipe into one reused buffer; nothing holds the
+whole video. When the audio drives more frames than the template has, the
+template is walked forward and back (0, 1, ..., T-1, T-2, ..., 0, 1, ...):
+then the decoded frames are spilled once to a disk-backed array so that the
+backward walk can read them, still without holding them in memory.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from evalkit.errors import UserError
+from evalkit.media.ffmpeg import VideoInfo, ffmpeg_exe
+
+FRAME_COUNT_SLACK = 1  # ffmpeg states durations to 10 ms: duration x fps is exact to within a frame up to 100 fps
+_DECODED = re.compile(r"frame=\s*(\d+)")
+
+
+def decoded_frame_count(info: VideoInfo) -> tuple[int, list[str]]:
+    """Decode every frame of the first video stream (to nowhere): how many decode, and ffmpeg's error lines
+    (a damaged file decodes with errors, e.g. 'slice CRC mismatch', even when every frame comes out)."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats", "-i", str(info.path),
+           "-map", "0:v:0", "-f", "null", "-"]
+    result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    lines = [line.strip() for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
+    counts = [int(m.group(1)) for line in lines if (m := _DECODED.match(line))]
+    errors = [_without_address(line) for line in lines if not _DECODED.match(line)]
+    return (counts[-1] if counts else 0), errors
+
+
+def _without_address(line: str) -> str:
+    """'[ffv1 @ 0x55..] slice CRC mismatch' -> '[ffv1] slice CRC mismatch' (stable across runs)."""
+    return re.sub(r" @ 0x[0-9a-f]+\]", "]", line)
+
+
+def check_decodes(info: VideoInfo, what: str = "video") -> int:
+    """Raise a UserError when ``info``'s video decodes fewer frames than it claims (cut short) or decodes with
+    errors (damaged in the middle); returns the decoded count."""
+    decoded, errors = decoded_frame_count(info)
+    claimed = info.claimed_frames
+    if decoded < claimed - FRAME_COUNT_SLACK or decoded == 0:
+        why = f"; ffmpeg: {errors[0]}" if errors else ""
+        raise UserError(f"{what} {info.path}: only {decoded} of the {claimed} frames it claims decode (the file is "
+                        f"cut short or damaged{why}); export it again")
+    if errors:
+        raise UserError(f"{what} {info.path}: damaged: {decoded} of {claimed} frames decode, but with errors "
+                        f"(ffmpeg: {errors[0]}); export it again")
+    return decoded
+
+
+class FrameReader:
+    """Reads rgb24 frames of ``info.path`` in order; use as a context manager."""
+
+    def __init__(self, info: VideoInfo):
+        self.info = info
+        self._frame_bytes = info.width * info.height * 3
+        self._process = None
+        self._stderr_tail: deque[bytes] = deque(maxlen=20)
+
+    def __enter__(self) -> "FrameReader":
+        stream = ffmpeg.input(str(self.info.path)).output(
+            "pipe:", format="rawvideo", pix_fmt="rgb24", map="0:v:0", loglevel="error"
+        )
+        self._process = stream.run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True)
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        return self
+
+    def _drain_stderr(self) -> None:
+        with self._process.stderr:  # closed at EOF: no unclosed pipe left behind
+            for line in self._process.stderr:
+                self._stderr_tail.append(line)
+
+    def read_into(self, buffer: np.ndarray) -> bool:
+        """Fill ``buffer`` (H, W, 3 uint8) with the next frame; False at the end of the video."""
+        view = memoryview(buffer.reshape(-1))
+        got = 0
+        while got < self._frame_bytes:
+            n = self._process.stdout.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        if got == 0:
+            return False
+        if got != self._frame_bytes:
+            raise UserError(f"cannot read video {self.info.path}: it ends inside a frame ({self._why()})")
+        return True
+
+    def _why(self) -> str:
+        return b"".join(self._stderr_tail).decode(errors="replace").strip() or "no message from ffmpeg"
+
+    def __exit__(self, *exc) -> None:
+        if self._process is not None:
+            self._process.stdout.close()
+            self._process.kill()
+            self._process.wait()
+
+
+def ping_pong_index(frame: int, template_frames: int) -> int:
+    """Template frame shown at output ``frame``: 0..T-1, then back T-2..0, then forward again."""
+    if template_frames == 1:
+        return 0
+    period = 2 * (template_frames - 1)
+    k = frame % period
+    return k if k < template_frames else period - k
+
+
+def template_frames(info: VideoInfo, needed: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(template_index, frame)`` for ``needed`` output frames.
+
+    The yielded array is reused: copy it if it must outlive the next step.
+    """
+    buffer = np.empty((info.height, info.width, 3), dtype=np.uint8)
+    if needed <= info.frames:
+        with FrameReader(info) as reader:
+            for i in range(needed):
+                if not reader.read_into(buffer):
+                    raise UserError(f"video {info.path} ended at frame {i}, expected {info.frames} frames")
+                yield i, buffer
+        return
+    with tempfile.TemporaryDirectory(prefix="evalkit-frames-") as tmp:
+        spill = np.lib.format.open_memmap(
+            Path(tmp) / "frames.npy", mode="w+", dtype=np.uint8, shape=(info.frames, info.height, info.width, 3)
+        )
+        with FrameReader(info) as reader:
+            for i in range(info.frames):
+                if not reader.read_into(spill[i]):
+                    raise UserError(f"video {info.path} ended at frame {i}, expected {info.frames} frames")
+                yield i, spill[i]
+        for out in range(info.frames, needed):
+            t = ping_pong_index(out, info.frames)
+            buffer[:] = spill[t]
+            yield t, buffer
+        del spill

@@ -1,0 +1,77 @@
+"""Stage 3: mel windows -> audio feature matrix [frames, feature_dim].
+
+Either an audio-encoder ONNX model (mel window [1, 1, n_mels, mel_window] in,
+[1, feature_dim] out), run with ONNX Runtime on the CPU, or features computed
+elsewhere and saved as .npy of shape [frames, feature_dim].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.config.contract import Contract
+from evalkit.errors import UserError
+
+
+def encode_mel_windows(encoder_path: Path, windows: np.ndarray, contract: Contract) -> np.ndarray:
+    """Run the encoder on every window ([frames, n_mels, mel_window]); returns [frames, feature_dim] float32."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(encoder_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise UserError(f"cannot load audio encoder {encoder_path}: {exc}") from exc
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise UserError(f"audio encoder {encoder_path}: expected 1 input (a mel window), found {len(inputs)}")
+    expected = [1, 1, contract.n_mels, contract.mel_window]
+    _check_shape(f"audio encoder {encoder_path}: input '{inputs[0].name}'", inputs[0].shape, expected)
+    name = inputs[0].name
+    rows = np.empty((len(windows), contract.feature_dim), dtype=np.float32)
+    batch = np.empty(expected, dtype=np.float32)
+    for i, window in enumerate(windows):
+        batch[0, 0] = window
+        out = session.run(None, {name: batch})[0]
+        if out.size != contract.feature_dim:
+            raise UserError(
+                f"audio encoder {encoder_path}: output has {out.size} values per window, "
+                f"the contract's feature_dim is {contract.feature_dim}"
+            )
+        rows[i] = out.reshape(-1)
+    return rows
+
+
+def load_features(path: Path, frames: int, contract: Contract) -> np.ndarray:
+    """Precomputed features from ``path`` (.npy, [frames, feature_dim]), checked against the audio."""
+    try:
+        features = np.load(path)
+    except Exception as exc:
+        raise UserError(f"cannot read audio features {path}: {exc} (expected a .npy array)") from exc
+    if features.ndim != 2 or features.shape[1] != contract.feature_dim:
+        raise UserError(
+            f"audio features {path}: shape {list(features.shape)}, expected [frames, {contract.feature_dim}]"
+        )
+    if features.shape[0] != frames:
+        raise UserError(
+            f"audio features {path}: {features.shape[0]} rows, but the audio drives {frames} video frames"
+        )
+    return features.astype(np.float32, copy=False)
+
+
+def pad_feature_ends(features: np.ndarray, contract: Contract) -> np.ndarray:
+    """Repeat the first and last rows ``feature_pad_repeat`` times at each end (the reference does it once)."""
+    r = contract.feature_pad_repeat
+    if r == 0:
+        return features
+    return np.concatenate([np.repeat(features[:1], r, axis=0), features, np.repeat(features[-1:], r, axis=0)])
+
+
+def _check_shape(what: str, actual: list, expected: list[int]) -> None:
+    """Raise when a model's declared shape cannot take ``expected``; symbolic dims accept anything."""
+    ok = len(actual) == len(expected) and all(
+        not isinstance(a, int) or a == e for a, e in zip(actual, expected)
+    )
+    if not ok:
+        raise UserError(f"{what} has shape {list(actual)}, the contract expects {expected}")

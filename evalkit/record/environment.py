@@ -1,0 +1,71 @@
+"""Facts about the machine and the software a run used, for the run record."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from evalkit import __version__
+from evalkit.media.ffmpeg import ffmpeg_exe, ffmpeg_version
+
+PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "opencv-python-headless", "librosa", "scikit-image")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_names() -> list[str]:
+    """NVIDIA GPU names from nvidia-smi, when there is one."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def machine_info() -> dict:
+    return {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpu_names(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+    }
+
+
+def versions() -> dict:
+    found = {"evalkit": __version__}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    found["ffmpeg"] = ffmpeg_version()
+    found["ffmpeg_path"] = ffmpeg_exe()
+    return found

@@ -1,0 +1,222 @@
+"""The run record's per-run summary row, and JSON that keeps non-finite numbers.
+
+``run.json`` is the source of truth: every number that a CSV or the HTML
+report shows is computed here, once, when the run is recorded. JSON has no
+``inf`` or ``nan``; they are stored as the strings "inf", "-inf" and "nan"
+(``float()`` reads them back), so a PSNR of identical frames is kept, not lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from pathlib import Path
+
+from evalkit.errors import UserError
+from evalkit.measure.outputs import REGIONS
+from evalkit.metrics import latency_summary, summarise
+from evalkit.metrics.latency import SPEED_ALIASES
+from evalkit.pipeline.generate import PIPELINE_STAGES
+from evalkit.config.suite import DEFAULT_PROTOCOL, SCHEMA_VERSION  # DEFAULT_PROTOCOL: also that of older records
+
+ID_COLUMNS = ["model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "frames"]
+
+
+def _region_columns(region: str) -> list[str]:
+    prefix = "" if region == "inner" else f"{region}_"
+    return [f"{prefix}psnr_mean", f"{prefix}psnr_min", f"{prefix}psnr_inf_frames", f"{prefix}ssim_mean",
+            f"{prefix}ssim_min"]
+
+
+FIDELITY_COLUMNS = [c for region in REGIONS for c in _region_columns(region)]
+OUTPUT_COLUMNS = ["out_mean", "out_std", "out_min", "out_max", "out_p1", "out_p50", "out_p99",
+                  "out_fraction_outside", "nan_count", "inf_count", "wrap_count"]
+COPY_COLUMNS = ["copy_mouth_psnr", "copy_frames_fraction", "copy_flag", "mouth_sharpness_ratio"]
+SPEED_COLUMNS = ["throughput_fps", "throughput_end_to_end_fps", "latency_mean_ms", "latency_std_ms", "latency_p50_ms",
+                 "latency_p90_ms", "latency_p99_ms", "latency_cv", "warmup_iterations", "timed_inferences", "first_inference_ms",
+                 "session_seconds", "intra_op_threads", "throughput_batch4_fps", "host_to_device_ms", "device_to_host_ms",
+                 "audio_features_seconds"] + [f"{stage}_seconds" for stage in PIPELINE_STAGES]
+PARITY_COLUMNS = ["parity_against", "parity_passed", "parity_max_abs", "parity_p99_abs", "parity_required_atol",
+                  "parity_failing_elements", "parity_nan_mismatches", "parity_psnr_mean", "parity_ssim_min",
+                  "golden_passed", "golden_max_abs", "golden_failing_elements"]
+SYNC_COLUMNS = ["sync_offset_frames", "sync_offset_ms", "sync_confidence", "sync_reliable", "sync_reason",
+                "sync_no_signal", "gt_sync_offset_frames", "gt_sync_reliable",
+                "sync_offset_vs_ground_truth_frames", "lse_d", "lse_c", "syncnet_offset_frames"]
+SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + COPY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS + PARITY_COLUMNS
+"""The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
+
+HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} | {
+    "throughput_fps": True, "throughput_end_to_end_fps": True, "throughput_batch4_fps": True,
+    "latency_mean_ms": False, "latency_p50_ms": False, "latency_p90_ms": False, "latency_p99_ms": False,
+    "nan_count": False, "inf_count": False, "out_fraction_outside": False,
+    "sync_confidence": True, "lse_c": True, "lse_d": False,
+    "copy_mouth_psnr": False, "copy_frames_fraction": False, "copy_flag": False, "wrap_count": False,
+}
+"""Direction of the columns that have one (the report marks best and worst by it)."""
+
+
+def summary_row(entry: dict) -> dict:
+    """The summary.csv row of one model x backend x input entry of the record."""
+    row = {c: entry.get(c) for c in ID_COLUMNS}
+    row["protocol"] = entry.get("protocol", DEFAULT_PROTOCOL)
+    for region, per_frame in (entry.get("fidelity") or {}).items():
+        cols = _region_columns(region)
+        p, s = summarise(per_frame["psnr"]), summarise(per_frame["ssim"])
+        row.update(zip(cols, [p["mean"], p["min"], p["inf_count"], s["mean"], s["min"]]))
+    sync = entry.get("sync")
+    if sync:
+        reliable = sync_reliable(sync)
+        row.update(sync_offset_frames=sync["offset_frames"], sync_offset_ms=sync["offset_ms"],
+                   sync_confidence=sync["confidence"], sync_no_signal=int(sync["no_signal"]),
+                   sync_reliable=int(reliable), sync_reason="" if reliable else sync.get("reason") or "unreliable")
+    gt_sync = entry.get("ground_truth_sync")
+    if gt_sync:
+        row["gt_sync_offset_frames"] = gt_sync["offset_frames"]
+        row["gt_sync_reliable"] = int(sync_reliable(gt_sync))
+        if sync and sync["offset_frames"] is not None and gt_sync["offset_frames"] is not None:
+            row["sync_offset_vs_ground_truth_frames"] = sync["offset_frames"] - gt_sync["offset_frames"]
+    syncnet = entry.get("syncnet")
+    if syncnet:
+        row.update(lse_d=syncnet["lse_d"], lse_c=syncnet["lse_c"], syncnet_offset_frames=syncnet["offset_frames"])
+    copy = entry.get("copy")
+    if copy and copy["mouth_mse"]:
+        mse = np.asarray(copy["mouth_mse"], np.float64)
+        near = mouth_psnr_from_mse(mse) >= copy["psnr_db"]
+        whole = float(mouth_psnr_from_mse(np.array([mse.mean()]))[0])
+        row.update(copy_mouth_psnr=whole, copy_frames_fraction=float(near.mean()),
+                   copy_flag=int(whole >= copy["psnr_db"]))
+    sharp = entry.get("mouth_sharpness")
+    if sharp and sharp["template"] > 0:
+        row["mouth_sharpness_ratio"] = sharp["output"] / sharp["template"]
+    stats = entry.get("output_stats")
+    if stats:
+        row.update(out_mean=stats["mean"], out_std=stats["std"], out_min=stats["min"], out_max=stats["max"],
+                   out_p1=stats["p1"], out_p50=stats["p50"], out_p99=stats["p99"],
+                   out_fraction_outside=stats["fraction_outside_0_1"], nan_count=stats["nan_count"],
+                   inf_count=stats["inf_count"], wrap_count=stats.get("wrap_count"))
+    if entry.get("status") == "ok":
+        lat = latency_summary(entry.get("timed_ms") or [])
+        row.update(throughput_fps=lat["throughput_fps"], latency_mean_ms=lat["mean"], latency_std_ms=lat["std"],
+                   latency_p50_ms=lat["p50"], latency_p90_ms=lat["p90"], latency_p99_ms=lat["p99"], latency_cv=lat["cv"],
+                   timed_inferences=lat["count"])
+        if "stage_seconds" in entry:  # evalkit's own pipeline
+            stages = entry["stage_seconds"]
+            pipeline_seconds = entry["audio_features_seconds"] + sum(stages[s] for s in PIPELINE_STAGES)
+            batch4 = entry.get("batch_timed_ms", {}).get("4")
+            copies = entry.get("copy_ms") or {}
+            row.update(
+                throughput_end_to_end_fps=entry["frames"] / pipeline_seconds,
+                warmup_iterations=len(entry.get("warmup_ms", [])),
+                first_inference_ms=entry.get("first_inference_ms"), session_seconds=entry["session_seconds"],
+                intra_op_threads=(entry.get("threads") or {}).get("intra_op"),
+                throughput_batch4_fps=4 * latency_summary(batch4)["throughput_fps"] if batch4 else None,
+                host_to_device_ms=latency_summary(copies["host_to_device"])["mean"] if copies else None,
+                device_to_host_ms=latency_summary(copies["device_to_host"])["mean"] if copies else None,
+                audio_features_seconds=entry["audio_features_seconds"],
+                **{f"{s}_seconds": stages[s] for s in PIPELINE_STAGES},
+            )
+        elif "command_seconds" in entry:  # an external command: its whole run is its end-to-end time
+            row["throughput_end_to_end_fps"] = entry["frames"] / entry["command_seconds"]
+    parity = entry.get("parity")
+    if parity:
+        tensor = parity.get("tensor") or {}
+        picture = parity.get("picture") or {}
+        row.update(parity_against=parity["reference"], parity_passed=int(parity["passed"]),
+                   parity_max_abs=tensor.get("max_abs"), parity_p99_abs=tensor.get("p99_abs"),
+                   parity_required_atol=tensor.get("required_atol"),
+                   parity_failing_elements=tensor.get("failing_elements"),
+                   parity_nan_mismatches=tensor.get("nan_mismatches"), parity_psnr_mean=picture.get("psnr_mean"),
+                   parity_ssim_min=picture.get("ssim_min"))
+    golden = entry.get("golden")
+    if golden:
+        row.update(golden_passed=int(golden["passed"]), golden_max_abs=golden.get("max_abs"),
+                   golden_failing_elements=golden.get("failing_elements"))
+    return {c: row.get(c) for c in SUMMARY_COLUMNS}
+
+
+def sync_reliable(sync: dict) -> bool:
+    """Whether a recorded sync estimate may be acted on (records before reliability: when it had a signal)."""
+    return bool(sync["reliable"]) if "reliable" in sync else not sync["no_signal"]
+
+
+def mouth_psnr_from_mse(mse: np.ndarray) -> np.ndarray:
+    """PSNR (dB, 8-bit peak 255) of mean squared errors; 0 gives inf."""
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(255.0**2 / np.asarray(mse, np.float64))
+
+
+def run_key(entry: dict) -> tuple[str, str, str, str]:
+    """(model, backend, input, protocol): what identifies one run of a record, in every view and comparison."""
+    return entry["model"], entry["backend"], entry["input"], entry.get("protocol", DEFAULT_PROTOCOL)
+
+
+def run_label(entry: dict) -> str:
+    """"model / backend / input", and " / protocol" when it is not the default: how views name a run."""
+    model, backend, input_name, protocol = run_key(entry)
+    label = f"{model} / {backend} / {input_name}"
+    return label if protocol == DEFAULT_PROTOCOL else f"{label} / {protocol}"
+
+
+def json_safe(value):
+    """A copy of ``value`` with non-finite floats as the strings "inf", "-inf", "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def number(value) -> float | None:
+    """A record value as a float ("inf" -> inf); None stays None."""
+    return None if value is None else float(value)
+
+
+RUN_RECORD = "run.json"
+RUN_KIND = "evalkit.run"
+KNOWN_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
+RECORD_KEYS = ("run_id", "created_utc", "suite", "machine", "versions", "available_providers", "models", "inputs",
+               "runs")
+"""Top-level keys every reader of run.json may use (besides kind and schema_version)."""
+RUN_ENTRY_KEYS = ("model", "backend", "input", "status", "summary")
+OK_ENTRY_KEYS = ("folder", "frames")
+"""Keys of each entry of ``runs`` (all of them; and those a finished entry, status "ok", adds)."""
+
+
+def load_run(folder: Path) -> dict:
+    """The record of a finished run folder (or of a baseline folder), checked and brought to today's field names.
+
+    A record that is not JSON, not an object, of another kind or schema version, or missing a key a reader
+    needs, is a UserError naming the file and what was expected. Old speed field names in the summaries
+    (``fps``, ...) are renamed to today's (``throughput_fps``, ...): see ``SPEED_ALIASES``.
+    """
+    path = Path(folder) / RUN_RECORD
+    if not path.is_file():
+        raise UserError(f"{folder}: not a run folder (no {RUN_RECORD}; a folder named .*.partial is unfinished)")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: damaged run record, expected the JSON object evalkit wrote ({exc})") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: damaged run record, expected a JSON object, found a {type(record).__name__}")
+    if record.get("kind") != RUN_KIND:
+        raise UserError(f"{path}: kind is {record.get('kind')!r}, expected {RUN_KIND!r} (not an evalkit run record)")
+    if record.get("schema_version") not in KNOWN_SCHEMA_VERSIONS:
+        raise UserError(f"{path}: schema_version {record.get('schema_version')!r} is not one this evalkit reads "
+                        f"({', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); upgrade evalkit to read it")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise UserError(f"{path}: damaged run record, missing key {missing[0]!r} (expected {', '.join(RECORD_KEYS)})")
+    if not isinstance(record["runs"], list) or not isinstance(record["suite"], dict) or "name" not in record["suite"]:
+        raise UserError(f"{path}: damaged run record, expected 'runs' to be a list and 'suite' an object with a name")
+    for i, entry in enumerate(record["runs"]):
+        needed = RUN_ENTRY_KEYS + (OK_ENTRY_KEYS if isinstance(entry, dict) and entry.get("status") == "ok" else ())
+        if not isinstance(entry, dict) or any(k not in entry for k in needed) or not isinstance(entry["summary"], dict):
+            raise UserError(f"{path}: damaged run record, runs[{i}] must be an object with {', '.join(needed)}")
+        for old, new in SPEED_ALIASES.items():
+            if old in entry["summary"] and new not in entry["summary"]:
+                entry["summary"][new] = entry["summary"].pop(old)
+    return record

@@ -1,0 +1,171 @@
+"""The built-in sync estimator on clips whose offset is known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evalkit.pipeline.audio import load_audio
+from evalkit.config.contract import Contract
+from evalkit.pipeline.crop import CropPreparer, load_crop_boxes
+from evalkit.metrics.sync import RELIABLE_CONFIDENCE, SyncResult, estimate_sync
+from tests.conftest import decode, real_file
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def fixture_clip(fixtures_dir):
+    """The fixture's ground-truth mouth crops (the contract's mouth_box) and its audio."""
+    c = Contract()
+    x1, y1, x2, y2 = c.mouth_box
+    frames = decode(fixtures_dir / "clip" / "talking_head.mkv")
+    boxes = load_crop_boxes(fixtures_dir / "clip" / "crop_boxes.txt")
+    prep = CropPreparer(c)
+    mouth = np.stack([prep.crop_frame(f, b)[y1:y2, x1:x2].copy() for f, b in zip(frames, boxes)])
+    return mouth, load_audio(fixtures_dir / "clip" / "speech.wav", SR)
+
+
+def shift_audio(wav: np.ndarray, seconds: float) -> np.ndarray:
+    """Audio whose sound comes ``seconds`` earlier (positive) or later (negative) than in ``wav``.
+
+    Sound earlier than the mouth means the mouth moves after its sound: offset +seconds.
+    """
+    s = int(round(seconds * SR))
+    return wav[s:] if s >= 0 else np.concatenate([np.zeros(-s, np.float32), wav])
+
+
+@pytest.mark.parametrize("k", range(-6, 7))
+def test_fixture_clip_shifted_by_k_frames_gives_k_exactly(fixture_clip, k):
+    mouth, wav = fixture_clip
+    result = estimate_sync(shift_audio(wav, k / 25), SR, mouth, fps=25.0)
+    assert not result.no_signal
+    assert result.offset_frames == k and result.offset_ms == pytest.approx(k * 40.0)
+    assert result.reliable and result.reason == ""
+    assert result.confidence >= RELIABLE_CONFIDENCE  # a clean drawn mouth: the best lag stands far out
+    assert len(result.curve) == len(result.lags) == 31
+
+
+def draw_mouth_clip(wav: np.ndarray, fps: float, delay_frames: float = 0.0) -> np.ndarray:
+    """A dark ellipse on skin whose opening follows the loudness of each frame's interval,
+    ``delay_frames`` after the sound (so the expected offset is +delay_frames)."""
+    frames = int(len(wav) / SR * fps)
+    edges = np.round((np.arange(frames + 1) - delay_frames) * SR / fps).astype(int).clip(0, len(wav))
+    rms = np.array([np.sqrt(np.mean(np.square(wav[a:b], dtype=np.float64))) if b > a else 0.0
+                    for a, b in zip(edges[:-1], edges[1:])])
+    opening = np.clip(rms / (np.percentile(rms, 95) + 1e-9), 0, 1)
+    yy, xx = np.mgrid[0:48, 0:64]
+    clip = np.empty((frames, 48, 64, 3), np.uint8)
+    for i, o in enumerate(opening):
+        inside = ((xx - 32) / 22.0) ** 2 + ((yy - 24) / (1.5 + 16 * o)) ** 2 <= 1
+        clip[i] = (220, 170, 140)
+        clip[i][inside] = (90, 20, 30)
+    return clip
+
+
+@pytest.mark.parametrize("k", [-5, -2, 0, 3, 6])
+def test_real_speech_driving_a_drawn_mouth_recovers_the_shift(k):
+    wav = load_audio(real_file("speech_16k.wav"), SR)
+    clip = draw_mouth_clip(wav, 25.0)
+    result = estimate_sync(shift_audio(wav, k / 25), SR, clip, fps=25.0)
+    assert not result.no_signal and abs(result.offset_frames - k) <= 1
+
+
+def test_25_and_30_fps_give_the_same_offset_in_milliseconds(fixture_clip):
+    _, wav = fixture_clip
+    offsets = {}
+    for fps in (25.0, 30.0):
+        clip = draw_mouth_clip(wav, fps, delay_frames=0.12 * fps)  # the mouth 120 ms after its sound
+        offsets[fps] = estimate_sync(wav, SR, clip, fps=fps).offset_ms
+    assert abs(offsets[25.0] - 120) <= 1000 / 25 and abs(offsets[30.0] - 120) <= 1000 / 30
+    assert abs(offsets[25.0] - offsets[30.0]) <= 1000 / 25
+
+
+def test_silence_gives_no_signal(fixture_clip):
+    mouth, wav = fixture_clip
+    result = estimate_sync(np.zeros_like(wav), SR, mouth, fps=25.0)
+    assert result.no_signal and result.offset_frames is None and result.confidence == 0.0
+    assert "silent" in result.reason
+
+
+def test_still_mouth_gives_no_signal(fixture_clip):
+    mouth, wav = fixture_clip
+    still = np.repeat(mouth[:1], len(mouth), axis=0)
+    result = estimate_sync(wav, SR, still, fps=25.0)
+    assert result.no_signal and result.confidence == 0.0 and "does not change" in result.reason
+
+
+def test_too_few_frames_give_no_signal_with_a_reason(fixture_clip):
+    mouth, wav = fixture_clip
+    result = estimate_sync(wav, SR, mouth[:20], fps=25.0)  # lags of +/-15 need 33 frames
+    assert result.no_signal and not result.reliable and "too few" in result.reason
+
+
+def test_a_peak_at_the_edge_of_the_search_range_is_unreliable():
+    wav = load_audio(real_file("speech_16k.wav"), SR)
+    clip = draw_mouth_clip(wav, 25.0, delay_frames=6)  # the true lag, +6, lies beyond +/-3
+    result = estimate_sync(wav, SR, clip, fps=25.0, max_offset=3)
+    assert result.offset_frames == 3 and not result.reliable and "edge" in result.reason
+    assert estimate_sync(wav, SR, clip, fps=25.0, max_offset=8).reliable  # searched far enough, it is found
+
+
+def test_audio_much_shorter_than_the_video_is_not_a_confident_answer(fixture_clip):
+    mouth, wav = fixture_clip
+    tiny = estimate_sync(wav[: SR // 10], SR, mouth, fps=25.0)  # 0.1 s of audio against the whole clip
+    assert tiny.no_signal and not tiny.reliable and tiny.offset_frames is None and "covers only" in tiny.reason
+    half = estimate_sync(wav[: len(wav) // 2], SR, mouth, fps=25.0)
+    assert not half.reliable and "covers only" in half.reason
+
+
+def test_every_unreliable_result_says_why():
+    with pytest.raises(ValueError, match="reason"):
+        SyncResult(1, 40.0, 1.0, 25.0, False, "", reliable=False)
+    assert "reliable" in SyncResult(1, 40.0, 9.0, 25.0, False, "", reliable=True).to_dict()
+
+
+def test_lag2_model_is_two_frames_late_and_reference_in_step(demo_run):
+    import json
+
+    runs = {e["model"]: e for e in json.loads((demo_run / "run.json").read_text())["runs"]}
+    assert runs["lag2"]["sync"]["offset_frames"] == 2 and runs["lag2"]["sync"]["offset_ms"] == 80.0
+    assert runs["reference"]["sync"]["offset_frames"] == 0
+    assert runs["lag2"]["ground_truth_sync"]["offset_frames"] == 0  # the source itself is in sync
+    assert runs["lag2"]["summary"]["sync_offset_vs_ground_truth_frames"] == 2
+
+
+# The drawn mouth in the demo's full frames: centred near (320, 297), up to 24 px high either side, swaying
+# +/-10 px in x and +/-5 px in y. (A box starting at y 300 cuts it in half and reads unreliable.)
+MOUTH_ROI = "240,260,160,80"
+
+
+def test_sync_command_reads_the_videos_own_audio(capsys, demo_run):
+    import json
+
+    from evalkit.cli import main
+
+    mp4 = demo_run / "lag2__cpu__talking_head" / "output.mp4"
+    assert main(["metrics", "sync", str(mp4), "--roi", MOUTH_ROI, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["offset_frames"] == 2 and result["fps"] == 25.0 and result["no_signal"] is False
+    assert {"offset_ms", "confidence", "reliable", "reason"} <= set(result) and result["note"] == ""
+
+
+def test_sync_command_shows_reliability_and_notes_a_missing_roi(capsys, demo_run):
+    from evalkit.cli import main
+
+    mp4 = demo_run / "lag2__cpu__talking_head" / "output.mp4"
+    assert main(["metrics", "sync", str(mp4), "--roi", MOUTH_ROI]) == 0
+    out = capsys.readouterr().out
+    assert "offset +2 frames" in out and "(reliable)" in out and "note:" not in out
+    assert main(["metrics", "sync", str(mp4)]) == 0
+    assert "note: no --roi" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("max_offset", ["0", "-3"])
+def test_sync_command_rejects_a_max_offset_below_one(capsys, demo_run, max_offset):
+    from evalkit.cli import main
+
+    mp4 = demo_run / "lag2__cpu__talking_head" / "output.mp4"
+    assert main(["metrics", "sync", str(mp4), "--max-offset", max_offset]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--max-offset" in err and len(err.splitlines()) == 1

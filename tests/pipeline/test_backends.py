@@ -1,0 +1,180 @@
+"""Backends: providers present and absent, external commands, parity, golden outputs, run comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from evalkit.cli import main
+from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_outputs
+from evalkit.run import RequiredBackendMissing, run_suite
+from evalkit.config.suite import load_suite
+from tests.conftest import demo_suite_data, write_suite
+
+EXTERNAL = ["{python}", "-m", "evalkit.examples.external_pipeline", "{request}"]
+QUIET = {"log": lambda *_: None}
+
+
+@pytest.fixture(scope="module")
+def short_audio(fixtures_dir, tmp_path_factory):
+    """4 s of the fixture audio: 321 mel frames drive int((321 - 16) / 80 * 25) + 2 = 97 video frames,
+    enough for sync (its curve needs speech and pauses) and quick to run many times."""
+    wav, sr = soundfile.read(fixtures_dir / "clip" / "speech.wav", dtype="float32")
+    path = tmp_path_factory.mktemp("audio") / "short.wav"
+    soundfile.write(path, wav[: 4 * sr], sr)
+    return path
+
+
+def suite_data(fixtures_dir, short_audio, models, backends, **extra):
+    data = demo_suite_data(fixtures_dir)
+    data["models"] = [m for m in data["models"] if m["name"] in models]
+    data["inputs"][0]["audio"] = str(short_audio)
+    data["backends"] = backends
+    data["metrics"] = {"trim_to_shortest": True}  # default lags: the sync threshold is calibrated for +/-15
+    data["timing"] = {"warmup": 2, "min_timed_frames": 10, "min_seconds": 0}
+    data.update(extra)
+    return data
+
+
+@pytest.fixture(scope="module")
+def backends_run(fixtures_dir, short_audio, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("backends")
+    data = suite_data(
+        fixtures_dir, short_audio, ["reference", "reference_fp16"],
+        [{"name": "cpu", "session_options": {"graph_optimization_level": "all"}},
+         {"name": "cpu-noopt", "session_options": {"graph_optimization_level": "disable"}},
+         {"name": "cuda", "provider": "CUDAExecutionProvider"},
+         {"name": "external", "kind": "external", "command": EXTERNAL},
+         {"name": "off-by-one", "kind": "external", "command": EXTERNAL + ["--shift-frames", "1"]}],
+        parity={"baseline_backend": "cpu", "pairs": [
+            {"reference": {"model": "reference", "backend": "cpu"},
+             "candidate": {"model": "reference_fp16", "backend": "cpu"}, "precision": "fp16"}]},
+    )
+    return run_suite(load_suite(write_suite(tmp / "s.yaml", data)), out=tmp / "reports", **QUIET)
+
+
+def entries(run_dir):
+    return {(e["model"], e["backend"]): e for e in json.loads((run_dir / "run.json").read_text())["runs"]}
+
+
+def test_fp32_against_fp16_differs_but_within_the_fp16_tolerance(backends_run):
+    record = json.loads((backends_run / "run.json").read_text())
+    pair = next(p for p in record["parity"] if p["candidate"].startswith("reference_fp16/cpu/"))
+    tensor = pair["tensor"]
+    assert pair["passed"] and pair["precision"] == "fp16"
+    assert 0 < tensor["max_abs"] <= DEFAULT_TOLERANCES["fp16"][0]
+    assert tensor["max_abs"] > DEFAULT_TOLERANCES["fp32"][0]  # the fp32 tolerance would not have passed it
+    assert tensor["elements"] == 8 * 3 * 320 * 320
+
+
+def test_two_graph_optimisation_levels_agree_within_fp32_tolerance(backends_run):
+    parity = entries(backends_run)[("reference", "cpu-noopt")]["parity"]
+    assert parity["passed"] and parity["tensor"]["max_abs"] <= DEFAULT_TOLERANCES["fp32"][0]
+    assert parity["reference"] == "reference/cpu/talking_head"
+
+
+def test_faithful_external_command_matches_the_in_process_runner(backends_run):
+    e = entries(backends_run)
+    inproc, external = e[("reference", "cpu")], e[("reference", "external")]
+    assert external["frames"] == inproc["frames"] == 97
+    assert external["summary"]["full_psnr_mean"] == inproc["summary"]["full_psnr_mean"]  # the same pictures
+    assert external["parity"]["passed"] and external["parity"]["picture"]["identical_frames"] == 97
+    assert external["parity"]["tensor"] is None and len(external["timed_ms"]) == 97  # its own timings.json
+
+
+def test_off_by_one_external_command_is_caught(backends_run):
+    runs = entries(backends_run)
+    e, faithful = runs[("reference", "off-by-one")], runs[("reference", "cpu")]
+    assert not e["parity"]["passed"] and e["parity"]["picture"]["psnr_min"] < 40
+    # Its mouth is one frame later than the faithful run's. On this 4 s drawn clip the correlation peak is broad
+    # (the fixture's mouth follows a 200 ms mel window): two whole lags can tie, so the peak's position between
+    # lags is what moves by one frame. 0.25: a quarter frame, well under the one-frame shift it must show.
+    shift = e["sync"]["peak_frames"] - faithful["sync"]["peak_frames"]
+    assert abs(shift - 1) < 0.25 and e["sync"]["reliable"] and faithful["sync"]["reliable"]
+
+
+def test_missing_provider_is_skipped_and_reported(backends_run):
+    summary = pd.read_csv(backends_run / "summary.csv")
+    row = summary[(summary.backend == "cuda") & (summary.model == "reference")].iloc[0]
+    assert row["status"] == "skipped" and row["reason"].startswith("not available here (available: ")
+    assert "CPUExecutionProvider" in row["reason"]
+    assert "skipped: not available here" in (backends_run / "report.html").read_text()
+
+
+def test_required_missing_provider_fails_with_exit_1(fixtures_dir, short_audio, tmp_path, capsys):
+    data = suite_data(fixtures_dir, short_audio, ["reference"],
+                      [{"name": "cpu"}, {"name": "trt", "provider": "TensorrtExecutionProvider", "required": True}])
+    suite = write_suite(tmp_path / "s.yaml", data)
+    with pytest.raises(RequiredBackendMissing):
+        run_suite(load_suite(suite), out=tmp_path / "r", **QUIET)
+    assert main(["run", str(suite), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "required backend not available here: trt (TensorrtExecutionProvider)" in err
+    assert "this machine has" in err and "CPUExecutionProvider" in err
+
+
+def test_golden_round_trip(fixtures_dir, short_audio, tmp_path):
+    golden = tmp_path / "golden"
+    base = suite_data(fixtures_dir, short_audio, ["reference"], [{"name": "cpu"}])
+    run_suite(load_suite(write_suite(tmp_path / "a.yaml", base)), out=tmp_path / "r", save_golden_to=golden, **QUIET)
+    manifest = json.loads((golden / "golden.json").read_text())["entries"]["reference__talking_head"]
+    assert manifest["frames"] == 8 and len(manifest["model_sha256"]) == 64 and manifest["inputs_sha256"]
+    assert (golden / "reference__talking_head.npz").is_file()
+
+    same = run_suite(load_suite(write_suite(tmp_path / "b.yaml", {**base, "golden": str(golden)})),
+                     out=tmp_path / "r", **QUIET)
+    g = entries(same)[("reference", "cpu")]["golden"]
+    assert g["passed"] and g["max_abs"] == 0.0 and g["same_model_file"] and g["same_input_tensors"]
+
+    noisy = dict(base, golden=str(golden))
+    noisy["models"] = [dict(base["models"][0], generator=str(fixtures_dir / "models" / "noisy.onnx"))]
+    other = run_suite(load_suite(write_suite(tmp_path / "c.yaml", noisy)), out=tmp_path / "r", **QUIET)
+    g = entries(other)[("reference", "cpu")]["golden"]
+    assert not g["passed"] and not g["same_model_file"]
+    assert g["max_abs"] == pytest.approx(8 / 255, abs=1e-6) and g["failing_elements"] > 0
+
+
+def test_timing_counts_and_batches(fixtures_dir, short_audio, tmp_path):
+    data = suite_data(fixtures_dir, short_audio, ["mobile-unet"], [{"name": "cpu"}])
+    data["timing"] = {"warmup": 3, "min_timed_frames": 9, "min_seconds": 0, "batch_sizes": [1, 4]}
+    e = entries(run_suite(load_suite(write_suite(tmp_path / "s.yaml", data)), out=tmp_path, **QUIET))
+    e = e[("mobile-unet", "cpu")]
+    assert len(e["warmup_ms"]) == 3 and len(e["timed_ms"]) == 9 and e["first_inference_ms"] == e["warmup_ms"][0]
+    assert len(e["batch_timed_ms"]["4"]) == 9 // 4 + 1  # the dynamic batch axis is timed at 4 too
+    assert e["summary"]["throughput_batch4_fps"] > 0 and e["session_seconds"] > 0
+
+
+def test_parity_statistics_by_hand():
+    ref = np.array([1.0, 2.0, 0.0, np.nan, 4.0])
+    cand = np.array([1.0, 2.5, 0.0, np.nan, np.nan])
+    r = compare_outputs(ref, cand, atol=0.1, rtol=0.1)
+    assert not r and r.nan_mismatches == 1 and r.failing_elements == 2  # 2.5 vs 2 fails both; the NaN mismatch
+    assert r.max_abs == 0.5 and r.max_rel == 0.25 and r.required_atol == pytest.approx(0.3)
+    assert compare_outputs(ref, np.array([1.0, 2.15, 0.0, np.nan, 4.0]), atol=0.1, rtol=0.1)  # within rtol: passes
+
+
+def test_compare_two_runs(backends_run, tmp_path, capsys):
+    assert main(["compare", str(backends_run), str(backends_run), "--out", str(tmp_path / "cmp")]) == 0
+    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    psnr = table[(table.field == "psnr_mean") & (table.model == "reference") & (table.backend == "cpu")].iloc[0]
+    assert psnr["delta"] == 0 and {"a", "b", "ratio_b_over_a"} <= set(table.columns)
+    html = (tmp_path / "cmp" / "comparison.html").read_text()
+    assert "Parity of B against A" in html and "different machines" not in html
+    assert list((tmp_path / "cmp").glob("*_a_vs_b.mp4"))
+
+
+def test_compare_defaults_beside_the_runs_and_prints_json(backends_run, tmp_path, monkeypatch, capsys):
+    """Without --out the comparison goes beside the runs' suite folders, whatever the working directory."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(backends_run), str(backends_run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = backends_run.resolve().parent.parent / "compare" / f"{backends_run.name}_vs_{backends_run.name}"
+    assert Path(result["out"]) == expected and (expected / "comparison.html").is_file()
+    assert "reference/cpu/talking_head/reconstruction" in result["compared"]
+    assert result["significant_speed_changes"] == []  # the same samples: nothing is significant
+    assert not (tmp_path / "reports").exists()

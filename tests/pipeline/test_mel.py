@@ -1,0 +1,65 @@
+"""The mel front end against an independent computation from librosa primitives (CONTRACT.md, Audio)."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+
+from evalkit.pipeline.audio import load_audio
+from evalkit.config.contract import Contract
+from evalkit.pipeline.mel import mel_spectrogram, mel_windows_for_frames, video_frame_count
+from tests.conftest import real_file
+
+# float32 output of a float64 computation: 1e-4 is far below one step of any
+# plausible mistake (a wrong ref level shifts values by 0.16, a wrong fmin by
+# more than 0.01 in the low bands).
+TOL = 1e-4
+
+
+def reference_mel(wav: np.ndarray) -> np.ndarray:
+    """CONTRACT.md's audio front end written out with librosa primitives and the formulas."""
+    # zi=0: the reference filters with scipy's lfilter([1, -0.97], [1]), which starts from rest
+    # (librosa's default would infer a start state from the first two samples).
+    y = librosa.effects.preemphasis(wav.astype(np.float64), coef=0.97, zi=0.0)
+    magnitude = np.abs(librosa.stft(y, n_fft=800, hop_length=200, win_length=800, center=True))
+    mel = librosa.filters.mel(sr=16000, n_fft=800, n_mels=80, fmin=55, fmax=7600) @ magnitude
+    db = 20 * np.log10(np.maximum(1e-5, mel)) - 20
+    return np.clip(8 * ((db + 100) / 100) - 4, -4, 4)
+
+
+def check_against_reference(wav: np.ndarray) -> None:
+    got = mel_spectrogram(wav, Contract())
+    want = reference_mel(wav)
+    assert got.shape == want.shape == (80, 1 + len(wav) // 200)
+    assert np.abs(got - want).max() < TOL
+    assert got.min() >= -4 and got.max() <= 4
+
+
+def test_mel_matches_librosa_primitives_on_fixture_audio(fixtures_dir):
+    check_against_reference(load_audio(fixtures_dir / "clip" / "speech.wav", 16000))
+
+
+def test_mel_matches_librosa_primitives_on_real_speech():
+    wav = load_audio(real_file("speech_16k.wav"), 16000)
+    assert abs(len(wav) / 16000 - 20.9) < 0.1
+    check_against_reference(wav)
+
+
+@pytest.mark.parametrize("samples", [3000, 16000, 16000 * 3 + 123, 204800])
+def test_frame_count_and_window_starts_follow_the_contract(samples):
+    mel = np.tile(np.arange(1 + samples // 200, dtype=np.float32), (80, 1))  # column j holds j
+    windows = mel_windows_for_frames(mel, Contract())
+    mel_frames = mel.shape[1]
+    assert len(windows) == video_frame_count(mel_frames, Contract()) == int((mel_frames - 16) / 80 * 25) + 2
+    for i, window in enumerate(windows):
+        start = min(int(80 * i / 25), mel_frames - 16)  # moved back to end at the last mel frame
+        assert window.shape == (80, 16)
+        assert (window[0] == np.arange(start, start + 16)).all()
+    assert windows[-1][0, -1] == mel_frames - 1  # the last window ends at the last mel frame
+
+
+def test_other_mel_settings_come_from_the_contract():
+    wav = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    c = Contract(hop_length=160, n_mels=40)
+    assert mel_spectrogram(wav, c).shape == (40, 1 + 16000 // 160)

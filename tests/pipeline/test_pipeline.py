@@ -1,0 +1,125 @@
+"""The whole pipeline on the fixtures, whose right answers are known by construction."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evalkit.config.contract import Contract
+from evalkit.pipeline.crop import CropPreparer, load_crop_boxes
+from evalkit.media.ffmpeg import probe_video
+from evalkit.run import run_suite
+from evalkit.config.suite import load_suite
+from evalkit.media.decode import ping_pong_index
+from evalkit.media.encode import VideoWriter
+from tests.conftest import decode, demo_suite_data, write_suite
+
+FRAMES = 317  # int((1025 mel frames - 16) / 80 * 25) + 2 for the 12.8 s fixture audio
+
+# Measured on the demo run (2026-11-25, onnxruntime 1.32, OpenCV 5.0, x86-64).
+# The reference model differs from the ground truth only where bicubic
+# resampling blurs the mouth's edge. The tolerance absorbs resampler and
+# runtime version drift; a pipeline mistake moves these by many dB (lag2,
+# the same model one window row off, scores 41.7 dB on the inner region).
+REFERENCE_INNER_PSNR = 55.99
+REFERENCE_FULL_PSNR = 61.35
+PSNR_TOLERANCE = 0.25
+
+
+def psnr_per_frame(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """10 log10(255^2 / MSE) per frame, from the definition."""
+    mse = ((reference.astype(np.float64) - candidate) ** 2).reshape(len(reference), -1).mean(axis=1)
+    return 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def ground_truth(fixtures_dir):
+    full = decode(fixtures_dir / "clip" / "talking_head.mkv", FRAMES)
+    boxes = load_crop_boxes(fixtures_dir / "clip" / "crop_boxes.txt")
+    prep = CropPreparer(Contract())
+    inner = []
+    for frame, box in zip(full, boxes):
+        prep.prepare(frame, box)
+        inner.append(prep.inner.copy())
+    return full, np.stack(inner)
+
+
+def outputs(run_dir, model, kind):
+    return decode(run_dir / f"{model}__cpu__talking_head" / f"frames_{kind}.mkv")
+
+
+def test_reference_redraws_the_ground_truth(demo_run, ground_truth):
+    full, inner = ground_truth
+    got_inner = psnr_per_frame(inner, outputs(demo_run, "reference", "inner"))
+    got_full = psnr_per_frame(full, outputs(demo_run, "reference", "full"))
+    assert abs(got_inner.mean() - REFERENCE_INNER_PSNR) < PSNR_TOLERANCE
+    assert abs(got_full.mean() - REFERENCE_FULL_PSNR) < PSNR_TOLERANCE
+    assert got_inner.min() > 45  # every frame, not just on average
+
+
+def test_noisy_is_lower_by_its_pattern(demo_run, ground_truth):
+    _, inner = ground_truth
+    reference = outputs(demo_run, "reference", "inner").astype(np.float64)
+    noisy = outputs(demo_run, "noisy", "inner")
+    assert set(np.unique(np.abs(noisy - reference))) == {8.0}  # the +/-8 pattern, nothing else
+    mse_reference = ((reference - inner) ** 2).reshape(FRAMES, -1).mean(axis=1)
+    # Noise of power 64 uncorrelated with the reference's small error adds its power to the MSE.
+    predicted = 10 * np.log10(255.0**2 / (mse_reference + 64.0))
+    got = psnr_per_frame(inner, noisy)
+    assert abs(got.mean() - predicted.mean()) < 0.05
+    assert got.mean() < psnr_per_frame(inner, reference.astype(np.uint8)).mean() - 20
+
+
+def test_lag2_and_mobile_unet_are_off_as_designed(demo_run, ground_truth):
+    _, inner = ground_truth
+    lag2 = psnr_per_frame(inner, outputs(demo_run, "lag2", "inner")).mean()
+    unet = psnr_per_frame(inner, outputs(demo_run, "mobile-unet", "inner")).mean()
+    assert 30 < lag2 < REFERENCE_INNER_PSNR - 5  # right face, mouth two frames late
+    assert unet < 20  # random weights
+
+
+def test_run_folder_is_self_describing(demo_run, demo_suite):
+    record = json.loads((demo_run / "run.json").read_text())
+    assert record["schema_version"] == 1 and record["suite"]["name"] == "demo"
+    assert record["suite"]["sha256"] == load_suite(demo_suite).sha256
+    assert {"onnxruntime", "numpy", "ffmpeg", "evalkit"} <= set(record["versions"])
+    assert record["machine"]["cpu"] and record["created_utc"].endswith("+00:00")
+    assert len(record["models"]["reference"]["generator"]["sha256"]) == 64
+    assert len(record["runs"]) == 6  # the six demo models, one protocol
+    for entry in record["runs"]:
+        assert entry["status"] == "ok" and entry["frames"] == FRAMES
+        assert entry["providers_used"][0] == "CPUExecutionProvider"
+        assert len(entry["inference_ms"]) == FRAMES
+        assert set(entry["stage_seconds"]) == {"decode", "preprocess", "inference", "paste", "encode", "output_stats"}
+        mp4 = probe_video(demo_run / entry["outputs"]["mp4"])
+        assert mp4.has_audio and mp4.frames == FRAMES and (mp4.width, mp4.height) == (640, 480)
+    assert not list(demo_run.parent.glob(".*.partial"))
+
+
+def test_two_runs_give_identical_frames(demo_run, demo_suite, tmp_path):
+    again = run_suite(load_suite(demo_suite), out=tmp_path, log=lambda *_: None)
+    assert again != demo_run
+    for model in ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet"]:
+        for kind in ["inner", "full"]:
+            assert np.array_equal(outputs(again, model, kind), outputs(demo_run, model, kind)), (model, kind)
+
+
+def test_audio_longer_than_template_walks_it_forward_and_back(fixtures_dir, tmp_path):
+    """A 40-frame template driven by 12.8 s of audio: output frame i shows template frame ping_pong(i)."""
+    template = decode(fixtures_dir / "clip" / "talking_head.mkv", 40)
+    short = tmp_path / "short.mkv"
+    with VideoWriter(short, 640, 480, 25, kind="lossless") as writer:
+        for frame in template:
+            writer.write(frame)
+    data = demo_suite_data(fixtures_dir)
+    data["models"] = data["models"][:1]
+    data["inputs"][0]["video"] = str(short)
+    run_dir = run_suite(load_suite(write_suite(tmp_path / "s.yaml", data)), out=tmp_path, log=lambda *_: None)
+    got = outputs(run_dir, "reference", "full")
+    assert len(got) == FRAMES
+    top = np.s_[:150]  # above every crop box: hair and eyes, pasted from the template unchanged
+    walked = [ping_pong_index(i, 40) for i in range(FRAMES)]
+    assert all(np.array_equal(got[i][top], template[t][top]) for i, t in enumerate(walked))
+    assert any(not np.array_equal(got[i][top], template[i % 40][top]) for i in range(40, FRAMES))
