@@ -1,9 +1,10 @@
 """The ``evalkit`` command line.
 
 Exit codes: 0 success, 1 a check failed (a gate, or a required backend
-missing), 2 usage or input error (one line saying what and where; a missing
-baseline too), 3 internal error (a bug in evalkit: please report it with the
-traceback).
+missing, or a combination failed on bad input), 2 usage or input error (one
+line saying what and where; a missing baseline too), 3 internal error (a bug in
+evalkit: please report it with the traceback; also when a bug failed one
+combination of a run, after the others ran). Ctrl-C: 130, SIGTERM: 143.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from evalkit import __version__
+# One BLAS thread: evalkit's matrix work is small (mel filters, a PCA), and OpenBLAS's spinning threads fight
+# ONNX Runtime's and the stage threads for the cores (a 300k-element dot took 12-30 ms instead of 1 on 2 cores).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from evalkit import __version__  # noqa: E402 (after the BLAS setting, before anything imports numpy)
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError
 from evalkit.media.ffmpeg import FFMPEG_ENV
 
@@ -29,6 +34,7 @@ from evalkit.locations import FIXTURES_ENV, default_fixtures_dir, source_checkou
 from evalkit.config.suite_flags import add_suite_flags
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
+EXECUTOR_CHOICES = ("local", "ray")  # executors.EXECUTORS, without importing the run machinery for --help
 _verbosity = NORMAL  # set by the global -q / -v flags
 
 
@@ -71,6 +77,13 @@ def cmd_suite_schema(args) -> int:
     return EXIT_OK
 
 
+def cmd_record_schema(args) -> int:
+    from evalkit.record.schema import record_json_schema
+
+    print(json.dumps(record_json_schema(), indent=1))
+    return EXIT_OK
+
+
 def cmd_suite_check(args) -> int:
     """Every problem `run` would stop at before generating, one per line on stderr (exit 2), or a summary."""
     from evalkit.run import preflight
@@ -91,40 +104,65 @@ def cmd_suite_check(args) -> int:
     return EXIT_OK
 
 
-def _run(suite_path: Path, out: Path | None, save_golden: Path | None = None, junit: Path | None = None,
-         summary_md: Path | None = None, as_json: bool = False, keep_suite_as: str | None = None) -> int:
-    """Run a suite, print the gate summary and the run folder, write the CI files asked for.
+def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = None, junit: Path | None = None,
+         summary_md: Path | None = None, as_json: bool = False, keep_suite_as: str | None = None,
+         resume: Path | None = None, workers: int | None = None, executor: str = "local",
+         ray_address: str | None = None) -> int:
+    """Run a suite (or complete the interrupted run folder ``resume``), print the gate summary and the run
+    folder, write the CI files asked for.
 
     A suite without gates is judged by ``run_checks`` (each run ran, with finite metrics), so ``--junit`` and
-    ``--summary-md`` always have something to say. ``as_json``: stdout is one JSON object (run folder, gate
-    results with their values, skipped runs, exit code; non-finite numbers as "inf", "-inf", "nan"), and
-    the human summary goes to stderr.
+    ``--summary-md`` always have something to say; a failed combination is a failed check in either case.
+    ``as_json``: stdout is one JSON object (run folder, gate results with their values, skipped and failed
+    runs, exit code; non-finite numbers as "inf", "-inf", "nan"), and the human summary goes to stderr.
+    Exit code: 3 when a combination failed because of a bug in evalkit, else 1 when one failed (bad input, ONNX
+    Runtime) or a gate failed, else 0.
     """
     import json
 
     from evalkit.ci.gates import GateResult, junit_xml, run_checks, summary_markdown, summary_text
+    from evalkit.matrix.executors import check_executor
     from evalkit.record.summary import json_safe, load_run
-    from evalkit.run import run_suite
+    from evalkit.run import resume_run, run_suite
+    from evalkit.matrix.jobs import INTERNAL, failure_kind
     from evalkit.config.suite import load_suite
 
-    loaded = load_suite(suite_path)
-    _debug(f"suite {loaded.path} (sha256 {loaded.sha256[:16]}), output folder {out or 'the suite default'}")
-    run_dir = run_suite(loaded, out=out, log=_progress, save_golden_to=save_golden, keep_suite_as=keep_suite_as)
+    check_executor(executor, workers, ray_address)
+    how = dict(log=_progress, save_golden_to=save_golden, workers=workers, executor=executor,
+               ray_address=ray_address)
+    if resume is not None:
+        _debug(f"resuming {resume}")
+        run_dir = resume_run(resume, **how)
+    else:
+        loaded = load_suite(suite_path)
+        _debug(f"suite {loaded.path} (sha256 {loaded.sha256[:16]}), output folder {out or 'the suite default'}")
+        run_dir = run_suite(loaded, out=out, keep_suite_as=keep_suite_as, **how)
     record = load_run(run_dir)
-    gated = "gates" in record
+    name = record["suite"]["name"]
+    gated = record["gates"] is not None
+    failed = [e for e in record["runs"] if e["status"] == "failed"]
     results = [GateResult(**g) for g in record["gates"]] if gated else run_checks(record)
+    if gated:  # a failed combination fails the run whatever the gates say: shown as a failed run check
+        results += run_checks({"runs": failed})
     code = EXIT_OK if all(results) else EXIT_GATE_FAILED
+    kinds = {failure_kind(e) for e in failed}
+    if kinds:
+        code = EXIT_INTERNAL if INTERNAL in kinds else EXIT_GATE_FAILED
     if junit:
-        _write_text(junit, junit_xml(loaded.suite.name, results, record))
+        _write_text(junit, junit_xml(name, results, record))
     if summary_md:
-        _write_text(summary_md, summary_markdown(loaded.suite.name, str(run_dir), results, record, gated=gated))
+        _write_text(summary_md, summary_markdown(name, str(run_dir), results, record, gated=gated))
+    for e in failed:
+        _stderr(f"evalkit: error: {e['model']}/{e['backend']}/{e['input']}/{e['protocol']} failed: {e['reason']}")
     if as_json:
         _stderr(summary_text(results, gated=gated))
         print(json.dumps(json_safe({
-            "run_dir": str(run_dir), "suite": loaded.suite.name, "run_id": record["run_id"], "gated": gated,
+            "run_dir": str(run_dir), "suite": name, "run_id": record["run_id"], "gated": gated,
             "gates" if gated else "run_checks": [r.to_dict() for r in results],
             "skipped": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "reason": e.get("reason")}
                         for e in record["runs"] if e["status"] == "skipped"],
+            "failed": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
+                        "reason": e["reason"], "bug": failure_kind(e) == INTERNAL} for e in failed],
             "passed": code == EXIT_OK, "exit_code": code,
         }), allow_nan=False))
         return code
@@ -134,27 +172,33 @@ def _run(suite_path: Path, out: Path | None, save_golden: Path | None = None, ju
 
 
 def _write_text(path: Path, text: str) -> None:
+    from evalkit.record.io import write_text_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def cmd_run(args) -> int:
     from evalkit.config.suite_flags import flags_given
 
     given = flags_given(args)
+    if args.resume and (args.suite or given or args.out):
+        what = args.suite or args.out and f"--out {args.out}" or " ".join(given)
+        raise UserError(f"--resume {args.resume} completes a run with its own suite and folder: leave out {what}")
     if args.suite and given:
         raise UserError(f"give either SUITE.yaml ({args.suite}) or a suite described by flags ({' '.join(given)}), "
                         "not both: add the files to the suite file instead, or leave SUITE.yaml out")
-    if not args.suite and not args.generator:
+    if not args.suite and not args.generator and not args.resume:
         raise UserError("give SUITE.yaml, or describe one run with flags: --generator G.onnx --audio-encoder E.onnx "
-                        "--video V --audio A --crop-boxes F (see `evalkit run --help`)")
+                        "--video V --audio A --crop-boxes F (see `evalkit run --help`), or --resume RUN_DIR")
     options = dict(save_golden=Path(args.save_golden) if args.save_golden else None,
                    junit=Path(args.junit) if args.junit else None,
-                   summary_md=Path(args.summary_md) if args.summary_md else None, as_json=args.json)
+                   summary_md=Path(args.summary_md) if args.summary_md else None, as_json=args.json,
+                   workers=args.workers, executor=args.executor, ray_address=args.ray_address)
     out = Path(args.out) if args.out else None
+    if args.resume:
+        return _run(None, None, resume=Path(args.resume), **options)
     if args.suite:
         return _run(Path(args.suite), out, **options)
     return _run_flags(args, out, options)
@@ -480,12 +524,42 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def cmd_runs_partial(args) -> int:
+    """Unfinished run folders (.<run-id>.partial) under DIR: age, finished combinations; --remove deletes the
+    stopped ones (a folder whose run is still going, on this machine, is never removed)."""
+    import shutil
+
+    from evalkit.matrix.jobs import partial_runs
+
+    where = Path(args.dir)
+    if not where.is_dir():
+        raise UserError(f"{where}: folder not found (give the output folder runs go to, e.g. reports)")
+    found = partial_runs(where)
+    if not found:
+        _progress(f"no unfinished run folders under {where}")
+        return EXIT_OK
+    for run in found:
+        hours = run.age_seconds / 3600
+        age = f"{hours:.1f} h" if hours >= 1 else f"{run.age_seconds / 60:.0f} min"
+        total = "?" if run.combinations is None else run.combinations
+        state = "running" if run.running else ("removed" if args.remove else "stopped")
+        if args.remove and not run.running:
+            shutil.rmtree(run.path)
+        print(f"{run.path}  {state:8}  last change {age} ago  {run.finished} of {total} combinations finished")
+    if not args.remove and any(not r.running for r in found):
+        _progress("continue one with `evalkit run --resume RUN_DIR`, or remove the stopped ones with --remove")
+    return EXIT_OK
+
+
 def cmd_report(args) -> int:
+    from evalkit.measure.view_assets import make_view_assets
     from evalkit.record.summary import load_run
     from evalkit.report import render_run
 
     run_dir = Path(args.run_dir)
-    render_run(run_dir, load_run(run_dir), log=_progress)
+    record = load_run(run_dir)
+    make_view_assets(run_dir, record, log=_progress)  # only a folder from an older evalkit lacks them
+    render_run(run_dir, record, log=_progress)
     print(run_dir / "report.html")
     return EXIT_OK
 
@@ -580,7 +654,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "input, skipped runs as skipped test cases, totals and times")
     g.add_argument("--summary-md", metavar="FILE", help="write a short Markdown summary, failures first")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary: run_dir, "
-                   "gates (or run_checks) with values, skipped runs, passed, exit_code (inf/nan as strings)")
+                   "gates (or run_checks) with values, skipped and failed runs, passed, exit_code (inf/nan as "
+                   "strings)")
+    g = run.add_argument_group("execution (each model x backend x input x protocol is one job; the record, parity, "
+                               "gates and report are made by this process when all have finished)")
+    g.add_argument("--workers", type=int, metavar="N", help="run N jobs at once in local worker processes (default: "
+                   "this machine's cores over the largest intra_op_num_threads of the suite's backends, unset "
+                   "counting as all cores; 1 runs them in this process)")
+    g.add_argument("--executor", choices=EXECUTOR_CHOICES, default="local", help="local (default): this machine; "
+                   "ray: each job a task on a Ray cluster, its files sent through Ray's object store and its "
+                   'results written here (needs pip install "evalkit[ray]")')
+    g.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster (HOST:PORT of `ray start --head`, or "
+                   "auto; default: $RAY_ADDRESS)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="complete an interrupted run folder (.<run-id>.partial): "
+                   "keeps its finished combinations, runs the rest, then writes the record and the report (the "
+                   "suite must be unchanged); list such folders with `evalkit runs partial`")
     add_suite_flags(run)
     run.set_defaults(func=cmd_run)
 
@@ -711,10 +799,27 @@ def build_parser() -> argparse.ArgumentParser:
                       "with verify: verified, origin_checked, problems)")
     sign.set_defaults(func=cmd_signoff)
 
+    runs = sub.add_parser("runs", help="run folders: the unfinished ones")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    rpartial = rsub.add_parser(
+        "partial", help="list (or remove) unfinished run folders",
+        description="List the unfinished run folders (.<run-id>.partial: interrupted, or still running) under DIR "
+        "(an output folder, or one suite's folder in it), with the time since each last changed and how many of "
+        "its combinations finished. Continue one with `evalkit run --resume RUN_DIR`.")
+    rpartial.add_argument("dir", nargs="?", default="reports", metavar="DIR", help="default: %(default)s")
+    rpartial.add_argument("--remove", action="store_true", help="remove the listed folders whose run has stopped "
+                          "(one still running on this machine is kept)")
+    rpartial.set_defaults(func=cmd_runs_partial)
+
     report = sub.add_parser("report", help="re-render summary.csv, frames.csv and report.html of a run",
                             description="Render the views of RUN_DIR/run.json again (after an evalkit upgrade, say).")
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.set_defaults(func=cmd_report)
+
+    record = sub.add_parser("record", help="run records (run.json): schema")
+    rsub = record.add_subparsers(dest="record_command", metavar="ACTION", required=True)
+    rschema = rsub.add_parser("schema", help="print the run record's JSON Schema (run.json, today's version)")
+    rschema.set_defaults(func=cmd_record_schema)
 
     suite = sub.add_parser("suite", help="suite files: schema and validation")
     ssub = suite.add_subparsers(dest="suite_command", metavar="ACTION", required=True)
@@ -884,14 +989,14 @@ def main(argv: list[str] | None = None) -> int:
         else None
     try:
         return _run_command(args)
-    except Terminated:
-        _stderr("evalkit: terminated (no run folder was completed)")
+    except Terminated as exc:
+        _stderr(f"evalkit: terminated ({_interrupted_run(exc)})")
         return EXIT_TERMINATED
     except UserError as exc:
         _stderr(f"evalkit: error: {' '.join(str(exc).split())}")
         return exc.exit_code
-    except KeyboardInterrupt:
-        _stderr("evalkit: interrupted (no run folder was completed)")
+    except KeyboardInterrupt as exc:
+        _stderr(f"evalkit: interrupted ({_interrupted_run(exc)})")
         return 130
     except BrokenPipeError as exc:
         if _stdout_is_broken():
@@ -914,6 +1019,16 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop("TQDM_DISABLE", None)
             if bars is not None:
                 os.environ["TQDM_DISABLE"] = bars
+
+
+def _interrupted_run(exc: BaseException) -> str:
+    """What an interruption left: nothing, or a .partial run folder with finished combinations to resume."""
+    partial = getattr(exc, "partial_run", None)
+    if partial is None:
+        return "no run folder was completed"
+    finished, total = exc.partial_progress
+    return (f"{finished} of {total} combinations finished and are kept in {partial}; continue with: "
+            f"evalkit run --resume {partial}")
 
 
 def _internal_or_environment(exc: OSError) -> int:

@@ -13,10 +13,8 @@ run.json files and the runs' own output files.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import jinja2
 import numpy as np
 import pandas as pd
 import scipy.stats
@@ -26,9 +24,11 @@ from evalkit.errors import UserError
 from evalkit.ci.gates import SPEED_ALPHA, SPEED_FIELDS
 from evalkit.metrics.latency import SAMPLED_STATISTICS
 from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_outputs
-from evalkit.pipeline.generate import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
+from evalkit.record.io import atomic_output, write_text_atomic
+from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
 from evalkit.record.summary import HIGHER_IS_BETTER, SUMMARY_COLUMNS, load_run, number, run_key
 from evalkit.media.side_by_side import side_by_side
+from evalkit.report.templating import render
 
 SHOWN_FIELDS = ["psnr_mean", "ssim_mean", "mp4_full_psnr_mean", "sync_offset_frames", "sync_confidence", "out_mean",
                 "nan_count", "throughput_fps", "throughput_end_to_end_fps", "latency_p50_ms", "latency_p99_ms"]
@@ -50,8 +50,8 @@ TEXT_FIELDS = {"model", "backend", "input", "protocol", "kind", "precision", "st
 
 def compare_runs(run_a: Path, run_b: Path, out: Path) -> Path:
     a, b = load_run(run_a), load_run(run_b)
-    ok_a = {run_key(e): e for e in a["runs"] if e.get("status") == "ok"}
-    ok_b = {run_key(e): e for e in b["runs"] if e.get("status") == "ok"}
+    ok_a = {run_key(e): e for e in a["runs"] if e["status"] == "ok"}
+    ok_b = {run_key(e): e for e in b["runs"] if e["status"] == "ok"}
     common = [k for k in ok_a if k in ok_b]
     if not common:
         raise UserError(f"{run_a} and {run_b} share no model x backend x input x protocol that ran in both")
@@ -67,16 +67,16 @@ def compare_runs(run_a: Path, run_b: Path, out: Path) -> Path:
                 continue
             delta = vb - va if va is not None and vb is not None else None
             ratio = vb / va if field in SPEED_FIELDS and va and vb is not None else None
-            p = speed_change_p(field, delta, [number(v) for v in ea.get("timed_ms") or []],
-                               [number(v) for v in eb.get("timed_ms") or []])
+            p = speed_change_p(field, delta, [number(v) for v in ea["timed_ms"] or []],
+                               [number(v) for v in eb["timed_ms"] or []])
             rows.append({"model": key[0], "backend": key[1], "input": key[2], "protocol": key[3], "field": field,
                          "a": va, "b": vb,
                          "delta": delta, "ratio_b_over_a": ratio, "mann_whitney_p": p})
-        atol, rtol = DEFAULT_TOLERANCES[eb.get("precision", "fp32")]
+        atol, rtol = DEFAULT_TOLERANCES[eb["precision"]]
         ha, hb = head_outputs(run_a, ea), head_outputs(run_b, eb)
         n = min(len(ha), len(hb)) if ha is not None and hb is not None else 0
         tensor = compare_outputs(ha[:n], hb[:n], atol, rtol).to_dict() if n else None
-        external = "external" in (ea.get("kind"), eb.get("kind"))
+        external = "external" in (ea["kind"], eb["kind"])
         picture = picture_parity(Path(run_a) / ea["folder"], Path(run_b) / eb["folder"],
                                  FRAMES_FULL if external else FRAMES_INNER)
         parity.append({"model": key[0], "backend": key[1], "input": key[2], "protocol": key[3], "atol": atol,
@@ -87,20 +87,15 @@ def compare_runs(run_a: Path, run_b: Path, out: Path) -> Path:
                      min(ea["frames"], eb["frames"]))
         videos.append({"label": " / ".join(key), "href": name})
     table = pd.DataFrame(rows)
-    tmp = out / ".comparison.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "comparison.csv")
+    with atomic_output(out / "comparison.csv") as tmp:
+        table.to_csv(tmp, index=False)
     shown = table[table["field"].isin(SHOWN_FIELDS)]
     same_machine = a["machine"].get("cpu") == b["machine"].get("cpu") and a["machine"].get("gpus") == b["machine"].get("gpus")
-    env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
-    html = env.get_template("compare.html.j2").render(
+    html = render("compare.html.j2",
         a=a, b=b, run_a=Path(run_a).resolve().name, run_b=Path(run_b).resolve().name, rows=shown.to_dict("records"), parity=parity, videos=videos,
         same_machine=same_machine, higher=HIGHER_IS_BETTER, only_a=sorted(set(ok_a) - set(ok_b)),
         only_b=sorted(set(ok_b) - set(ok_a)), speed=SPEED_FIELDS, alpha=SPEED_ALPHA,
         fmt=lambda v, d=4: "-" if v is None else "nan" if v != v else f"{v:.{d}g}",
     )
-    tmp = out / ".comparison.html.tmp"
-    tmp.write_text(html)
-    os.replace(tmp, out / "comparison.html")
+    write_text_atomic(out / "comparison.html", html)
     return out

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from evalkit.record.io import write_text_atomic
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 FIXTURES_ENV = "EVALKIT_FIXTURES"
 SUITE_FIXTURES_PREFIX = "../data/fixtures/"  # how the shipped suites name a fixture file
@@ -73,10 +75,7 @@ def demo_suite_for(fixtures: Path) -> Path:
     header = (f"# evalkit's demo suite ({source}), written by `evalkit demo` with its fixture paths pointing\n"
               f"# into {fixtures}. Rewritten on every `evalkit demo`: copy it elsewhere to edit it.\n")
     copy = fixtures / DEMO_COPY
-    tmp = copy.with_name(f".{copy.name}.tmp")
-    tmp.write_text(header + yaml.safe_dump(_point_into(data, fixtures), sort_keys=False))
-    os.replace(tmp, copy)
-    return copy
+    return write_text_atomic(copy, header + yaml.safe_dump(_point_into(data, fixtures), sort_keys=False))
 
 
 def _point_into(value, fixtures: Path):

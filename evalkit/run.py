@@ -1,4 +1,4 @@
-"""Running a suite: every model x backend x input, into one self-describing run folder.
+"""Running a suite: every model x backend x input x protocol, into one self-describing run folder.
 
 A run folder ``<out>/<suite-name>/<run-id>/`` holds ``run.json`` (the record:
 suite and its SHA-256, model and input hashes, versions, machine, and per
@@ -6,41 +6,35 @@ model x backend x input the status, frame count and timings) and one folder
 per model x backend x input with the MP4 and the lossless generated frames.
 
 The folder is written as ``.<run-id>.partial`` and renamed when complete, so
-an interrupted or failed run never looks complete.
+an interrupted or failed run never looks complete. Each combination is a job
+(evalkit/matrix/jobs.py) run by an executor (evalkit/matrix/executors.py: here, in
+worker processes, or on Ray); its entry is kept in its folder as it finishes,
+so an interrupted run can be completed (``resume_run``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import shutil
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
-from evalkit.measure.parity import HEAD_OUTPUTS, add_parity, compare_with_golden, golden_items
+from evalkit.measure.parity import add_parity, compare_with_golden, golden_items
+from evalkit.record import io
 from evalkit.record.environment import machine_info, sha256_file, versions
-from evalkit.pipeline.external import run_external
 from evalkit.measure.golden import save_golden
 from evalkit.ci.history import HISTORY_DB, record_run
 from evalkit.errors import UserError
-from evalkit.measure.outputs import measure_run
-from evalkit.pipeline.generate import (
-    FRAMES_FULL,
-    FRAMES_INNER,
-    OUTPUT_MP4,
-    compute_audio_features,
-    check_protocol,
-    generate,
-    prepare_input,
-    template_index,
-)
+from evalkit.matrix.executors import Executor, default_workers, execute
+from evalkit.pipeline.generate import check_protocol, prepare_input
 from evalkit.ci.baseline import load_baseline
 from evalkit.ci.gates import evaluate_gates, needs_baseline
-from evalkit.record.summary import RUN_RECORD, json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
+from evalkit.record.layout import PARTIAL_SUFFIX, RUN_RECORD
+from evalkit.record.schema import RECORD_KIND, RECORD_SCHEMA_VERSION, RunRecord
+from evalkit.record.summary import json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
+from evalkit.measure.view_assets import make_view_assets
 from evalkit.report import render_run
 from evalkit.pipeline.audio import load_audio
 from evalkit.pipeline.audio_encoder import load_features
@@ -48,8 +42,9 @@ from evalkit.media.ffmpeg import probe_video
 from evalkit.pipeline.mel import mel_spectrogram, video_frame_count
 from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
 from evalkit.media.decode import check_decodes
-from evalkit.config.suite import (DEFAULT_PROTOCOL, SCHEMA_VERSION, BackendSpec, LoadedSuite, SessionOptions, SuiteError,
-                           cross_check)
+from evalkit.config.suite import BackendSpec, LoadedSuite, SessionOptions, SuiteError, cross_check, load_suite
+from evalkit.matrix.jobs import (combo_folder, finished_entries, mark_stopped, plan_jobs,  # noqa: F401 (re-exported)
+                                protocol_audio, read_state, write_state)
 
 
 class RequiredBackendMissing(UserError):
@@ -58,30 +53,13 @@ class RequiredBackendMissing(UserError):
     exit_code = 1
 
 
-def combo_folder(model: str, backend: str, input_name: str, protocol: str = DEFAULT_PROTOCOL) -> str:
-    """Folder of one model x backend x input x protocol (the default protocol adds nothing to the name)."""
-    base = f"{model}__{backend}__{input_name}"
-    return base if protocol == DEFAULT_PROTOCOL else f"{base}__{protocol}"
-
-
-def protocol_audio(suite, spec, protocol) -> Path:
-    """The speech that drives ``spec`` under ``protocol``."""
-    if protocol.kind == "reconstruction":
-        return spec.audio
-    if protocol.audio is not None:
-        return protocol.audio
-    return next(i.audio for i in suite.inputs if i.name == protocol.audio_from)
-
-
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON under a temporary name, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    """Write JSON under a temporary name, then rename: a reader never sees half a file (record.io's helper)."""
+    io.write_json_atomic(path, data)
 
 
 def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
@@ -128,7 +106,7 @@ def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
     prepared = {}
     for model in suite.models:
         contract = suite.contract_for(model)
-        _collect(problems, lambda: OnnxRuntimeRunner(model.generator, contract, check_backend).activate().deactivate())
+        _collect(problems, _check_generator, model, contract, check_backend, suite.backends)
         if model.audio_encoder is not None:
             _collect(problems, _check_audio_encoder, model.audio_encoder)
         for spec in suite.inputs:
@@ -163,6 +141,17 @@ def _collect(problems: list[str], check, *args):
     except UserError as exc:
         problems.append(str(exc))
     return None
+
+
+def _check_generator(model, contract, check_backend: BackendSpec, backends) -> None:
+    """The generator loads and fits the contract; a backend that batches needs a dynamic batch axis."""
+    runner = OnnxRuntimeRunner(model.generator, contract, check_backend).activate()
+    runner.deactivate()
+    for backend in backends:
+        if backend.kind == "onnxruntime" and backend.batch_size > 1 and not runner.dynamic_batch:
+            raise UserError(f"backend '{backend.name}': batch_size {backend.batch_size}, but model '{model.name}' "
+                            f"({model.generator}) has a fixed batch axis of 1 (export it with a dynamic batch axis, "
+                            "or set batch_size: 1)")
 
 
 def _decodable_video(path: Path, role: str):
@@ -216,135 +205,125 @@ def _file_facts(path: Path | None) -> dict | None:
     return None if path is None else {"path": str(path), "sha256": sha256_file(path)}
 
 
-def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Path, suite, entry: dict, protocol):
-    """Generate with evalkit's own pipeline on an ONNX Runtime provider; records what it measured into ``entry``."""
-    runner = OnnxRuntimeRunner(model.generator, contract, backend)
-    with runner:
-        generated = generate(runner, audio, prep, folder,
-                             label=f"{model.name}/{backend.name}/{prep.spec.name}/{protocol.name}",
-                             timing=suite.timing, keep_outputs=suite.parity.frames, protocol=protocol)
-    times = generated.times
-    opts = backend.session_options
-    entry.update(
-        frames=generated.frames, providers_used=runner.providers_used, session_seconds=runner.activate_seconds,
-        threads={"intra_op": opts.intra_op_num_threads, "inter_op": opts.inter_op_num_threads},
-        stage_seconds=times.seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
-        first_inference_ms=times.warmup_ms[0] if times.warmup_ms else (times.timed_ms or [None])[0],
-        timed_ms=times.timed_ms, timed_seconds=times.timed_seconds, output_stats=generated.stats.result(),
-        batch_timed_ms={str(k): v for k, v in generated.batch_timings.items()},
-        copy_ms=runner.copy_ms if runner.io_binding else None,
-        head_inputs_sha256=generated.head_inputs_sha256,
-        copy={"mouth_mse": generated.copy_mse, "psnr_db": suite.metrics.copy_psnr_db},
-        mouth_sharpness=generated.sharpness,
-        template_indices=generated.template_indices,
-    )
-    return generated
-
-
-def _run_one(record: dict, partial: Path, suite, model, contract, spec, prep, protocol, backend, audio,
-             ground_truth, have: list[str], log) -> None:
-    """Generate and measure one model x backend x input x protocol; appends its entry to the record."""
-    entry = {"model": model.name, "backend": backend.name, "input": spec.name, "protocol": protocol.name,
-             "protocol_kind": protocol.kind, "reference_frames": protocol.reference,
-             "kind": backend.kind, "provider": backend.provider if backend.kind == "onnxruntime" else None,
-             "precision": backend.precision, "driving_audio": audio.path.name if audio.path else None,
-             "audio_features_seconds": audio.compute_seconds, "audio_seconds": audio.seconds}
-    record["runs"].append(entry)
-    what = f"{model.name} on {backend.name} for {spec.name} ({protocol.name})"
-    if backend.kind == "onnxruntime" and backend.provider not in have:
-        entry.update(status="skipped", reason=f"not available here (available: {', '.join(have)})")
-        log(f"skipped {what}: {backend.provider} not available here")
-        return
-    if backend.kind == "external" and (protocol.kind != "reconstruction" or protocol.reference != "same"
-                                       or contract.template_start != 0):
-        entry.update(status="skipped", reason="an external backend runs its own pipeline: only the reconstruction "
-                     "protocol with reference same and the contract's template walk")
-        log(f"skipped {what}: {entry['reason']}")
-        return
-    folder = combo_folder(model.name, backend.name, spec.name, protocol.name)
-    (partial / folder).mkdir()
-    entry.update(status="ok", folder=folder, outputs={
-        "mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}",
-        "frames_inner": f"{folder}/{FRAMES_INNER}"})
-    t0 = time.perf_counter()
-    if backend.kind == "external":
-        entry.update(run_external(backend, model, prep, contract, audio.frames, partial / folder))
-        indices = [template_index(i, prep.video.frames, contract) for i in range(entry["frames"])]
-    else:
-        generated = _generate_on(backend, model, contract, audio, prep, partial / folder, suite, entry, protocol)
-        np.savez_compressed(partial / folder / HEAD_OUTPUTS, outputs=generated.head_outputs)
-        indices = generated.template_indices
-    entry["generate_seconds"] = time.perf_counter() - t0
-    log(f"generated {what}: {entry['frames']} frames in {entry['generate_seconds']:.1f} s")
-    log(f"measuring {what} (fidelity and sync against the ground truth and the audio) ...")
-    entry.update(measure_run(
-        partial / folder, ground_truth, prep.boxes, indices, contract,
-        entry["frames"], suite.metrics, audio.wav, contract.sample_rate,
-    ))
-
-
 def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_golden_to: Path | None = None,
-              keep_suite_as: str | None = None) -> Path:
-    """Run every model x backend x input of the suite; returns the finished run folder.
+              keep_suite_as: str | None = None, workers: int | None = None, executor: Executor = "local",
+              ray_address: str | None = None) -> Path:
+    """Run every model x backend x input x protocol of the suite; returns the finished run folder.
 
     With ``save_golden_to``, the raw outputs of each model x input are also saved there as a golden set.
     With ``keep_suite_as`` (a file name), the suite's text is written into the run folder under that name and
     the record names that copy as the suite's path (a suite made on the command line, from a temporary file).
+    ``workers``: local worker processes (default: what fits this machine, executors.default_workers);
+    ``executor`` "ray" runs each combination as a task on the Ray cluster at ``ray_address``.
+    A combination that fails is recorded as failed (matrix.jobs.failed_entry); the others run on.
     """
     suite = loaded.suite
     prepared, baseline = preflight(loaded)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
     run_id = new_run_id()
     final = base / suite.name / run_id
-    partial = base / suite.name / f".{run_id}.partial"
+    partial = base / suite.name / f".{run_id}{PARTIAL_SUFFIX}"
     partial.mkdir(parents=True)
-    if keep_suite_as:
-        (partial / keep_suite_as).write_text(loaded.text)
-    have = available_providers()
+    try:
+        if keep_suite_as:
+            (partial / keep_suite_as).write_text(loaded.text)
+        record = _new_record(loaded, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             final / keep_suite_as if keep_suite_as else loaded.path, prepared)
+        write_state(partial, loaded, run_id, record["created_utc"], len(plan_jobs(suite)), keep_suite_as, record)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return _complete(loaded, record, partial, baseline, {}, log, save_golden_to, workers, executor, ray_address)
+
+
+def resume_run(partial: Path, log=print, save_golden_to: Path | None = None, workers: int | None = None,
+               executor: Executor = "local", ray_address: str | None = None) -> Path:
+    """Complete an interrupted run folder (``.<run-id>.partial``): its combinations with status ok are kept,
+    the others run; then parity, gates, report and the rename, as a normal run. The suite must be the one the
+    run started with (same SHA-256), and so must the model and input files (UserError otherwise)."""
+    partial = Path(partial)
+    state = read_state(partial)
+    run_id = state["run_id"]
+    if partial.name != f".{run_id}{PARTIAL_SUFFIX}":
+        raise UserError(f"--resume {partial}: run {run_id}'s folder is named .{run_id}{PARTIAL_SUFFIX} (renamed "
+                        "folders cannot be resumed)")
+    kept = state["kept_suite"]
+    loaded = load_suite(partial / kept if kept else Path(state["suite_path"]))
+    if loaded.sha256 != state["suite_sha256"]:
+        raise UserError(f"--resume {partial}: the suite {loaded.path} changed since run {run_id} started (SHA-256 "
+                        f"{state['suite_sha256'][:12]}... then, {loaded.sha256[:12]}... now); start a new run with "
+                        f"`evalkit run {loaded.path}`")
+    prepared, baseline = preflight(loaded)
+    final = partial.parent / run_id
+    record = _new_record(loaded, run_id, state["created_utc"], final / kept if kept else loaded.path, prepared)
+    for group in ("models", "inputs"):
+        for name, facts in record[group].items():
+            for role, now in facts.items():
+                then = state[group].get(name, {}).get(role)
+                if isinstance(now, dict) and "sha256" in now and (then or {}).get("sha256") != now["sha256"]:
+                    raise UserError(f"--resume {partial}: {group[:-1]} '{name}': {role} {now['path']} changed since "
+                                    f"run {run_id} started; start a new run")
+    write_state(partial, loaded, run_id, state["created_utc"], state["combinations"], kept, record)  # now ours
+    done = finished_entries(partial)
+    log(f"resuming run {run_id}: {len(done)} of {state['combinations']} combinations already finished")
+    return _complete(loaded, record, partial, baseline, done, log, save_golden_to, workers, executor, ray_address)
+
+
+def _new_record(loaded: LoadedSuite, run_id: str, created_utc: str, suite_path: Path, prepared: dict) -> dict:
+    """The record's head: the run, the suite, this machine, and the facts (hashes) of every model and input."""
+    suite = loaded.suite
     record = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "evalkit.run",
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "kind": RECORD_KIND,
         "run_id": run_id,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "suite": {"name": suite.name, "path": str(final / keep_suite_as if keep_suite_as else loaded.path),
-                  "sha256": loaded.sha256,
+        "created_utc": created_utc,
+        "suite": {"name": suite.name, "path": str(suite_path), "sha256": loaded.sha256,
                   "definition": suite.model_dump(mode="json")},
         "machine": machine_info(),
         "versions": versions(),
-        "available_providers": have,
+        "available_providers": available_providers(),
         "models": {},
         "inputs": {},
         "runs": [],
     }
+    for spec in suite.inputs:
+        video = prepared[(suite.models[0].name, spec.name)].video
+        record["inputs"][spec.name] = {
+            "video": _file_facts(spec.video), "audio": _file_facts(spec.audio),
+            "crop_boxes": _file_facts(spec.crop_boxes),
+            "landmarks": str(spec.landmarks) if spec.landmarks else None,
+            "ground_truth": _file_facts(spec.ground_truth),
+            "video_frames": video.frames, "fps": video.fps, "size": [video.width, video.height],
+        }
+    for model in suite.models:
+        record["models"][model.name] = {
+            "generator": _file_facts(model.generator), "audio_encoder": _file_facts(model.audio_encoder),
+            "audio_features": _file_facts(model.audio_features),
+            "contract": suite.contract_for(model).model_dump(mode="json"),
+        }
+    return record
+
+
+def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict | None, done: dict[str, dict], log,
+              save_golden_to: Path | None, workers: int | None, executor: Executor, ray_address: str | None) -> Path:
+    """Run the combinations not ``done`` (entries by folder), then parity, gates, the record, the report, and
+    the rename of ``partial`` to the run's final name. Interrupted after a combination finished: ``partial`` is
+    kept (the exception carries it as ``partial_run``); otherwise, or on an error, it is removed."""
+    suite = loaded.suite
+    base = partial.parent.parent
+    final = partial.parent / record["run_id"]
+    jobs = plan_jobs(suite)
+    entries = {job: done[job.folder] for job in jobs if job.folder in done}
+    todo = [job for job in jobs if job not in entries]
     try:
-        for spec in suite.inputs:
-            video = prepared[(suite.models[0].name, spec.name)].video
-            record["inputs"][spec.name] = {
-                "video": _file_facts(spec.video), "audio": _file_facts(spec.audio),
-                "crop_boxes": _file_facts(spec.crop_boxes),
-                "landmarks": str(spec.landmarks) if spec.landmarks else None,
-                "ground_truth": _file_facts(spec.ground_truth),
-                "video_frames": video.frames, "fps": video.fps, "size": [video.width, video.height],
-            }
-        for model in suite.models:
-            contract = suite.contract_for(model)
-            record["models"][model.name] = {
-                "generator": _file_facts(model.generator), "audio_encoder": _file_facts(model.audio_encoder),
-                "audio_features": _file_facts(model.audio_features), "contract": contract.model_dump(mode="json"),
-            }
-            features = {}  # audio path -> features, computed once per model
-            for spec in suite.inputs:
-                prep = prepared[(model.name, spec.name)]
-                for protocol in suite.protocols:
-                    audio_path = protocol_audio(suite, spec, protocol)
-                    if audio_path not in features:
-                        features[audio_path] = compute_audio_features(audio_path, model.audio_encoder,
-                                                                      model.audio_features, contract)
-                    audio = features[audio_path]
-                    ground_truth = spec.ground_truth if protocol.kind == "reconstruction" else None
-                    for backend in suite.backends:
-                        _run_one(record, partial, suite, model, contract, spec, prep, protocol, backend, audio,
-                                 ground_truth, have, log)
+        with closing(execute(loaded, todo, partial, workers or default_workers(suite), executor, ray_address,
+                             log)) as results:
+            for job, entry in results:
+                entries[job] = entry
+        record["runs"] = [entries[job] for job in jobs]
+        failed = [e for e in record["runs"] if e["status"] == "failed"]
+        if failed:
+            log(f"{len(failed)} of {len(jobs)} combinations FAILED; the others ran (see their reasons in the record)")
         log("comparing backends (parity) ...")
         record["parity"] = add_parity(record, suite, partial, log=log)
         if suite.golden is not None:
@@ -359,18 +338,25 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
                 record["baseline"] = {"run_id": baseline["run_id"], "suite": baseline["suite"]["name"],
                                       "machine": baseline["machine"]}
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_json_atomic(partial / RUN_RECORD, json_safe(record))
+        checked = RunRecord.model_validate(json_safe(record)).to_json_dict()  # what evalkit writes always loads
+        write_json_atomic(partial / RUN_RECORD, checked)
         log("writing the report (summary.csv, frames.csv, report.html) ...")
-        render_run(partial, json_safe(record), log=log)
+        make_view_assets(partial, checked, log=log)
+        render_run(partial, checked, log=log)
         partial.rename(final)
         log(f"recording the run in {base / HISTORY_DB} ...")
-        record_run(base / HISTORY_DB, json_safe(record), final)
+        record_run(base / HISTORY_DB, checked, final)
         if save_golden_to is not None:
             items = golden_items(record, final)
             save_golden(save_golden_to, items)
             log(f"saved golden outputs of {len(items)} model x input pairs to {save_golden_to}")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+    except BaseException as exc:
+        finished = len(finished_entries(partial)) if partial.is_dir() else 0
+        if not isinstance(exc, Exception) and finished:  # interrupted (Ctrl-C, SIGTERM): keep what finished
+            mark_stopped(partial)
+            exc.partial_run = partial
+            exc.partial_progress = (finished, len(jobs))
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
     return final
-

@@ -54,6 +54,7 @@ def demo_suite_data(fixtures: Path) -> dict:
     data = move(data)
     data.pop("output_dir", None)
     data["timing"] = {"warmup": 5, "min_timed_frames": 50, "min_seconds": 0.2}  # shorter than the demo's
+    data["store_full_frames"] = True  # tests check the pasted-back frames exactly (tests/pipeline/test_pipeline.py)
     return data
 
 

@@ -580,19 +580,24 @@ def _evalkit(*args, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True, **kwargs)
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_during_a_run_leaves_no_finished_folder(signum, code, assets, fixtures_dir, tmp_path):
+@pytest.mark.parametrize("signum, code, after_one", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
+                                                    (signal.SIGTERM, 143, True)])
+def test_signal_during_a_run_leaves_no_finished_folder(signum, code, after_one, assets, fixtures_dir, tmp_path):
+    """Stopped before any combination finished: no folder is left. Stopped after one finished: the unfinished
+    folder (.<run-id>.partial) is kept, and the message says how to complete it; never a run.json."""
     data = base_suite(assets)
     clip = fixtures_dir / "clip"
     data["inputs"][0].update(video=str(clip / "talking_head.mkv"), ground_truth=str(clip / "talking_head.mkv"),
                              audio=str(clip / "speech.wav"), crop_boxes=str(clip / "crop_boxes.txt"))
+    data["models"].append(dict(data["models"][0], name="ref2"))
     path = tmp_path / "s.yaml"
     path.write_text(dumped(data))
     out = tmp_path / "out"
-    proc = _evalkit("run", str(path), "--out", str(out))
+    proc = _evalkit("run", str(path), "--out", str(out), "--workers", "1")
+    started = "*/.*.partial/*/entry.json" if after_one else "*/.*.partial"
     try:
-        deadline = time.monotonic() + 120
-        while not list(out.glob("*/.*.partial")) and proc.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while not list(out.glob(started)) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, f"the run ended before the signal: {proc.communicate()}"
         time.sleep(0.5)  # inside generation
@@ -604,7 +609,13 @@ def test_signal_during_a_run_leaves_no_finished_folder(signum, code, assets, fix
     assert proc.returncode == code, err
     assert "Traceback" not in err, err
     assert not [p for p in out.rglob("run.json")], "a run folder was presented as finished"
-    assert not list(out.glob("*/.*.partial")), "the half-written run folder was left behind"
+    partial = list(out.glob("*/.*.partial"))
+    if after_one:
+        assert len(partial) == 1 and f"continue with: evalkit run --resume {partial[0]}" in err, err
+        assert [p.parent.name for p in partial[0].glob("*/entry.json")] == ["ref__cpu__clip"]
+    else:
+        assert not partial, "the half-written run folder was left behind"
+        assert "no run folder was completed" in err
 
 
 def test_closed_stdout_pipe_exits_quietly(tmp_path):

@@ -69,7 +69,7 @@ def record_run(db: Path, record: dict, run_dir: Path) -> None:
     with connect(db) as con:
         con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
             record["run_id"], record["suite"]["name"], record["created_utc"], git_commit(),
-            record["machine"].get("cpu"), str(run_dir), None if "gates_passed" not in record else int(record["gates_passed"]),
+            record["machine"].get("cpu"), str(run_dir), None if record.get("gates_passed") is None else int(record["gates_passed"]),
             json.dumps(gates)))
         con.execute('DELETE FROM "values" WHERE run_id = ?', (record["run_id"],))
         rows = []
@@ -139,9 +139,9 @@ def write_history_html(db: Path, suite: str | None, fields: list[str], out: Path
     """Per suite (``suite`` alone, or every suite recorded), a trend per field with a line per
     model/backend/input and that suite's own absolute gate limits; runs are numbered on the axis and in the table
     (run id and git commit)."""
-    import jinja2
-
+    from evalkit.record.io import write_text_atomic
     from evalkit.report import plots
+    from evalkit.report.templating import render
 
     recorded = runs(db, suite)
     suites = []
@@ -158,11 +158,5 @@ def write_history_html(db: Path, suite: str | None, fields: list[str], out: Path
                                                                ticks)})
         suites.append({"name": name, "runs": [dict(r, number=number_of[r["run_id"]]) for r in own],
                        "figures": figures})
-    env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
-    html = env.get_template("history.html.j2").render(suite=suite or "all suites", runs=recorded, suites=suites)
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html)
-    tmp.replace(out)
-    return out
+    html = render("history.html.j2", strict=False, suite=suite or "all suites", runs=recorded, suites=suites)
+    return write_text_atomic(Path(out), html)

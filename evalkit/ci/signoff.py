@@ -25,12 +25,14 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-import jinja2
 
 from evalkit import __version__
+from evalkit.ci.gates import run_checks
 from evalkit.record.environment import sha256_file
 from evalkit.errors import UserError
+from evalkit.record.io import write_text_atomic
 from evalkit.record.summary import json_safe, load_run
+from evalkit.report.templating import render
 from evalkit.config.suite import LoadedSuite, Suite
 
 SIGNOFF_JSON = "signoff.json"
@@ -145,7 +147,8 @@ def with_model(loaded: LoadedSuite, model_path: Path, model_name: str | None) ->
 def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, private_key=None) -> dict:
     """The sign-off record of a finished run; signed with ``private_key`` (Ed25519) when given."""
     record = load_run(run_dir)
-    criteria = record.get("gates", [])
+    failed = [e for e in record["runs"] if e["status"] == "failed"]  # a combination that failed fails the sign-off
+    criteria = (record["gates"] or []) + [r.to_dict() for r in run_checks({"runs": failed})]
     passed = bool(criteria) and all(g["passed"] for g in criteria)
     signoff = {
         "schema": SCHEMA,
@@ -170,15 +173,9 @@ def write_signoff(signoff: dict, folder: Path) -> tuple[Path, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
-    env.filters["basename"] = lambda path: Path(str(path)).name  # the page names files, never a machine's paths
     for name, text in ((SIGNOFF_JSON, json.dumps(signoff, indent=1, allow_nan=False) + "\n"),
-                       (SIGNOFF_HTML, env.get_template("signoff.html.j2").render(s=signoff))):
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, folder / name)
-        paths.append(folder / name)
+                       (SIGNOFF_HTML, render("signoff.html.j2", strict=False, s=signoff))):
+        paths.append(write_text_atomic(folder / name, text))  # the basename filter: the page names no paths
     return paths[0], paths[1]
 
 

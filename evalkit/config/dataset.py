@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import UserError
+from evalkit.record.io import write_text_atomic
 
 FRAMES_DIR = "full_body_img"
 LANDMARKS_DIR = "landmarks"
@@ -138,7 +139,5 @@ def write_frame_list(frames_dir: Path, frames: tuple[Path, ...], fps: float) -> 
                             "folder on a file system that allows symbolic links") from None
         os.replace(tmp_link, link)
     if not listing.is_file() or listing.read_text() != text:
-        tmp = folder / f".{_LIST_NAME}.{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, listing)
+        write_text_atomic(listing, text)
     return listing

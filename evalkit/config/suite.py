@@ -214,6 +214,8 @@ class BackendSpec(BaseModel):
     timeout_seconds: float = Field(3600, gt=0, le=7 * 24 * 3600, description="kind external: longest a command may "
                                    "run (at most a week).")
     precision: Literal["fp32", "fp16"] = Field("fp32", description="Selects default parity tolerances.")
+    batch_size: int = Field(1, ge=1, le=1024, description="Frames per inference in the streamed pass (a generator "
+                            "with a dynamic batch axis; latency is still measured one frame at a time).")
     required: bool = Field(False, description="Fail the run when this provider is not available here.")
     optional: bool = Field(False, description="The provider may be one this ONNX Runtime build does not know "
                            "(e.g. from a plugin): skip it instead of rejecting its name.")
@@ -394,6 +396,9 @@ class Suite(BaseModel):
     name: Name
     description: str = ""
     output_dir: Optional[SuitePath] = Field(None, description="Where runs land (default: reports/ in the working directory).")
+    store_full_frames: bool = Field(False, description="Also keep every generated full frame losslessly "
+                                    "(frames_full.mkv, about 20x the inner frames' size). Off: a full frame is the "
+                                    "template plus the pasted inner region, recomputed where needed.")
     contract: ContractOverrides = Field(default_factory=ContractOverrides, description="Contract overrides for all models.")
     models: list[ModelSpec] = Field(min_length=1)
     inputs: list[InputSpec] = Field(min_length=1)

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, OnnxRuntimeRunner(Path(request["model"]), contract,
                                                                    BackendSpec(name="external")) as runner:
         generated = generate(runner, audio, prepare_input(spec, contract), Path(tmp), label="external",
-                             timing=TimingSpec(warmup=0, min_timed_frames=1, min_seconds=0), keep_outputs=0)
+                             timing=TimingSpec(warmup=0, min_timed_frames=1, min_seconds=0), keep_outputs=0,
+                             store_full_frames=True)
         source = open_frames(Path(tmp) / FRAMES_FULL)
         with source.reader() as frames:
             previous = []

@@ -12,7 +12,6 @@ with ``golden: DIR`` compares every run's outputs with the golden set.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from evalkit import __version__
 from evalkit.errors import UserError
+from evalkit.record.io import atomic_output, write_text_atomic
 
 MANIFEST = "golden.json"
 SCHEMA = "evalkit.golden.v1"
@@ -57,9 +57,8 @@ def save_golden(folder: Path, items: list[dict]) -> Path:
     manifest = read_manifest(manifest_path) if manifest_path.is_file() else {"schema": SCHEMA, "entries": {}}
     for item in items:
         key = golden_key(item["model"], item["input"])
-        tmp = folder / f".{key}.tmp.npz"
-        np.savez_compressed(tmp, outputs=item["outputs"])
-        os.replace(tmp, folder / f"{key}.npz")
+        with atomic_output(folder / f"{key}.npz") as tmp:
+            np.savez_compressed(tmp, outputs=item["outputs"])
         manifest["entries"][key] = {
             "model": item["model"], "input": item["input"], "backend": item["backend"], "file": f"{key}.npz",
             "frames": int(len(item["outputs"])), "shape": list(item["outputs"].shape),
@@ -67,9 +66,7 @@ def save_golden(folder: Path, items: list[dict]) -> Path:
             "input_files": item["input_files"], "evalkit": __version__,
             "saved_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, manifest_path)
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
     return folder
 
 

@@ -2,11 +2,16 @@
 
 Regions, each labelled in every output:
 
-- ``inner``: the model's own inner region (320x320), from the lossless frames;
+- ``inner``: the model's own inner region (320x320), exact pixels;
 - ``mouth``: the contract's ``mouth_box`` within it;
-- ``full``: the pasted-back full frame, from the lossless frames;
+- ``full``: the pasted-back full frame, exact pixels;
 - ``mp4_full``: the full frame decoded from ``output.mp4`` (H.264 yuv420p):
   what a viewer sees.
+
+evalkit's own pipeline measures inner, mouth and full while the frames are in
+memory (``FrameMeasures``, fed by ``pipeline.generate``) and decodes the MP4
+once afterwards (``measure_viewer_frames``); ``measure_run`` feeds the same
+measures from the files an external backend wrote.
 
 The ground truth's inner region is cut with the same crop boxes and resize as
 the model's input. Frames are compared in order; different sizes, or frame
@@ -15,6 +20,9 @@ counts (unless the suite allows trimming), are an error that gives both numbers.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,20 +32,17 @@ from evalkit.config.contract import Contract
 from evalkit.pipeline.crop import CropPreparer
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import probe_video
-from evalkit.metrics import psnr, ssim
-from evalkit.metrics.sync import estimate_sync, mouth_thumbnails
+from evalkit.metrics import psnr
+from evalkit.metrics.fidelity import SsimKernel
+from evalkit.metrics.sync import THUMBNAIL_SHAPE, estimate_sync, mouth_thumbnails
 from evalkit.metrics.syncnet import SyncNetRunner
-from evalkit.pipeline.generate import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
+from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
 from evalkit.config.suite import MetricsSpec
 from evalkit.media.decode import FrameReader
+from evalkit.record.vocabulary import REGIONS  # noqa: F401 (re-exported: the regions measured)
 
-REGIONS = {
-    "inner": "the model's 320x320 region, lossless output frames",
-    "mouth": "the mouth_box within the model's region, lossless output frames",
-    "full": "the pasted-back full frame, lossless output frames",
-    "mp4_full": "the full frame decoded from output.mp4 (H.264 yuv420p): what a viewer sees",
-}
-BATCH = 16  # frames decoded and measured together
+SIDE_BY_SIDE_PRESET = "ultrafast"  # a page's comparison video: a third of veryfast's encoding time, larger file
+
 
 
 def aligned_frame_count(ground_truth: Path, gt_frames: int, gt_size: tuple[int, int], frames: int,
@@ -57,9 +62,135 @@ def aligned_frame_count(ground_truth: Path, gt_frames: int, gt_size: tuple[int, 
     return min(gt_frames, frames)
 
 
+class FrameMeasures:
+    """Everything measured per output frame, fed one frame at a time in order (no file is read here).
+
+    ``add`` takes the model's inner region and, with a ground truth, the pasted full frame, the ground
+    truth's frame and its inner region (cut as the output's was): regions inner, mouth, full, and the mouth
+    thumbnails for sync. Region mp4_full comes from ``measure_viewer_frames`` (output.mp4 decoded once).
+    SSIM keeps one ``SsimKernel`` per region, so no frame allocates.
+    """
+
+    def __init__(self, contract: Contract, metrics: MetricsSpec):
+        self.contract = contract
+        self.metrics = metrics
+        mx1, my1, mx2, my2 = contract.mouth_box
+        self.mouth = np.s_[my1:my2, mx1:mx2]
+        self.fidelity = {region: {"psnr": [], "ssim": []} for region in REGIONS}
+        self.kernels = {region: SsimKernel() for region in REGIONS}
+        self.thumbs: dict[str, list[np.ndarray]] = {"output": [], "ground_truth": []}
+        self.syncnet = None
+        if metrics.syncnet is not None:
+            spec = metrics.syncnet
+            self.syncnet = SyncNetRunner(spec.video_model, spec.audio_model, spec.channel_order, spec.scale,
+                                         spec.vshift)
+
+    def _add(self, region: str, reference: np.ndarray, candidate: np.ndarray) -> None:
+        self.fidelity[region]["psnr"].append(float(psnr(reference, candidate)[0]))
+        self.fidelity[region]["ssim"].append(self.kernels[region].frame(reference, candidate))
+
+    def add(self, inner: np.ndarray, full: np.ndarray | None = None, truth_full: np.ndarray | None = None,
+            truth_inner: np.ndarray | None = None) -> None:
+        """One frame, every region (``add_face`` then ``add_full``)."""
+        self.add_face(inner, truth_inner)
+        if truth_full is not None:
+            self.add_full(full, truth_full)
+
+    def add_face(self, inner: np.ndarray, truth_inner: np.ndarray | None = None) -> None:
+        """Regions inner and mouth, and the sync thumbnails. ``add_face`` and ``add_full`` keep separate
+        series, so two threads may feed them side by side (each in frame order)."""
+        self.thumbs["output"].append(mouth_thumbnails(inner[self.mouth][None])[0])
+        if self.syncnet is not None:
+            self.syncnet.add_frame(inner if self.metrics.syncnet.region == "face" else inner[self.mouth])
+        if truth_inner is not None:
+            self.thumbs["ground_truth"].append(mouth_thumbnails(truth_inner[self.mouth][None])[0])
+            self._add("inner", truth_inner, inner)
+            self._add("mouth", truth_inner[self.mouth], inner[self.mouth])
+
+    def add_full(self, full: np.ndarray, truth_full: np.ndarray) -> None:
+        """Region full: the pasted-back frame against the ground truth's."""
+        self._add("full", truth_full, full)
+
+    def result(self, wav: np.ndarray, sample_rate: int, with_truth: bool) -> dict:
+        """What ``measure_run`` returns (see there)."""
+        fps, max_offset = self.contract.fps, self.metrics.sync_max_offset
+        result = {"sync": estimate_sync(wav, sample_rate, _stack(self.thumbs["output"]), fps, max_offset).to_dict()}
+        if with_truth:
+            n = len(self.fidelity["inner"]["psnr"])
+            if len(self.fidelity["mp4_full"]["psnr"]) != n:
+                raise RuntimeError(f"{len(self.fidelity['mp4_full']['psnr'])} viewer frames measured for {n} frames")
+            result.update(compared_frames=n, fidelity=self.fidelity,
+                          ground_truth_sync=estimate_sync(wav, sample_rate, _stack(self.thumbs["ground_truth"]),
+                                                          fps, max_offset).to_dict())
+        if self.syncnet is not None:
+            result["syncnet"] = self.syncnet.result(wav, sample_rate, fps)
+        return result
+
+
+def _stack(thumbs: list[np.ndarray]) -> np.ndarray:
+    return np.stack(thumbs) if thumbs else np.zeros((0, *THUMBNAIL_SHAPE), np.uint8)
+
+
+VIEWER_RING = 8  # decoded frame pairs in flight in the viewer pass
+VIEWER_THREADS = 2  # SSIM workers (OpenCV and numpy release the GIL); each keeps its own SsimKernel
+
+
+def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path, frames: int,
+                          side_by_side: Path | None = None, audio: Path | None = None) -> None:
+    """Region mp4_full: output.mp4 decoded once, beside the ground truth, for the first ``frames`` frames.
+
+    Frames are scored by VIEWER_THREADS workers while the next ones decode. With ``side_by_side``, the same
+    decoded frames are also written there as ground truth | output (H.264, with ``audio``), so the page's
+    comparison video costs no second decode.
+    """
+    from evalkit.media.encode import VideoWriter
+
+    mp4_info, truth_info = probe_video(mp4), probe_video(ground_truth)
+    outs = np.empty((VIEWER_RING, mp4_info.height, mp4_info.width, 3), np.uint8)
+    truths = np.empty((VIEWER_RING, truth_info.height, truth_info.width, 3), np.uint8)
+    scores = np.empty((frames, 2))
+    local = threading.local()
+
+    def score(i: int, k: int) -> None:
+        kernel = getattr(local, "kernel", None)
+        if kernel is None:
+            kernel = local.kernel = SsimKernel()
+        scores[i] = float(psnr(truths[k], outs[k])[0]), kernel.frame(truths[k], outs[k])
+
+    with ExitStack() as stack:
+        reader = stack.enter_context(FrameReader(mp4_info))
+        truth_reader = stack.enter_context(FrameReader(truth_info))
+        pool = stack.enter_context(ThreadPoolExecutor(VIEWER_THREADS, thread_name_prefix="evalkit-viewer"))
+        writer = None
+        if side_by_side is not None:
+            both = np.empty((truth_info.height, truth_info.width + mp4_info.width, 3), np.uint8)
+            writer = stack.enter_context(VideoWriter(side_by_side, both.shape[1], both.shape[0],
+                                                     measures.contract.fps, kind="mp4", audio=audio, crf=23,
+                                                     preset=SIDE_BY_SIDE_PRESET))
+        pending: deque = deque()
+        for i in range(frames):
+            k = i % VIEWER_RING
+            if len(pending) == VIEWER_RING:
+                pending.popleft().result()  # frame i - VIEWER_RING scored: its buffers are free
+            if not reader.read_into(outs[k]):
+                raise UserError(f"{mp4} ended after {i} frames, expected {frames}")
+            if not truth_reader.read_into(truths[k]):
+                raise UserError(f"{ground_truth} ended after {i} frames, expected {frames}")
+            pending.append(pool.submit(score, i, k))
+            if writer is not None:
+                both[:, : truth_info.width] = truths[k]
+                both[:, truth_info.width:] = outs[k]
+                writer.write(both)
+        for job in pending:
+            job.result()
+    measures.fidelity["mp4_full"]["psnr"].extend(scores[:, 0].tolist())
+    measures.fidelity["mp4_full"]["ssim"].extend(scores[:, 1].tolist())
+
+
 def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_indices: list[int],
                 contract: Contract, frames: int, metrics: MetricsSpec, wav: np.ndarray, sample_rate: int) -> dict:
-    """Everything measured from a generated run's files, in one pass over its frames.
+    """Everything measured from a generated run's files (an external backend's: evalkit's own pipeline
+    measures while it generates, ``pipeline.generate``), through the same ``FrameMeasures``.
 
     Returns ``compared_frames`` and ``fidelity`` ({region: {"psnr": [...], "ssim": [...]}}) when there is
     a ground truth; ``sync`` (the output's mouth against the audio), ``ground_truth_sync`` (the ground
@@ -75,52 +206,21 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
         full_info = probe_video(combo_dir / FRAMES_FULL)
         n = aligned_frame_count(ground_truth, gt.frames, (gt.width, gt.height), frames,
                                 (full_info.width, full_info.height), metrics.trim_to_shortest)
-        infos.update(gt=gt, full=full_info, mp4=probe_video(combo_dir / OUTPUT_MP4))
-    mx1, my1, mx2, my2 = contract.mouth_box
-    bufs = {name: np.empty((BATCH, info.height, info.width, 3), np.uint8) for name, info in infos.items()}
-    if ground_truth is not None:
-        bufs["gt_inner"] = np.empty_like(bufs["inner"])
-    fidelity = {region: {"psnr": [], "ssim": []} for region in REGIONS}
-    thumbs: dict[str, list[np.ndarray]] = {"output": [], "ground_truth": []}
+        infos.update(gt=gt, full=full_info)
+    bufs = {name: np.empty((info.height, info.width, 3), np.uint8) for name, info in infos.items()}
+    measures = FrameMeasures(contract, metrics)
     cropper = CropPreparer(contract)
-    syncnet = None
-    if metrics.syncnet is not None:
-        spec = metrics.syncnet
-        syncnet = SyncNetRunner(spec.video_model, spec.audio_model, spec.channel_order, spec.scale, spec.vshift)
-
-    def add(region: str, reference: np.ndarray, candidate: np.ndarray) -> None:
-        fidelity[region]["psnr"].extend(psnr(reference, candidate).tolist())
-        fidelity[region]["ssim"].extend(ssim(reference, candidate).tolist())
-
     with ExitStack() as stack:
         readers = {name: stack.enter_context(FrameReader(info)) for name, info in infos.items()}
-        for start in range(0, n, BATCH):
-            k = min(BATCH, n - start)
-            for j in range(k):
-                for name, reader in readers.items():
-                    if not reader.read_into(bufs[name][j]):
-                        raise UserError(f"{reader.info.path} ended after {start + j} frames, expected {n}")
-                if ground_truth is not None:
-                    box = boxes[template_indices[start + j]]
-                    bufs["gt_inner"][j] = cropper.crop_frame(bufs["gt"][j], box)
-                if syncnet is not None:
-                    face = bufs["inner"][j]
-                    syncnet.add_frame(face if metrics.syncnet.region == "face" else face[my1:my2, mx1:mx2])
-            mouth = np.s_[:k, my1:my2, mx1:mx2]
-            thumbs["output"].append(mouth_thumbnails(bufs["inner"][mouth]))
-            if ground_truth is not None:
-                thumbs["ground_truth"].append(mouth_thumbnails(bufs["gt_inner"][mouth]))
-                add("inner", bufs["gt_inner"][:k], bufs["inner"][:k])
-                add("mouth", bufs["gt_inner"][mouth], bufs["inner"][mouth])
-                add("full", bufs["gt"][:k], bufs["full"][:k])
-                add("mp4_full", bufs["gt"][:k], bufs["mp4"][:k])
-    fps = contract.fps
-    result = {"sync": estimate_sync(wav, sample_rate, np.concatenate(thumbs["output"]), fps,
-                                    metrics.sync_max_offset).to_dict()}
+        for i in range(n):
+            for name, reader in readers.items():
+                if not reader.read_into(bufs[name]):
+                    raise UserError(f"{reader.info.path} ended after {i} frames, expected {n}")
+            if ground_truth is None:
+                measures.add(bufs["inner"])
+            else:
+                truth_inner = cropper.crop_frame(bufs["gt"], boxes[template_indices[i]])
+                measures.add(bufs["inner"], bufs["full"], bufs["gt"], truth_inner)
     if ground_truth is not None:
-        result.update(compared_frames=n, fidelity=fidelity,
-                      ground_truth_sync=estimate_sync(wav, sample_rate, np.concatenate(thumbs["ground_truth"]), fps,
-                                                      metrics.sync_max_offset).to_dict())
-    if syncnet is not None:
-        result["syncnet"] = syncnet.result(wav, sample_rate, fps)
-    return result
+        measure_viewer_frames(measures, combo_dir / OUTPUT_MP4, ground_truth, n)
+    return measures.result(wav, sample_rate, ground_truth is not None)

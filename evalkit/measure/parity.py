@@ -18,10 +18,9 @@ from evalkit.media.ffmpeg import probe_video
 from evalkit.measure.golden import load_golden
 from evalkit.metrics import psnr, ssim, summarise
 from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_outputs
-from evalkit.pipeline.generate import FRAMES_FULL, FRAMES_INNER
+from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, HEAD_OUTPUTS
 from evalkit.media.decode import FrameReader
 
-HEAD_OUTPUTS = "head_outputs.npz"
 PICTURE_MIN_PSNR = 40.0  # dB on every frame: below this two implementations' pictures visibly differ
 BATCH = 16
 

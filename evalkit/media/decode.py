@@ -3,19 +3,20 @@
 Frames stream from an ffmpeg pipe into one reused buffer; nothing holds the
 whole video. When the audio drives more frames than the template has, the
 template is walked forward and back (0, 1, ..., T-1, T-2, ..., 0, 1, ...):
-then the decoded frames are spilled once to a disk-backed array so that the
-backward walk can read them, still without holding them in memory.
+then the decoded frames are spilled once to a temporary file (``SpilledFrames``)
+and read back by index, still without holding them in memory: the file is read,
+not mapped, so its pages never count as the process's resident memory.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
 
 import ffmpeg
 import numpy as np
@@ -115,30 +116,65 @@ def ping_pong_index(frame: int, template_frames: int) -> int:
     return k if k < template_frames else period - k
 
 
+class SpilledFrames:
+    """Random access to every frame of a video: decoded once into a temporary file, read back by index.
+
+    ``read_into(index, buffer)`` reads one frame with ``os.preadv`` into the caller's buffer: the operating
+    system's page cache makes it as fast as memory, and the process's resident memory does not grow with
+    the video's length (a memory map would count every page it touched).
+    """
+
+    def __init__(self, info: VideoInfo, on_frame=None):
+        """Decode ``info`` into the spill; ``on_frame(index, frame)`` sees each frame as it is decoded."""
+        self.info = info
+        self.frames = info.frames
+        self._frame_bytes = info.width * info.height * 3
+        self._file = tempfile.TemporaryFile(prefix="evalkit-frames-")
+        buffer = np.empty((info.height, info.width, 3), np.uint8)
+        try:
+            with FrameReader(info) as reader:
+                for i in range(info.frames):
+                    if not reader.read_into(buffer):
+                        raise UserError(f"video {info.path} ended at frame {i}, expected {info.frames} frames")
+                    self._file.write(buffer.data)
+                    if on_frame is not None:
+                        on_frame(i, buffer)
+            self._file.flush()
+        except BaseException:
+            self.close()
+            raise
+
+    def read_into(self, index: int, buffer: np.ndarray) -> np.ndarray:
+        view = memoryview(buffer.reshape(-1))
+        got = os.preadv(self._file.fileno(), [view], index * self._frame_bytes)
+        if got != self._frame_bytes:
+            raise RuntimeError(f"spilled frame {index} of {self.info.path}: read {got} of {self._frame_bytes} bytes")
+        return buffer
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "SpilledFrames":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def template_frames(info: VideoInfo, needed: int) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(template_index, frame)`` for ``needed`` output frames.
 
     The yielded array is reused: copy it if it must outlive the next step.
     """
     buffer = np.empty((info.height, info.width, 3), dtype=np.uint8)
+    with FrameReader(info) as reader:
+        for i in range(min(needed, info.frames)):
+            if not reader.read_into(buffer):
+                raise UserError(f"video {info.path} ended at frame {i}, expected {info.frames} frames")
+            yield i, buffer
     if needed <= info.frames:
-        with FrameReader(info) as reader:
-            for i in range(needed):
-                if not reader.read_into(buffer):
-                    raise UserError(f"video {info.path} ended at frame {i}, expected {info.frames} frames")
-                yield i, buffer
         return
-    with tempfile.TemporaryDirectory(prefix="evalkit-frames-") as tmp:
-        spill = np.lib.format.open_memmap(
-            Path(tmp) / "frames.npy", mode="w+", dtype=np.uint8, shape=(info.frames, info.height, info.width, 3)
-        )
-        with FrameReader(info) as reader:
-            for i in range(info.frames):
-                if not reader.read_into(spill[i]):
-                    raise UserError(f"video {info.path} ended at frame {i}, expected {info.frames} frames")
-                yield i, spill[i]
+    with SpilledFrames(info) as spill:  # the walk turns back: random access from here on
         for out in range(info.frames, needed):
             t = ping_pong_index(out, info.frames)
-            buffer[:] = spill[t]
-            yield t, buffer
-        del spill
+            yield t, spill.read_into(t, buffer)

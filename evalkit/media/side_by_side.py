@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import ffmpeg_exe
+from evalkit.record.io import atomic_output
 
 
 def side_by_side(left: Path, right: Path, out: Path, frames: int, audio_from_right: bool = True) -> Path:
@@ -15,7 +15,12 @@ def side_by_side(left: Path, right: Path, out: Path, frames: int, audio_from_rig
 
     Both videos must have the same height; the audio comes from ``right`` when it has one.
     """
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    with atomic_output(out) as tmp:
+        _stack(left, right, tmp, frames, audio_from_right)
+    return out
+
+
+def _stack(left: Path, right: Path, tmp: Path, frames: int, audio_from_right: bool) -> None:
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(left), "-i", str(right),
            "-filter_complex", "[0:v][1:v]hstack=inputs=2,pad=ceil(iw/2)*2:ceil(ih/2)*2[v]", "-map", "[v]"]
     if audio_from_right:
@@ -24,7 +29,4 @@ def side_by_side(left: Path, right: Path, out: Path, frames: int, audio_from_rig
             "-movflags", "+faststart", str(tmp)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"ffmpeg could not stack {left} and {right}: {result.stderr.strip()[-300:]}")
-    os.replace(tmp, out)
-    return out

@@ -34,15 +34,24 @@ def _as_batch(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray,
 
 
 def mse(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    """Mean squared error per frame: mean((reference - candidate)^2); exact for uint8 frames."""
+    """Mean squared error per frame: mean((reference - candidate)^2); exact for uint8 frames.
+
+    uint8 frames go through OpenCV's NORM_L2SQR (integer squares summed in double: exact below 2**53);
+    other dtypes through float64 numpy, one frame at a time.
+    """
     reference, candidate = _as_batch(reference, candidate)
     n = len(reference)
     out = np.empty(n)
-    diff = np.empty(reference.shape[1:], np.float64)  # one frame, reused; integer sums stay exact below 2**53
+    size = reference[0].size if n else 1
+    if reference.dtype == np.uint8 and candidate.dtype == np.uint8:
+        for i in range(n):
+            out[i] = cv2.norm(reference[i], candidate[i], cv2.NORM_L2SQR) / size
+        return out
+    diff = np.empty(reference.shape[1:], np.float64)  # one frame, reused
     flat = diff.reshape(-1)
     for i in range(n):
         np.subtract(reference[i], candidate[i], out=diff, dtype=np.float64)
-        out[i] = np.dot(flat, flat) / flat.size
+        out[i] = np.square(diff, out=diff).sum() / flat.size
     return out
 
 
@@ -75,8 +84,10 @@ def ssim(reference: np.ndarray, candidate: np.ndarray, data_range: float = 255.0
     averaged over the image less a 5-pixel border, then over channels.
     Computed in float32 with OpenCV's separable filter on values centred at
     R/2 (variance and covariance do not change; centring keeps float32 error
-    below 1e-6 of scikit-image's float64 result). Frames are split over
-    ``threads`` worker threads (default: one per CPU).
+    below 1e-6 of scikit-image's float64 result), and only around the pixels
+    where the frames differ: where a whole window is equal, S is exactly 1
+    (see ``SsimKernel``). Frames are split over ``threads`` worker threads
+    (default: one per CPU).
 
     >>> a = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
     >>> float(ssim(a, a)[0])
@@ -90,21 +101,85 @@ def ssim(reference: np.ndarray, candidate: np.ndarray, data_range: float = 255.0
     out = np.empty(n)
     workers = max(1, min(threads or os.cpu_count() or 1, n))
     if workers == 1:
-        _ssim_into(reference, candidate, float(data_range), out)
+        kernel = SsimKernel(float(data_range))
+        for i in range(n):
+            out[i] = kernel.frame(reference[i], candidate[i])
         return out
     bounds = np.linspace(0, n, workers + 1).astype(int)
+
+    def part(lo: int, hi: int) -> None:
+        kernel = SsimKernel(float(data_range))
+        for i in range(lo, hi):
+            out[i] = kernel.frame(reference[i], candidate[i])
+
     with ThreadPoolExecutor(workers) as pool:  # OpenCV and numpy release the GIL in the heavy parts
-        jobs = [pool.submit(_ssim_into, reference[lo:hi], candidate[lo:hi], float(data_range), out[lo:hi])
-                for lo, hi in zip(bounds[:-1], bounds[1:])]
-        for job in jobs:
+        for job in [pool.submit(part, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
             job.result()
     return out
 
 
-def _ssim_into(reference: np.ndarray, candidate: np.ndarray, data_range: float, out: np.ndarray) -> None:
-    """SSIM of each frame pair into ``out``, with buffers reused across frames."""
-    n, h, w, c = reference.shape
-    pad = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+class SsimKernel:
+    """SSIM of one frame pair at a time (``ssim``'s definition), with its buffers kept between frames.
+
+    Only the rectangle around the pixels where the two frames differ is filtered: a pixel whose whole
+    window (``pad`` = 5 pixels each way) is equal in both frames has v = x - y = 0 there, so its filtered
+    V and var v are exactly 0 and its S is exactly (U^2 + 2 C1)(var u + 2 C2) / (the same) = 1. Those
+    pixels add exactly 1 each; the rest are computed on the rectangle grown by two window radii (clipped
+    to the frame, where the reflected border is the frame's own), so every filtered value they use is the
+    one a whole-frame pass computes. A pasted-back frame whose ground truth equals the template outside the
+    face costs only the face's rectangle.
+    """
+
+    def __init__(self, data_range: float = 255.0):
+        self.data_range = float(data_range)
+        self.pad = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+        self._size = 0
+        self._diff: np.ndarray | None = None
+
+    def _buffers(self, shape: tuple[int, int, int]) -> None:
+        size = shape[0] * shape[1] * shape[2]
+        if size > self._size:  # grown, never shrunk: frames of one run share one set
+            self._size = size
+            self._flat = np.empty((14, size), np.float32)
+        if self._diff is None or self._diff.shape != shape:
+            self._diff = np.empty(shape, np.uint8)
+
+    def _planes(self, k: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Plane ``k`` of the flat buffers, viewed contiguously as ``shape``."""
+        return self._flat[k, : int(np.prod(shape))].reshape(shape)
+
+    def frame(self, reference: np.ndarray, candidate: np.ndarray) -> float:
+        """SSIM of two (H, W, C) frames (uint8, or any dtype used as is)."""
+        h, w, c = reference.shape
+        pad = self.pad
+        self._buffers(reference.shape)
+        if reference.dtype == np.uint8 and candidate.dtype == np.uint8:
+            cv2.absdiff(reference, candidate, dst=self._diff)
+            x, y, bw, bh = cv2.boundingRect(self._diff.reshape(h, w * c))
+            if bw == 0:
+                return 1.0  # equal frames: every window equal
+            y0, y1, x0, x1 = y, y + bh, x // c, (x + bw - 1) // c + 1
+        else:
+            y0, y1, x0, x1 = 0, h, 0, w
+        # pixels whose S may differ from 1 (within the measured area, which excludes a pad-wide border)
+        iy0, iy1 = max(y0 - pad, pad), min(y1 + pad, h - pad)
+        ix0, ix1 = max(x0 - pad, pad), min(x1 + pad, w - pad)
+        if iy0 >= iy1 or ix0 >= ix1:
+            return 1.0
+        # the input those pixels' windows read, and the windows of that input's own filtered values
+        sy0, sy1 = max(iy0 - 2 * pad, 0), min(iy1 + 2 * pad, h)
+        sx0, sx1 = max(ix0 - 2 * pad, 0), min(ix1 + 2 * pad, w)
+        inner = _ssim_map_sum(self, reference[sy0:sy1, sx0:sx1], candidate[sy0:sy1, sx0:sx1],
+                              (slice(iy0 - sy0, iy1 - sy0), slice(ix0 - sx0, ix1 - sx0)))
+        area = (h - 2 * pad) * (w - 2 * pad) * c
+        computed = (iy1 - iy0) * (ix1 - ix0) * c
+        return (inner + (area - computed)) / area
+
+
+def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarray, keep: tuple[slice, slice]) -> float:
+    """Sum of the SSIM map over ``keep`` of the (h, w, c) sub-frames, in float64."""
+    h, w, c = reference.shape
+    pad, data_range = kernel.pad, kernel.data_range
     c1, c2 = np.float32((SSIM_K1 * data_range) ** 2), np.float32((SSIM_K2 * data_range) ** 2)
     centre = np.float32(data_range / 2)
     ksize = (2 * pad + 1, 2 * pad + 1)
@@ -112,37 +187,36 @@ def _ssim_into(reference: np.ndarray, candidate: np.ndarray, data_range: float, 
     # u = x + y, v = x - y (centred):  s_x^2 + s_y^2 = (var u + var v) / 2,  s_xy = (var u - var v) / 4,
     # mu_x^2 + mu_y^2 = (U^2 + V^2) / 2,  2 mu_x mu_y = (U^2 - V^2) / 2  (U, V the absolute means of u, v), so
     #     S = (U^2 - V^2 + 2 C1)(var u - var v + 2 C2) / ((U^2 + V^2 + 2 C1)(var u + var v + 2 C2)).
-    raw = np.empty((4, h, w, c), np.float32)  # u, v, u^2, v^2
-    blurred = np.empty((4, h, w, c), np.float32)
-    x = np.empty((h, w, c), np.float32)
-    inner = (slice(pad, h - pad), slice(pad, w - pad))
-    big_u, big_v, var_u, var_v, t = np.empty((5, h - 2 * pad, w - 2 * pad, c), np.float32)
+    shape = (h, w, c)
+    raw = [kernel._planes(k, shape) for k in range(4)]  # u, v, u^2, v^2
+    blurred = [kernel._planes(4 + k, shape) for k in range(4)]
+    x = kernel._planes(8, shape)
+    kh, kw = keep[0].stop - keep[0].start, keep[1].stop - keep[1].start
+    big_u, big_v, var_u, var_v, t = (kernel._planes(9 + k, (kh, kw, c)) for k in range(5))
     two_c1, two_c2 = 2 * c1, 2 * c2
-    for i in range(n):
-        np.subtract(reference[i], centre, out=x, dtype=np.float32)
-        np.subtract(candidate[i], centre, out=raw[1], dtype=np.float32)  # y, for now
-        np.add(x, raw[1], out=raw[0])
-        np.subtract(x, raw[1], out=raw[1])
-        np.square(raw[0], out=raw[2])
-        np.square(raw[1], out=raw[3])
-        for k in range(4):
-            cv2.GaussianBlur(raw[k], ksize, SSIM_SIGMA, dst=blurred[k], sigmaY=SSIM_SIGMA,
-                             borderType=cv2.BORDER_REFLECT)
-        mu, mv, su, sv = (blurred[k][inner] for k in range(4))
-        np.subtract(su, np.square(mu, out=var_u), out=var_u)  # subtract first: float32 cancellation
-        np.subtract(sv, np.square(mv, out=var_v), out=var_v)
-        np.add(mu, 2 * centre, out=big_u)  # absolute mean of u = x + y
-        np.square(big_u, out=big_u)
-        np.square(mv, out=big_v)
-        np.subtract(big_u, big_v, out=t)
-        t += two_c1  # U^2 - V^2 + 2 C1
-        big_u += big_v
-        big_u += two_c1  # U^2 + V^2 + 2 C1
-        np.subtract(var_u, var_v, out=big_v)
-        big_v += two_c2  # var u - var v + 2 C2
-        t *= big_v  # numerator
-        var_u += var_v
-        var_u += two_c2  # var u + var v + 2 C2
-        big_u *= var_u  # denominator
-        t /= big_u
-        out[i] = t.sum(dtype=np.float64) / t.size  # equal pixels per channel: the mean of channel means
+    np.subtract(reference, centre, out=x, dtype=np.float32)
+    np.subtract(candidate, centre, out=raw[1], dtype=np.float32)  # y, for now
+    np.add(x, raw[1], out=raw[0])
+    np.subtract(x, raw[1], out=raw[1])
+    np.square(raw[0], out=raw[2])
+    np.square(raw[1], out=raw[3])
+    for k in range(4):
+        cv2.GaussianBlur(raw[k], ksize, SSIM_SIGMA, dst=blurred[k], sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
+    mu, mv, su, sv = (blurred[k][keep] for k in range(4))
+    np.subtract(su, np.square(mu, out=var_u), out=var_u)  # subtract first: float32 cancellation
+    np.subtract(sv, np.square(mv, out=var_v), out=var_v)
+    np.add(mu, 2 * centre, out=big_u)  # absolute mean of u = x + y
+    np.square(big_u, out=big_u)
+    np.square(mv, out=big_v)
+    np.subtract(big_u, big_v, out=t)
+    t += two_c1  # U^2 - V^2 + 2 C1
+    big_u += big_v
+    big_u += two_c1  # U^2 + V^2 + 2 C1
+    np.subtract(var_u, var_v, out=big_v)
+    big_v += two_c2  # var u - var v + 2 C2
+    t *= big_v  # numerator
+    var_u += var_v
+    var_u += two_c2  # var u + var v + 2 C2
+    big_u *= var_u  # denominator
+    t /= big_u
+    return float(t.sum(dtype=np.float64))

@@ -44,6 +44,7 @@ class OutputStats:
         self.outside = 0
         self.bins = np.zeros(HIST_BINS + 2, np.int64)  # [below, bins..., above]
         self._buf: np.ndarray | None = None
+        self._chunk = np.empty(SQUARES_CHUNK, np.float64)  # reused: no float64 copy per frame
         self._idx: np.ndarray | None = None
 
     def update(self, values: np.ndarray) -> None:
@@ -64,7 +65,7 @@ class OutputStats:
         buf, idx = self._buf[: flat.size], self._idx[: flat.size]
         self.finite += flat.size
         self.total += total
-        self.total_sq += _sum_squares(flat)
+        self.total_sq += _sum_squares(flat, self._chunk)
         lo, hi = float(flat.min()), float(flat.max())
         self.minimum, self.maximum = min(self.minimum, lo), max(self.maximum, hi)
         if lo < 0.0 or hi > 1.0:
@@ -122,10 +123,12 @@ class OutputStats:
         }
 
 
-def _sum_squares(flat: np.ndarray) -> float:
-    """Sum of squares of float32 values, accumulated in float64 chunk by chunk (no large float64 copy)."""
+def _sum_squares(flat: np.ndarray, chunk: np.ndarray) -> float:
+    """Sum of squares of float32 values, accumulated in float64 chunk by chunk through the reused ``chunk``."""
     total = 0.0
-    for start in range(0, flat.size, SQUARES_CHUNK):
-        chunk = flat[start : start + SQUARES_CHUNK].astype(np.float64)
-        total += float(np.dot(chunk, chunk))
+    for start in range(0, flat.size, chunk.size):
+        part = flat[start : start + chunk.size]
+        buf = chunk[: part.size]
+        np.square(part, out=buf, dtype=np.float64)
+        total += float(buf.sum())  # numpy's pairwise sum: no BLAS threads
     return total

@@ -8,15 +8,18 @@ Stages, each in its own module::
     video_decode.template_frames -> crop.CropPreparer.prepare (per frame)
       -> runner.Runner.infer -> paste.Paster -> video_encode.VideoWriter
 
-Frames stream through the stages one at a time, into reused buffers.
+Frames stream through the stages one at a time, into reused buffers, and are measured
+while in memory (``generate``: one pass; stages overlap in threads, ``stages.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import queue
+import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,14 +39,14 @@ from evalkit.media.ffmpeg import VideoInfo, probe_video
 from evalkit.pipeline.paste import Paster
 from evalkit.pipeline.runner import Runner
 from evalkit.pipeline.latency import time_inference
-from evalkit.config.suite import InputSpec, ProtocolSpec, TimingSpec
-from evalkit.media.decode import FrameReader, ping_pong_index, template_frames
+from evalkit.config.suite import InputSpec, MetricsSpec, ProtocolSpec, TimingSpec
+from evalkit.pipeline.stages import Stages, StageFailed, Timer
+from evalkit.media.decode import FrameReader, SpilledFrames, ping_pong_index, template_frames
 from evalkit.media.encode import VideoWriter
 
-# File names inside one model x backend x input folder.
-OUTPUT_MP4 = "output.mp4"  # what a viewer sees: H.264 yuv420p + AAC
-FRAMES_FULL = "frames_full.mkv"  # exact generated full frames (FFV1)
-FRAMES_INNER = "frames_inner.mkv"  # exact generated inner regions (FFV1), the model's own pixels
+from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4, SIDE_BY_SIDE  # noqa: F401 (names)
+from evalkit.record.vocabulary import PIPELINE_STAGES  # noqa: F401 (re-exported: the stages an entry records)
+
 FPS_TOLERANCE = 0.01  # ffmpeg prints rates rounded to 2 decimals
 
 
@@ -116,18 +119,18 @@ def prepare_input(spec: InputSpec, contract: Contract) -> PreparedInput:
     return PreparedInput(spec=spec, video=video, boxes=boxes)
 
 
-PIPELINE_STAGES = ("decode", "preprocess", "inference", "paste", "encode")
-
-
 @dataclass
 class StageTimes:
     """Wall-clock seconds per stage (time.perf_counter) and raw inference latencies.
 
     ``seconds`` holds the pipeline stages (PIPELINE_STAGES) and ``output_stats``
-    (measurement, not pipeline: left out of end-to-end speed). ``inference_ms``
-    has each frame's inference time inside the running pipeline (encoders
-    busy beside it); ``timed_ms`` the latencies measured apart (speed.py) and
-    ``warmup_ms`` the warm-up runs before them, excluded from statistics.
+    (measurement, not pipeline: left out of end-to-end speed). The stages run
+    in threads that overlap, so each is the time its stage spent working, and
+    ``pipeline_seconds`` the streamed pass's wall clock (first frame decoded to
+    encoders closed). ``inference_ms`` has each frame's inference time inside
+    the running pipeline (the other stages busy beside it); ``timed_ms`` the
+    latencies measured apart (latency.py) and ``warmup_ms`` the warm-up runs
+    before them, excluded from statistics.
     """
 
     seconds: dict[str, float] = field(default_factory=dict)
@@ -135,6 +138,7 @@ class StageTimes:
     timed_ms: list[float] = field(default_factory=list)
     warmup_ms: list[float] = field(default_factory=list)
     timed_seconds: float = 0.0
+    pipeline_seconds: float = 0.0
 
     def add(self, stage: str, dt: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
@@ -153,6 +157,7 @@ class Generated:
     copy_mse: list[float] = field(default_factory=list)  # per frame: output mouth vs the reference channels' mouth
     sharpness: dict = field(default_factory=dict)  # mean Laplacian variance of the mouth: output and template
     template_indices: list[int] = field(default_factory=list)  # template frame shown at each output frame
+    measured: dict = field(default_factory=dict)  # fidelity and sync, as measure.outputs.measure_run returns
 
 
 def template_index(frame: int, template_frames: int, contract: Contract) -> int:
@@ -182,42 +187,25 @@ def check_protocol(prepared: PreparedInput, protocol: ProtocolSpec) -> None:
         )
 
 
-class TemplateStore:
-    """Random access to every template frame: decoded once into a temporary memory-mapped file.
-
-    Used when the walk is not one forward pass (a distant reference, a walk that starts later, or more
-    output frames than the template has); the plain case streams instead (video_decode.template_frames).
-    """
-
-    def __init__(self, video: VideoInfo):
-        self._tmp = tempfile.TemporaryDirectory(prefix="evalkit-template-")
-        self.frames = np.lib.format.open_memmap(Path(self._tmp.name) / "template.npy", mode="w+", dtype=np.uint8,
-                                                shape=(video.frames, video.height, video.width, 3))
-        with FrameReader(video) as reader:
-            for i in range(video.frames):
-                if not reader.read_into(self.frames[i]):
-                    raise UserError(f"video {video.path} ended at frame {i}, expected {video.frames} frames")
-
-    def close(self) -> None:
-        del self.frames
-        self._tmp.cleanup()
-
-
 def walk_template(video: VideoInfo, n: int, contract: Contract, protocol: ProtocolSpec | None):
-    """Yield ``(t_index, frame, r_index, reference_frame)`` for ``n`` output frames (arrays are reused)."""
+    """Yield ``(t_index, frame, r_index, reference_frame)`` for ``n`` output frames (arrays are reused).
+
+    The plain walk streams (``template_frames``); a distant reference or a walk that starts later reads
+    the template at random (``SpilledFrames``).
+    """
     distant = protocol is not None and protocol.reference == "distant"
     if not distant and contract.template_start == 0:
         for t, frame in template_frames(video, n):
             yield t, frame, t, frame
         return
-    store = TemplateStore(video)
-    try:
+    frame = np.empty((video.height, video.width, 3), np.uint8)
+    reference = np.empty_like(frame)
+    with SpilledFrames(video) as spill:
         for i in range(n):
             t = template_index(i, video.frames, contract)
             r = reference_index(t, video.frames, protocol)
-            yield t, store.frames[t], r, store.frames[r]
-    finally:
-        store.close()
+            spill.read_into(t, frame)
+            yield t, frame, r, (spill.read_into(r, reference) if r != t else frame)
 
 
 class MouthChecks:
@@ -241,8 +229,8 @@ class MouthChecks:
     def update(self, generated: np.ndarray, reference: np.ndarray, template: np.ndarray) -> None:
         out_mouth = generated[self.region]
         np.subtract(out_mouth, reference[self.region], out=self._diff, dtype=np.float32)
-        flat = self._diff.reshape(-1)
-        self.copy_mse.append(float(np.dot(flat, flat)) / flat.size)
+        np.square(self._diff, out=self._diff)
+        self.copy_mse.append(float(self._diff.sum(dtype=np.float64)) / self._diff.size)
         self.output_sharpness += _laplacian_variance(out_mouth)
         self.template_sharpness += _laplacian_variance(template[self.region])
         self.frames += 1
@@ -257,82 +245,247 @@ def _laplacian_variance(rgb: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
 
-def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path, label: str = "",
-             timing: TimingSpec | None = None, keep_outputs: int = 8,
-             protocol: ProtocolSpec | None = None) -> Generated:
-    """Run the whole per-frame pipeline; writes OUTPUT_MP4, FRAMES_FULL and FRAMES_INNER into ``out_dir``.
+SLOTS = 6  # frames in flight between the stages: enough to keep every stage busy, few enough to stay small
 
-    The inputs of the first ``timing.timing_inputs`` frames are kept, and once
-    the encoders are closed, inference latency is measured on them (speed.py);
-    the raw outputs of the first ``keep_outputs`` frames are kept for parity.
-    ``protocol`` decides where the reference channels come from (see ``reference_index``).
+
+class FrameSlot:
+    """One frame's buffers on its way through the stages (reused: SLOTS of them per pass)."""
+
+    def __init__(self, video: VideoInfo, contract: Contract, distant: bool):
+        shape, inner = (video.height, video.width, 3), (contract.inner_height, contract.inner_width, 3)
+        self.frame = np.empty(shape, np.uint8)  # the template frame re-drawn
+        self.reference = np.empty(shape, np.uint8) if distant else None  # the distant reference frame
+        self.full = np.empty(shape, np.uint8)  # the output, pasted back
+        self.inner = np.empty(inner, np.uint8)  # the model's output as pixels
+        self.template_inner = np.empty(inner, np.uint8)  # the template's inner region, as cut for the model
+        self.reference_inner = np.empty(inner, np.uint8) if distant else self.template_inner
+        self.raw: np.ndarray | None = None  # the model's raw output
+        self.crop: np.ndarray | None = None  # its own copy of the crop, when frames wait for a batch
+        self.truth = np.empty(shape, np.uint8)  # the ground truth's frame (or the template frame itself)
+        self.index = self.t_index = self.r_index = 0
+        self._left = 0
+        self._lock = threading.Lock()
+
+    def hand_to(self, consumers: int) -> None:
+        self._left = consumers
+
+    def done(self) -> bool:
+        """One consumer finished with the slot; True when it was the last."""
+        with self._lock:
+            self._left -= 1
+            return self._left == 0
+
+
+def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path, label: str = "",
+             timing: TimingSpec | None = None, keep_outputs: int = 8, protocol: ProtocolSpec | None = None,
+             ground_truth: Path | None = None, metrics: MetricsSpec | None = None,
+             store_full_frames: bool = False, batch_size: int = 1) -> Generated:
+    """The streamed pass: every frame goes decode -> prepare -> infer -> paste -> {encode, measure} once.
+
+    Writes OUTPUT_MP4 and FRAMES_INNER (the model's own pixels, lossless) into ``out_dir``; FRAMES_FULL
+    too with ``store_full_frames`` (a full frame is the template plus the pasted inner region: the views
+    recompute it instead of storing it). Frames are measured while they are in memory (``FrameMeasures``:
+    fidelity against ``ground_truth`` per region, sync thumbnails, copy and sharpness checks, output
+    statistics); output.mp4 is then decoded once, beside the ground truth, for what a viewer sees (and the
+    side-by-side video is written from those same frames).
+
+    Threads: template (and ground-truth) decoding, the model (this thread), encoding, and two measuring
+    threads (the face regions and statistics; the full frame and the copy checks) overlap, joined by bounded
+    queues (``stages.Stages``). Afterwards, with the encoders closed, inference latency is measured on the
+    first ``timing.timing_inputs`` frames' inputs (latency.py); the raw outputs of the first
+    ``keep_outputs`` frames are kept for parity. ``protocol`` decides where the reference channels come
+    from (see ``reference_index``). With ``batch_size`` > 1 (a generator with a dynamic batch axis), frames
+    are inferred that many at a time; each frame's ``inference_ms`` is its share of its batch.
     """
+    from evalkit.measure.outputs import FrameMeasures, aligned_frame_count, measure_viewer_frames
+
     timing = timing or TimingSpec()
+    metrics = metrics or MetricsSpec()
     contract = runner.contract
     video, boxes = prepared.video, prepared.boxes
     n = audio.frames
+    distant = protocol is not None and protocol.reference == "distant"
     times = StageTimes()
     stats = OutputStats(contract.output_scale)
     preparer, paster = CropPreparer(contract), Paster(contract)
-    reference_preparer = CropPreparer(contract)
+    reference_preparer = CropPreparer(contract) if distant else None
     checks = MouthChecks(contract)
+    measures = FrameMeasures(contract, metrics)
     indices: list[int] = []
     audio_input = np.empty((1, *contract.audio_input_shape), dtype=np.float32)
     kept = min(timing.timing_inputs, n)
     kept_images = np.empty((kept, *contract.image_input_shape), dtype=np.float32)
     kept_audio = np.empty((kept, *audio_input.shape), dtype=np.float32)
     head = np.empty((min(keep_outputs, n), *contract.output_shape[1:]), dtype=np.float32)
-    full = np.empty((video.height, video.width, 3), dtype=np.uint8)
+    truth_info = probe_video(ground_truth) if ground_truth is not None else None
+    compared = n
+    if truth_info is not None:
+        compared = aligned_frame_count(ground_truth, truth_info.frames, (truth_info.width, truth_info.height), n,
+                                       (video.width, video.height), metrics.trim_to_shortest)
     out_dir.mkdir(parents=True, exist_ok=True)
     w, h = video.width, video.height
-    with (
-        VideoWriter(out_dir / OUTPUT_MP4, w, h, contract.fps, kind="mp4", audio=audio.path or prepared.spec.audio)
-        as mp4,
-        VideoWriter(out_dir / FRAMES_FULL, w, h, contract.fps, kind="lossless") as lossless_full,
-        VideoWriter(out_dir / FRAMES_INNER, contract.inner_width, contract.inner_height, contract.fps,
-                    kind="lossless") as lossless_inner,
-    ):
+    # a batch holds its frames' slots until it is inferred: room for a whole batch and the next frames
+    slots = [FrameSlot(video, contract, distant) for _ in range(min(max(SLOTS, batch_size + 2), max(n, 1)))]
+    free: queue.Queue = queue.Queue()
+    for slot in slots:
+        free.put(slot)
+    ready: queue.Queue = queue.Queue(len(slots))
+    to_encode: queue.Queue = queue.Queue(len(slots))
+    to_measure: queue.Queue = queue.Queue(len(slots))
+    to_measure_full: queue.Queue = queue.Queue(len(slots))
+    stages = Stages()
+
+    def release(slot: FrameSlot) -> None:
+        if slot.done():
+            free.put(slot)
+
+    def decode() -> None:
         frames = walk_template(video, n, contract, protocol)
-        # No bar where stderr is no terminal; none with TQDM_DISABLE set (tqdm's own variable; `evalkit -q`).
-        bars_off = True if os.environ.get("TQDM_DISABLE") else None
-        for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=bars_off):
-            t0 = time.perf_counter()
-            t_index, frame, r_index, reference_frame = next(frames)
-            indices.append(t_index)
-            t1 = time.perf_counter()
-            image = preparer.prepare(frame, boxes[t_index])
-            reference = preparer.inner
-            if r_index != t_index:
-                image[0, :3] = reference_preparer.prepare(reference_frame, boxes[r_index])[0, :3]
-                reference = reference_preparer.inner
-            feature_window(audio.features, i, contract, out=audio_input)
-            if i < kept:
-                kept_images[i], kept_audio[i] = image, audio_input
-            t2 = time.perf_counter()
-            output = runner.infer(image, audio_input)
-            t3 = time.perf_counter()
-            stats.update(output)
-            if i < len(head):
-                head[i] = output[0]
-            t4 = time.perf_counter()
-            generated = paster.to_uint8(output)
-            checks.update(generated, reference, preparer.inner)  # before paste overwrites the crop's inner region
-            paster.paste(preparer.crop, generated, frame, boxes[t_index], out=full)
-            t5 = time.perf_counter()
-            mp4.write(full)
-            lossless_full.write(full)
-            lossless_inner.write(generated)
-            t6 = time.perf_counter()
-            times.add("decode", t1 - t0)
-            times.add("preprocess", t2 - t1)
-            times.add("inference", t3 - t2)
-            times.add("output_stats", t4 - t3)
-            times.add("paste", t5 - t4)
-            times.add("encode", t6 - t5)
-            times.inference_ms.append((t3 - t2) * 1e3)
-        frames.close()
+        with ExitStack() as stack:
+            stack.callback(frames.close)
+            truth_reader = None
+            if truth_info is not None and not truth_is_template:
+                truth_reader = stack.enter_context(FrameReader(truth_info))
+            for i in range(n):
+                slot = stages.get(free)
+                with Timer(stages, "decode"):
+                    t_index, frame, r_index, reference_frame = next(frames)
+                    np.copyto(slot.frame, frame)
+                    if distant:
+                        np.copyto(slot.reference, reference_frame)
+                    slot.index, slot.t_index, slot.r_index = i, t_index, r_index
+                    if truth_info is not None and i < compared:
+                        if truth_is_template:
+                            slot.truth = slot.frame  # template frame t_index == i (the paste leaves it)
+                        elif not truth_reader.read_into(slot.truth):
+                            raise UserError(f"ground truth {ground_truth} ended after {i} frames, expected {compared}")
+                stages.put(ready, slot)
+
+    def encode(writers: list) -> None:
+        mp4, inner_writer = writers[0], writers[1]
+        full_writer = writers[2] if len(writers) > 2 else None
+        for _ in range(n):
+            slot = stages.get(to_encode)
+            with Timer(stages, "encode"):
+                mp4.write(slot.full)
+                inner_writer.write(slot.inner)
+                if full_writer is not None:
+                    full_writer.write(slot.full)
+            release(slot)
+
+    # The ground truth is often the template video itself (reconstruction of the recorded clip): while the
+    # walk shows template frame i at output frame i, its frame is the one already decoded for the model.
+    truth_is_template = (truth_info is not None and _same_file(ground_truth, video.path)
+                         and contract.template_start == 0 and compared <= video.frames)
+
+    def measure_face() -> None:
+        """Regions inner and mouth, sync thumbnails, output statistics."""
+        cropper = CropPreparer(contract)
+        for _ in range(n):
+            slot = stages.get(to_measure)
+            with Timer(stages, "measure"):
+                stats.update(slot.raw)
+                if slot.index < compared:
+                    truth_inner = None if truth_info is None else cropper.crop_frame(slot.truth, boxes[slot.t_index])
+                    measures.add_face(slot.inner, truth_inner)
+            release(slot)
+
+    def measure_full() -> None:
+        """Region full (the pasted-back frame), copy and sharpness checks: beside measure_face."""
+        for _ in range(n):
+            slot = stages.get(to_measure_full)
+            with Timer(stages, "measure_full"):
+                checks.update(slot.inner, slot.reference_inner, slot.template_inner)
+                if truth_info is not None and slot.index < compared:
+                    measures.add_full(slot.full, slot.truth)
+            release(slot)
+
+    if batch_size > 1 and not runner.dynamic_batch:
+        raise UserError(f"batch_size {batch_size}: generator {runner.model_path} has a fixed batch axis of 1 "
+                        "(export it with a dynamic batch axis, or set the backend's batch_size: 1)")
+    if batch_size > 1:
+        batch_images = np.empty((batch_size, *contract.image_input_shape[1:]), np.float32)
+        batch_audio = np.empty((batch_size, *contract.audio_input_shape), np.float32)
+        for slot in slots:
+            slot.crop = np.empty((contract.crop_size, contract.crop_size, 3), np.uint8)
+
+    def finish(slot: FrameSlot, output: np.ndarray, crop: np.ndarray, infer_seconds: float) -> None:
+        """The model's output for one frame: kept, turned into pixels, pasted, handed to encode and measure."""
+        t3 = time.perf_counter()
+        slot.raw = output
+        if slot.index < len(head):
+            head[slot.index] = output[0]
+        np.copyto(slot.inner, paster.to_uint8(output))
+        paster.paste(crop, slot.inner, slot.frame, boxes[slot.t_index], out=slot.full)
+        indices.append(slot.t_index)
+        slot.hand_to(3)
+        times.add("inference", infer_seconds)
+        times.inference_ms.append(infer_seconds * 1e3)
+        times.add("paste", time.perf_counter() - t3)
+        stages.put(to_encode, slot)
+        stages.put(to_measure, slot)
+        stages.put(to_measure_full, slot)
+
+    mp4_path = out_dir / OUTPUT_MP4
+    # No bar where stderr is no terminal; none with TQDM_DISABLE set (tqdm's own variable; `evalkit -q`).
+    bars_off = True if os.environ.get("TQDM_DISABLE") else None
+    start = time.perf_counter()
+    with ExitStack() as writers_stack:
+        writers = [
+            writers_stack.enter_context(VideoWriter(mp4_path, w, h, contract.fps, kind="mp4",
+                                                    audio=audio.path or prepared.spec.audio)),
+            writers_stack.enter_context(VideoWriter(out_dir / FRAMES_INNER, contract.inner_width,
+                                                    contract.inner_height, contract.fps, kind="lossless")),
+        ]
+        if store_full_frames:
+            writers.append(writers_stack.enter_context(VideoWriter(out_dir / FRAMES_FULL, w, h, contract.fps,
+                                                                   kind="lossless")))
+        stages.start("decode", decode)
+        stages.start("encode", lambda: encode(writers))
+        stages.start("measure", measure_face)
+        stages.start("measure_full", measure_full)
+        try:
+            pending: list[FrameSlot] = []  # prepared, waiting for their batch to be inferred
+            for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=bars_off):
+                slot = stages.get(ready)
+                t1 = time.perf_counter()
+                image = preparer.prepare(slot.frame, boxes[slot.t_index])
+                np.copyto(slot.template_inner, preparer.inner)
+                if distant:
+                    image[0, :3] = reference_preparer.prepare(slot.reference, boxes[slot.r_index])[0, :3]
+                    np.copyto(slot.reference_inner, reference_preparer.inner)
+                feature_window(audio.features, i, contract, out=audio_input)
+                if i < kept:
+                    kept_images[i], kept_audio[i] = image, audio_input
+                if batch_size == 1:
+                    t2 = time.perf_counter()
+                    times.add("preprocess", t2 - t1)
+                    output = runner.infer(image, audio_input)
+                    finish(slot, output, preparer.crop, time.perf_counter() - t2)
+                    continue
+                batch_images[len(pending)], batch_audio[len(pending)] = image[0], audio_input[0]
+                np.copyto(slot.crop, preparer.crop)
+                pending.append(slot)
+                times.add("preprocess", time.perf_counter() - t1)
+                if len(pending) == batch_size or i == n - 1:
+                    k = len(pending)
+                    t2 = time.perf_counter()
+                    output = runner.infer(batch_images[:k], batch_audio[:k])
+                    share = (time.perf_counter() - t2) / k  # each frame's share of its batch
+                    for j, done in enumerate(pending):
+                        finish(done, output[j : j + 1], done.crop, share)
+                    pending.clear()
+        except StageFailed:
+            pass  # a stage failed: join() raises its error
+        except BaseException as exc:
+            stages.fail(exc)
+        stages.join()
         closing = time.perf_counter()
-    times.add("encode", time.perf_counter() - closing)  # the encoders finishing their queues
+    stages.timed("encode", time.perf_counter() - closing)  # the encoders finishing their queues
+    times.pipeline_seconds = time.perf_counter() - start
+    for name in ("decode", "encode"):
+        times.add(name, stages.busy.get(name, 0.0))
+    times.add("output_stats", stages.busy.get("measure", 0.0) + stages.busy.get("measure_full", 0.0))
     times.warmup_ms, times.timed_ms, times.timed_seconds = time_inference(
         runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames, timing.min_seconds
     )
@@ -341,13 +494,27 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         if size > 1 and runner.dynamic_batch and kept >= size:
             batches[size] = time_inference(runner, batched(kept_images, size), batched(kept_audio, size),
                                            timing.warmup, timing.min_timed_frames // size + 1, timing.min_seconds)[1]
+    t0 = time.perf_counter()
+    if ground_truth is not None:
+        measure_viewer_frames(measures, mp4_path, ground_truth, compared, side_by_side=out_dir / SIDE_BY_SIDE,
+                              audio=audio.path or prepared.spec.audio)
+    measured = measures.result(audio.wav, contract.sample_rate, ground_truth is not None)
+    times.add("output_stats", time.perf_counter() - t0)
     digest = None
     if len(head) <= kept:
-        h = hashlib.sha256()
-        h.update(kept_images[: len(head)].tobytes())
-        h.update(kept_audio[: len(head)].tobytes())
-        digest = h.hexdigest()
-    return Generated(n, times, stats, head, digest, batches, checks.copy_mse, checks.sharpness(), indices)
+        sha = hashlib.sha256()
+        sha.update(kept_images[: len(head)].tobytes())
+        sha.update(kept_audio[: len(head)].tobytes())
+        digest = sha.hexdigest()
+    return Generated(n, times, stats, head, digest, batches, checks.copy_mse, checks.sharpness(), indices,
+                     measured)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve() or Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def batched(single: np.ndarray, size: int) -> np.ndarray:

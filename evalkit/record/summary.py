@@ -13,13 +13,15 @@ import math
 
 import numpy as np
 from pathlib import Path
+from pydantic import ValidationError
 
 from evalkit.errors import UserError
-from evalkit.measure.outputs import REGIONS
 from evalkit.metrics import latency_summary, summarise
-from evalkit.metrics.latency import SPEED_ALIASES
-from evalkit.pipeline.generate import PIPELINE_STAGES
-from evalkit.config.suite import DEFAULT_PROTOCOL, SCHEMA_VERSION  # DEFAULT_PROTOCOL: also that of older records
+from evalkit.record.layout import RUN_RECORD
+from evalkit.record.schema import (KNOWN_SCHEMA_VERSIONS, RECORD_KIND, RunRecord,  # noqa: F401 (re-exported)
+                                    describe_error, validate_record)
+from evalkit.record.vocabulary import PIPELINE_STAGES, REGIONS
+from evalkit.config.suite import DEFAULT_PROTOCOL  # also that of older records
 
 ID_COLUMNS = ["model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "frames"]
 
@@ -103,7 +105,10 @@ def summary_row(entry: dict) -> dict:
                    timed_inferences=lat["count"])
         if "stage_seconds" in entry:  # evalkit's own pipeline
             stages = entry["stage_seconds"]
-            pipeline_seconds = entry["audio_features_seconds"] + sum(stages[s] for s in PIPELINE_STAGES)
+            # The streamed pass's wall clock (its stages overlap); records before it: the stages' sum.
+            streamed = entry.get("pipeline_seconds")
+            pipeline_seconds = entry["audio_features_seconds"] + (
+                streamed if streamed is not None else sum(stages[s] for s in PIPELINE_STAGES))
             batch4 = entry.get("batch_timed_ms", {}).get("4")
             copies = entry.get("copy_ms") or {}
             row.update(
@@ -175,24 +180,25 @@ def number(value) -> float | None:
     return None if value is None else float(value)
 
 
-RUN_RECORD = "run.json"
-RUN_KIND = "evalkit.run"
-KNOWN_SCHEMA_VERSIONS = (SCHEMA_VERSION,)
-RECORD_KEYS = ("run_id", "created_utc", "suite", "machine", "versions", "available_providers", "models", "inputs",
-               "runs")
-"""Top-level keys every reader of run.json may use (besides kind and schema_version)."""
-RUN_ENTRY_KEYS = ("model", "backend", "input", "status", "summary")
-OK_ENTRY_KEYS = ("folder", "frames")
-"""Keys of each entry of ``runs`` (all of them; and those a finished entry, status "ok", adds)."""
+RUN_KIND = RECORD_KIND  # the old name
+RECORD_KEYS = tuple(k for k in RunRecord.model_fields if k not in ("kind", "schema_version"))
+"""Top-level keys of run.json (besides kind and schema_version): every one exists in a loaded record."""
 
 
 def load_run(folder: Path) -> dict:
-    """The record of a finished run folder (or of a baseline folder), checked and brought to today's field names.
+    """The record of a finished run folder (or of a baseline folder), validated and brought to today's version.
 
-    A record that is not JSON, not an object, of another kind or schema version, or missing a key a reader
-    needs, is a UserError naming the file and what was expected. Old speed field names in the summaries
-    (``fps``, ...) are renamed to today's (``throughput_fps``, ...): see ``SPEED_ALIASES``.
+    Returned as JSON values (``RunRecord.to_json_dict``: every key of the schema present, null where a run did
+    not produce that part; non-finite floats as "inf", "-inf", "nan"), which is what the views read. A record
+    that is not JSON, not an object, of another kind or of an unknown schema version, or that does not match
+    the schema, is a UserError naming the file and what was expected. Older records are migrated
+    (``record.schema.migrate``: e.g. old speed names ``fps`` become ``throughput_fps``).
     """
+    return load_run_record(folder).to_json_dict()
+
+
+def load_run_record(folder: Path) -> RunRecord:
+    """The typed record of a run folder (``load_run``'s checks)."""
     path = Path(folder) / RUN_RECORD
     if not path.is_file():
         raise UserError(f"{folder}: not a run folder (no {RUN_RECORD}; a folder named .*.partial is unfinished)")
@@ -202,21 +208,13 @@ def load_run(folder: Path) -> dict:
         raise UserError(f"{path}: damaged run record, expected the JSON object evalkit wrote ({exc})") from None
     if not isinstance(record, dict):
         raise UserError(f"{path}: damaged run record, expected a JSON object, found a {type(record).__name__}")
-    if record.get("kind") != RUN_KIND:
-        raise UserError(f"{path}: kind is {record.get('kind')!r}, expected {RUN_KIND!r} (not an evalkit run record)")
-    if record.get("schema_version") not in KNOWN_SCHEMA_VERSIONS:
-        raise UserError(f"{path}: schema_version {record.get('schema_version')!r} is not one this evalkit reads "
-                        f"({', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); upgrade evalkit to read it")
-    missing = [k for k in RECORD_KEYS if k not in record]
-    if missing:
-        raise UserError(f"{path}: damaged run record, missing key {missing[0]!r} (expected {', '.join(RECORD_KEYS)})")
-    if not isinstance(record["runs"], list) or not isinstance(record["suite"], dict) or "name" not in record["suite"]:
-        raise UserError(f"{path}: damaged run record, expected 'runs' to be a list and 'suite' an object with a name")
-    for i, entry in enumerate(record["runs"]):
-        needed = RUN_ENTRY_KEYS + (OK_ENTRY_KEYS if isinstance(entry, dict) and entry.get("status") == "ok" else ())
-        if not isinstance(entry, dict) or any(k not in entry for k in needed) or not isinstance(entry["summary"], dict):
-            raise UserError(f"{path}: damaged run record, runs[{i}] must be an object with {', '.join(needed)}")
-        for old, new in SPEED_ALIASES.items():
-            if old in entry["summary"] and new not in entry["summary"]:
-                entry["summary"][new] = entry["summary"].pop(old)
-    return record
+    if record.get("kind") != RECORD_KIND:
+        raise UserError(f"{path}: kind is {record.get('kind')!r}, expected {RECORD_KIND!r} (not an evalkit run "
+                        "record)")
+    try:
+        return validate_record(record)
+    except ValidationError as exc:
+        raise UserError(f"{path}: damaged run record, {describe_error(exc)} (the schema: `evalkit record "
+                        "schema`)") from None
+    except ValueError as exc:  # an unknown schema version
+        raise UserError(f"{path}: {exc}") from None

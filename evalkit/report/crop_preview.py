@@ -11,7 +11,6 @@ wrong landmark scheme shows before a long run.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ from evalkit.config.contract import Contract
 from evalkit.pipeline.crop import CropPreparer, check_boxes_fit, load_landmark_boxes
 from evalkit.errors import UserError
 from evalkit.media.frames import open_frames
+from evalkit.record.io import write_bytes_atomic, write_text_atomic
 
 SHEET_SAMPLES = 12  # frames shown, evenly spaced over the video
 SHEET_COLUMNS = 4
@@ -96,14 +96,10 @@ def derive_crop_boxes(landmarks: Path, video: Path, out: Path, sheet: Path | Non
     picture = contact_sheet(video, boxes, c, samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(box_file_text(boxes, f"landmarks {landmarks} (landmarks {c.landmark_left} -> x1, "
-                                 f"{c.landmark_right} -> x2, {c.landmark_top} -> y1; square)"))
-    os.replace(tmp, out)
+    write_text_atomic(out, box_file_text(boxes, f"landmarks {landmarks} (landmarks {c.landmark_left} -> x1, "
+                                         f"{c.landmark_right} -> x2, {c.landmark_top} -> y1; square)"))
     ok, encoded = cv2.imencode(".png", picture[:, :, ::-1])
     if not ok:
         raise UserError(f"cannot encode the contact sheet as PNG for {sheet}")
-    tmp = sheet.with_name(f".{sheet.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, sheet)
+    write_bytes_atomic(sheet, encoded.tobytes())
     return out, sheet, len(boxes)

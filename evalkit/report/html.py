@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
 from pathlib import Path
 
-import jinja2
-import numpy as np
-
-from evalkit.config.contract import Contract
-from evalkit.pipeline.crop import CropPreparer, load_crop_boxes, load_landmark_boxes
-from evalkit.measure.outputs import REGIONS
-from evalkit.media.ffmpeg import probe_video
+from evalkit.media.thumbnails import (DIFF_AMPLIFY, WORST_FRAMES, WORST_MIN_GAP_SECONDS,  # noqa: F401 (re-exported)
+                                      distinct_worst)
 from evalkit.metrics.latency import HIGH_CV
-from evalkit.pipeline.generate import FRAMES_INNER, OUTPUT_MP4
+from evalkit.record.io import write_text_atomic
+from evalkit.record.layout import OUTPUT_MP4, REPORT_HTML, SIDE_BY_SIDE, WORST_FRAMES_JSON  # noqa: F401 (re-exported)
 from evalkit.record.summary import DEFAULT_PROTOCOL, HIGHER_IS_BETTER, number, run_key, run_label, sync_reliable
+from evalkit.record.vocabulary import REGIONS
 from evalkit.report import plots
-from evalkit.media.side_by_side import side_by_side
-from evalkit.media.decode import FrameReader, ping_pong_index
+from evalkit.report.templating import render
 
-REPORT_HTML = "report.html"
-SIDE_BY_SIDE = "side_by_side.mp4"
-WORST_FRAMES = 4
-WORST_MIN_GAP_SECONDS = 1.0  # worst frames at least this far apart: distinct moments, not neighbours of one glitch
-DIFF_AMPLIFY = 4.0  # |difference| x4 fills the colour bar at 64 grey levels: small errors stay visible
 SMALL_MULTIPLES_AFTER = 6  # more series than this on one axis cannot be told apart: one panel per model instead
 
 # The summary, as tables of at most ten value columns so that each fits a 1,400 px window without scrolling.
@@ -106,7 +99,7 @@ def column_marks(entries: list[dict], col: str) -> dict[int, str]:
         higher = HIGHER_IS_BETTER[col]
     else:
         return {}
-    values = [(i, v) for i, v in values if entries[i].get("status") == "ok" and v is not None and not math.isnan(v)]
+    values = [(i, v) for i, v in values if entries[i]["status"] == "ok" and v is not None and not math.isnan(v)]
     if len(values) < 2 or min(v for _, v in values) == max(v for _, v in values):
         return {}
     best = (max if higher else min)(v for _, v in values)
@@ -125,7 +118,7 @@ def summary_tables(record: dict) -> list[dict]:
         for i, e in enumerate(entries):
             s = e["summary"]
             rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"],
-                         "protocol": run_key(e)[3], "status": e.get("status"), "reason": e.get("reason") or "",
+                         "protocol": run_key(e)[3], "status": e["status"], "reason": e["reason"] or "",
                          "frames": _fmt(s.get("frames"), 0), "anchor": run_anchor(e),
                          "cells": [{"text": _fmt(s.get(col), d), "mark": marks[col].get(i, "")}
                                    for col, _, d, _ in shown]})
@@ -142,18 +135,18 @@ def summary_rows(record: dict) -> list[dict]:
         cells = [{"text": _fmt(e["summary"].get(col), d), "mark": column_marks(record["runs"], col).get(i, "")}
                  for col, _, d in TABLE_COLUMNS]
         rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": run_key(e)[3],
-                     "status": e.get("status"), "reason": e.get("reason") or "",
+                     "status": e["status"], "reason": e["reason"] or "",
                      "frames": _fmt(e["summary"].get("frames"), 0), "cells": cells})
     return rows
 
 
 def run_anchor(entry: dict) -> str:
     """The id of a run's section in the page (its folder name, which is unique in a record)."""
-    return "run-" + (entry.get("folder") or "-".join(run_key(entry)))
+    return "run-" + (entry["folder"] or "-".join(run_key(entry)))
 
 
 def parity_row(result: dict) -> dict:
-    tensor, picture = result.get("tensor") or {}, result.get("picture") or {}
+    tensor, picture = result["tensor"] or {}, result["picture"]
     return {"reference": result["reference"], "candidate": result["candidate"], "precision": result["precision"],
             "passed": result["passed"], "tol": f"atol {result['atol']:g}, rtol {result['rtol']:g}",
             "max_abs": _fmt(tensor.get("max_abs"), 7) if tensor else "-",
@@ -163,7 +156,7 @@ def parity_row(result: dict) -> dict:
             "required": (f"atol {number(tensor['required_atol']):.2e} / rtol {number(tensor['required_rtol']):.2e}"
                          if tensor else "-"),
             "failing": (f"{tensor['failing_elements']:,d} of {tensor['elements']:,d}" if tensor
-                        else result.get("tensor_note") or "-"),
+                        else result["tensor_note"] or "-"),
             "nan": tensor.get("nan_mismatches", "-") if tensor else "-",
             "psnr": _fmt(picture.get("psnr_mean"), 2), "psnr_min": _fmt(picture.get("psnr_min"), 2),
             "ssim_min": _fmt(picture.get("ssim_min"), 5)}
@@ -177,7 +170,7 @@ def sync_sentences(entries: list[dict]) -> list[str]:
 def sync_sentence(e: dict) -> str:
     """A run's sync estimate in words: offset, reliability, and the source's own offset when both are reliable."""
     label = run_label(e)
-    sync, gt = e.get("sync") or {}, e.get("ground_truth_sync") or {}
+    sync, gt = e["sync"] or {}, e["ground_truth_sync"] or {}
     if not sync or sync["no_signal"]:
         return f"{label}: no sync signal ({sync.get('reason', 'not measured')})."
     reliable = sync_reliable(sync)
@@ -189,7 +182,7 @@ def sync_sentence(e: dict) -> str:
         relation = "in step with" if delta == 0 else f"{abs(delta)} frame{'s' if abs(delta) != 1 else ''} " + (
             "later than" if delta > 0 else "earlier than")
         text += f"; the source itself is at {gt['offset_frames']:+d}: the model is {relation} the source"
-    if e.get("syncnet"):
+    if e["syncnet"]:
         sn = e["syncnet"]
         text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
     return text + "."
@@ -211,7 +204,7 @@ def wrap_sentences(record: dict, entries: list[dict]) -> list[str]:
     """Runs whose raw outputs a plain uint8 cast (the reference script's) would have wrapped around."""
     lines = []
     for e in entries:
-        wrap = (e.get("output_stats") or {}).get("wrap_count")
+        wrap = (e["output_stats"] or {}).get("wrap_count")  # older records: no wrap_count
         if wrap:
             cast = record["models"][e["model"]]["contract"].get("output_cast", "clip")  # before the option: clip
             lines.append(f"{run_label(e)}: {wrap:,d} output values lie at or beyond 256/255 or at or below -1/255; "
@@ -221,85 +214,50 @@ def wrap_sentences(record: dict, entries: list[dict]) -> list[str]:
     return lines
 
 
-def _input_boxes(record: dict, input_name: str, contract: Contract) -> np.ndarray:
-    facts = record["inputs"][input_name]
-    if facts.get("crop_boxes"):
-        return load_crop_boxes(Path(facts["crop_boxes"]["path"]))
-    return load_landmark_boxes(Path(facts["landmarks"]), contract)
-
-
-def distinct_worst(psnr: np.ndarray, count: int, min_gap: int) -> list[int]:
-    """Indices of the ``count`` lowest PSNRs, each at least ``min_gap`` frames from those already taken (distinct
-    moments rather than the neighbours of one bad stretch), lowest first. NaN counts as the worst (never hidden)."""
-    key = np.where(np.isnan(psnr), -np.inf, psnr)
-    picked: list[int] = []
-    for i in np.argsort(key, kind="stable"):
-        if all(abs(int(i) - j) >= min_gap for j in picked):
-            picked.append(int(i))
-            if len(picked) == count:
-                break
-    return picked
-
-
 def worst_frames(run_dir: Path, record: dict, entry: dict) -> dict:
-    """The WORST_FRAMES distinct frames of lowest inner-region PSNR as JPEG thumbnails (ground truth | output |
-    |difference| x DIFF_AMPLIFY), or a note saying why there are none."""
-    psnr = np.array([number(v) for v in entry["fidelity"]["inner"]["psnr"]], dtype=np.float64)
-    facts = record["inputs"][entry["input"]]
-    gt_path = Path(facts["ground_truth"]["path"])
-    if not gt_path.is_file():
-        return {"frames": [], "note": f"the ground truth {gt_path.name} is not on this machine: re-render where it is"}
-    order = distinct_worst(psnr, WORST_FRAMES, max(1, round(WORST_MIN_GAP_SECONDS * facts["fps"])))
-    wanted = set(order)
-    contract = Contract(**record["models"][entry["model"]]["contract"])
-    boxes = _input_boxes(record, entry["input"], contract)
-    cropper = CropPreparer(contract)
-    gt_info = probe_video(gt_path)
-    out_info = probe_video(run_dir / entry["folder"] / FRAMES_INNER)
-    gt = np.empty((gt_info.height, gt_info.width, 3), np.uint8)
-    out = np.empty((out_info.height, out_info.width, 3), np.uint8)
-    picked = {}
-    with FrameReader(gt_info) as gt_reader, FrameReader(out_info) as out_reader:
-        for i in range(max(order) + 1):
-            gt_reader.read_into(gt)
-            out_reader.read_into(out)
-            if i in wanted:
-                reference = cropper.crop_frame(gt, boxes[ping_pong_index(i, facts["video_frames"])]).copy()
-                picked[i] = plots.worst_frame_thumbnail(reference, out.copy(), DIFF_AMPLIFY)
-    fps = facts["fps"]
-    return {"frames": [{"frame": i, "time": f"{i / fps:.2f} s", "psnr": _fmt(psnr[i], 2), "jpeg": picked[i]}
-                       for i in order], "note": ""}
+    """The worst frames saved in the run's folder when it was recorded (``measure.view_assets``: JPEG strips of
+    ground truth | output | |difference| x DIFF_AMPLIFY, listed in worst_frames.json), or a note saying why
+    there are none."""
+    folder = Path(run_dir) / entry["folder"]
+    path = folder / WORST_FRAMES_JSON
+    if not path.is_file():
+        return {"frames": [], "note": f"the run folder has none ({entry['folder']}/{WORST_FRAMES_JSON} is absent: "
+                                      "`evalkit report` makes them where the run's ground truth is on the machine)"}
+    saved = json.loads(path.read_text())
+    fps = record["inputs"][entry["input"]]["fps"]
+    frames, absent = [], []
+    for f in saved["frames"]:
+        jpeg = folder / f["jpeg"]
+        if not jpeg.is_file():
+            absent.append(f["jpeg"])
+            continue
+        frames.append({"frame": f["frame"], "time": f"{f['frame'] / fps:.2f} s", "psnr": _fmt(f["psnr"], 2),
+                       "jpeg": base64.b64encode(jpeg.read_bytes()).decode("ascii")})
+    return {"frames": frames, "note": f"{', '.join(absent)} absent from the run folder" if absent else ""}
 
 
 def _side_by_side_video(run_dir: Path, record: dict, entry: dict) -> str | None:
-    """side_by_side.mp4 of a run with ground truth (made once; reused while newer than the output), or None when
-    it cannot be made here (the ground truth file is not on this machine)."""
-    folder = run_dir / entry["folder"]
-    out, output_mp4 = folder / SIDE_BY_SIDE, folder / OUTPUT_MP4
-    gt_path = Path(record["inputs"][entry["input"]]["ground_truth"]["path"])
-    if out.is_file() and (not output_mp4.is_file() or out.stat().st_mtime >= output_mp4.stat().st_mtime):
+    """side_by_side.mp4 of a run with ground truth, made when the run was recorded; None when the folder lacks it."""
+    if (Path(run_dir) / entry["folder"] / SIDE_BY_SIDE).is_file():
         return f"{entry['folder']}/{SIDE_BY_SIDE}"
-    if not gt_path.is_file() or not output_mp4.is_file():
-        return None
-    side_by_side(gt_path, output_mp4, out, entry["frames"])
-    return f"{entry['folder']}/{SIDE_BY_SIDE}"
+    return None
 
 
 def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> dict:
     """Everything the page shows about one run, for its collapsible section: what it has, never an empty part."""
     s = entry["summary"]
-    section = {"label": run_label(entry), "anchor": run_anchor(entry), "status": entry.get("status"),
-               "reason": entry.get("reason") or "", "video": None, "video_caption": "", "output_mp4": None,
+    section = {"label": run_label(entry), "anchor": run_anchor(entry), "status": entry["status"],
+               "reason": entry["reason"] or "", "video": None, "video_caption": "", "output_mp4": None,
                "worst": None, "missing": [], "sync": "", "copy": s.get("copy_flag") == 1,
                "gates": [g for g in gates if (g["model"], g["backend"], g["input"],
                                               g.get("protocol") or DEFAULT_PROTOCOL) == run_key(entry)],
                "facts": []}
-    if entry.get("status") != "ok":
+    if entry["status"] != "ok":
         return section
     folder = run_dir / entry["folder"]
     if (folder / OUTPUT_MP4).is_file():
         section["output_mp4"] = f"{entry['folder']}/{OUTPUT_MP4}"
-    if entry.get("fidelity"):
+    if entry["fidelity"]:
         section["video"] = _side_by_side_video(run_dir, record, entry)
         section["video_caption"] = "ground truth | output, side by side"
         section["worst"] = worst_frames(run_dir, record, entry)
@@ -316,7 +274,7 @@ def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> 
                           ("throughput_fps", "inference FPS", 1), ("latency_p50_ms", "median latency (ms)", 2)]:
         if number(s.get(col)) is not None:
             section["facts"].append((label, _fmt(s.get(col), d)))
-    section["facts"].insert(0, ("frames", _fmt(entry.get("frames"), 0)))
+    section["facts"].insert(0, ("frames", _fmt(entry["frames"], 0)))
     return section
 
 
@@ -329,45 +287,39 @@ def file_fact(facts: dict | None) -> str:
 
 def write_html(run_dir: Path, record: dict, log=print) -> Path:
     entries = record["runs"]
-    ok = [e for e in entries if e.get("status") == "ok"]
-    measured = [e for e in ok if e.get("fidelity")]
-    timed = [e for e in ok if e.get("timed_ms")]
-    with_stats = [e for e in ok if e.get("output_stats")]
+    ok = [e for e in entries if e["status"] == "ok"]
+    measured = [e for e in ok if e["fidelity"]]
+    timed = [e for e in ok if e["timed_ms"]]
+    with_stats = [e for e in ok if e["output_stats"]]
     noisy = [(e, number(e["summary"]["latency_cv"])) for e in ok
              if number(e["summary"]["latency_cv"]) is not None and number(e["summary"]["latency_cv"]) > HIGH_CV]
-    gates = sorted(record.get("gates", []), key=lambda g: g["passed"])
+    gates = sorted(record["gates"] or [], key=lambda g: g["passed"])
     sections = [run_section(run_dir, record, e, gates) for e in entries]
-    env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
-    html = env.get_template("report.html.j2").render(
+    html = render("report.html.j2",
         record=record,
         tables=summary_tables(record),
         regions=REGIONS,
         curves={r: plots.per_frame_curves(measured, r, SMALL_MULTIPLES_AFTER) for r in REGIONS} if measured else {},
-        sync_png=plots.sync_curves(ok) if any(e.get("sync") for e in ok) else None,
+        sync_png=plots.sync_curves(ok) if any(e["sync"] for e in ok) else None,
         sync_lines=sync_sentences(ok),
         copy_lines=copy_sentences(ok),
         wrap_lines=wrap_sentences(record, ok),
         latency_png=plots.latency_distribution(timed) if timed else None,
         output_png=plots.output_histograms(with_stats, SMALL_MULTIPLES_AFTER) if with_stats else None,
-        parity=[parity_row(r) for r in record.get("parity", [])],
+        parity=[parity_row(r) for r in record["parity"]],
         gates=gates,
         sections=sections,
         worst_count=WORST_FRAMES, worst_gap=WORST_MIN_GAP_SECONDS, amplify=DIFF_AMPLIFY,
         colour_stops=", ".join(INFERNO_STOPS), colour_max=round(255 / DIFF_AMPLIFY),
         files={"suite": Path(record["suite"]["path"]).name, "suite_sha256": record["suite"]["sha256"],
-               "models": {name: {"generator": file_fact(m.get("generator")),
-                                 "audio_encoder": file_fact(m.get("audio_encoder"))}
+               "models": {name: {"generator": file_fact(m["generator"]),
+                                 "audio_encoder": file_fact(m["audio_encoder"])}
                           for name, m in record["models"].items()},
-               "inputs": {name: {k: file_fact(i.get(k)) for k in ("video", "audio", "ground_truth")}
+               "inputs": {name: {k: file_fact(i[k]) for k in ("video", "audio", "ground_truth")}
                           for name, i in record["inputs"].items()}},
         versions={name: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v
                   for name, v in record["versions"].items()},
         noisy=[{"label": run_label(e), "cv": f"{cv:.2f}"} for e, cv in noisy],
         high_cv=HIGH_CV,
     )
-    path = run_dir / REPORT_HTML
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(run_dir / REPORT_HTML, html)

@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from evalkit.media.thumbnails import THUMB_JPEG_QUALITY, THUMB_PANEL_PX, difference_strip_jpeg  # noqa: E402,F401
 from evalkit.record.summary import number, run_label  # noqa: E402
 
 
@@ -32,8 +32,6 @@ def to_base64_png(fig) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
-THUMB_PANEL_PX = 144  # each panel of a worst-frame thumbnail, in pixels: the mouth's shape stays legible
-THUMB_JPEG_QUALITY = 70  # OpenCV JPEG quality: about 10 KB a thumbnail, artefacts well below the errors it shows
 
 
 _label = run_label  # model / backend / input [/ protocol]
@@ -162,19 +160,8 @@ def output_histograms(entries: list[dict], max_series: int = 6) -> str:
 
 
 def worst_frame_thumbnail(reference: np.ndarray, output: np.ndarray, amplify: float) -> str:
-    """Ground truth | output | |difference| x ``amplify`` as an inferno heat map (0 black to 255/amplify pale
-    yellow), each panel THUMB_PANEL_PX high: RGB uint8 in, base64 JPEG out."""
-    diff = np.abs(reference.astype(np.int16) - output).mean(axis=2) * amplify
-    heat = (plt.get_cmap("inferno")(np.clip(diff, 0, 255) / 255.0)[..., :3] * 255).astype(np.uint8)
-    scale = THUMB_PANEL_PX / reference.shape[0]
-    size = (max(1, round(reference.shape[1] * scale)), THUMB_PANEL_PX)
-    panels = [cv2.resize(np.ascontiguousarray(p), size, interpolation=cv2.INTER_AREA) for p in (reference, output, heat)]
-    gap = np.full((THUMB_PANEL_PX, 3, 3), 255, np.uint8)
-    strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
-    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(strip[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, THUMB_JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode a worst-frame thumbnail as JPEG")
-    return base64.b64encode(jpeg.tobytes()).decode("ascii")
+    """Ground truth | output | |difference| x ``amplify`` (media.thumbnails.difference_strip_jpeg) as base64 JPEG."""
+    return base64.b64encode(difference_strip_jpeg(reference, output, amplify)).decode("ascii")
 
 
 def trend(table, field: str, limits: list[tuple[str, float, bool]], ticks: list[str] | None = None) -> str:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from evalkit.record.io import atomic_output
+from evalkit.record.layout import FRAMES_CSV, PARITY_CSV, SUMMARY_CSV  # noqa: F401 (re-exported)
 from evalkit.record.summary import SUMMARY_COLUMNS, number
 
-SUMMARY_CSV = "summary.csv"
-FRAMES_CSV = "frames.csv"
 FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim", "latency_ms"]
 
 
@@ -27,10 +26,10 @@ def summary_table(record: dict) -> pd.DataFrame:
 def frames_table(record: dict) -> pd.DataFrame:
     parts = []
     for entry in record["runs"]:
-        fidelity = entry.get("fidelity")
+        fidelity = entry["fidelity"]
         if not fidelity:
             continue
-        latency = [number(v) for v in entry.get("inference_ms") or entry.get("timed_ms") or []]
+        latency = [number(v) for v in entry["inference_ms"] or entry["timed_ms"] or []]
         for region, values in fidelity.items():
             n = len(values["psnr"])
             latency = (latency + [None] * n)[:n]
@@ -42,7 +41,6 @@ def frames_table(record: dict) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FRAMES_COLUMNS)
 
 
-PARITY_CSV = "parity.csv"
 PARITY_COLUMNS = ["reference", "candidate", "precision", "passed"]
 """The columns every parity.csv has, even with no comparison in the run (then it is a header alone)."""
 
@@ -50,8 +48,8 @@ PARITY_COLUMNS = ["reference", "candidate", "precision", "passed"]
 def parity_table(record: dict) -> pd.DataFrame:
     """One row per comparison: the tensor statistics (when both sides have raw outputs) and the picture ones."""
     rows = []
-    for result in record.get("parity", []):
-        tensor, picture = result.get("tensor") or {}, result.get("picture") or {}
+    for result in record["parity"]:
+        tensor, picture = result["tensor"] or {}, result["picture"]
         rows.append({"reference": result["reference"], "candidate": result["candidate"],
                      "precision": result["precision"], "passed": result["passed"],
                      **{f"tensor_{k}": number(v) if k != "passed" else v for k, v in tensor.items()},
@@ -60,9 +58,8 @@ def parity_table(record: dict) -> pd.DataFrame:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def write_tables(run_dir: Path, record: dict) -> None:

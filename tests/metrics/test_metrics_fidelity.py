@@ -55,6 +55,21 @@ def test_agrees_with_skimage_on_the_fixture_clip(fixtures_dir):
     check_against_skimage(frames, distortions(frames, seed=1))
 
 
+def test_local_differences_agree_with_skimage_wherever_they_sit():
+    """SSIM filters only around the pixels that differ (SsimKernel): a patch pasted anywhere, at the corners,
+    touching a border or one pixel wide, must give scikit-image's whole-frame value."""
+    real_file("face_crop328_0.png")
+    face = cv2.imread(str(REAL / "face_crop328_0.png"), cv2.IMREAD_COLOR)[:, :, ::-1]
+    rng = np.random.default_rng(7)
+    patches = [(0, 0, 1, 1), (0, 0, 40, 40), (300, 300, 28, 28), (5, 5, 1, 30), (160, 0, 12, 328), (100, 320, 20, 8),
+               (11, 11, 1, 1), (317, 4, 11, 3)] + [(*rng.integers(0, 320, 2), *rng.integers(1, 60, 2)) for _ in range(8)]
+    for y, x, h, w in patches:
+        other = face.copy()
+        region = other[y:y + h, x:x + w]
+        region[:] = np.clip(region.astype(int) + rng.integers(-60, 60, region.shape), 0, 255)
+        assert abs(ssim(face, other)[0] - skimage_ssim(face, other)) < AGREEMENT, (y, x, h, w)
+
+
 def test_identical_frames_give_inf_and_one():
     a = np.random.default_rng(0).integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
     assert np.isposinf(psnr(a, a)).all()

@@ -1,0 +1,108 @@
+"""Where the run matrix's jobs run: in this process, in local worker processes, or as Ray tasks.
+
+Every executor takes the same jobs (jobs.Job) and yields ``(job, entry)`` as each finishes, in the order
+they finish; the driver (run.run_suite) orders the entries and does the rest (parity, gates, report) alone.
+
+- one worker: the jobs run here, one after the other (no pool);
+- N workers: a ``ProcessPoolExecutor`` of N processes started with ``spawn`` (ONNX Runtime is not fork-safe
+  once a session exists); the workers write into the run folder themselves;
+- Ray (evalkit/matrix/ray_tasks.py): each job is a task on a cluster; its files travel through the object store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Iterator, Literal
+
+from evalkit.config.suite import LoadedSuite
+from evalkit.errors import UserError
+from evalkit.matrix.jobs import Job, run_job
+
+Executor = Literal["local", "ray"]
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+
+def default_workers(suite) -> int:
+    """Worker processes that fit this machine: its cores over the most threads one backend's session asks for
+    (unset or 0 means ONNX Runtime takes every core), at least 1."""
+    cores = os.cpu_count() or 1
+    threads = max((b.session_options.intra_op_num_threads or cores) for b in suite.backends)
+    return max(1, cores // threads)
+
+
+def execute(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int, executor: Executor = "local",
+            ray_address: str | None = None, log=print) -> Iterator[tuple[Job, dict]]:
+    """Run ``jobs`` into ``run_dir``; yields each job with its entry as it finishes. Close the iterator (or let
+    it finish) so that workers still running are stopped: an interruption stops them all."""
+    if executor == "ray":
+        from evalkit.matrix.ray_tasks import run_on_ray
+
+        yield from run_on_ray(loaded, jobs, run_dir, ray_address, log)
+    elif workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, run_job(loaded, job, run_dir, log)
+    else:
+        yield from _run_in_pool(loaded, jobs, run_dir, min(workers, len(jobs)), log)
+
+
+def _worker_init() -> None:
+    """A worker ignores Ctrl-C (the terminal sends it to the whole process group): the driver stops it. Its
+    progress bars are off: several processes' bars on one terminal would be unreadable."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ["TQDM_DISABLE"] = "1"
+
+
+def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int,
+                 log) -> Iterator[tuple[Job, dict]]:
+    log(f"running {len(jobs)} combinations in {workers} worker processes ...")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+    finished = False
+    try:
+        pending = {pool.submit(run_job, loaded, job, run_dir): job for job in jobs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                entry = future.result()
+                log(_finished_line(job, entry))
+                yield job, entry
+        finished = True
+    finally:
+        if not finished:  # interrupted, or a worker died: stop the others now, not after their jobs
+            processes = list((pool._processes or {}).values())
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(timeout=10)
+            pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            pool.shutdown()
+
+
+def _finished_line(job: Job, entry: dict) -> str:
+    if entry["status"] == "ok":
+        return f"finished {job.label}: {entry['frames']} frames in {entry['generate_seconds']:.1f} s"
+    return f"{'FAILED' if entry['status'] == 'failed' else 'skipped'} {job.label}: {entry.get('reason')}"
+
+
+def check_executor(executor: Executor, workers: int | None, ray_address: str | None) -> None:
+    """Usage errors of the executor options, before anything runs."""
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: give 1 or more (1 runs every combination in this process)")
+    if executor == "ray":
+        from evalkit.matrix.ray_tasks import require_ray
+
+        require_ray()
+        if workers is not None:
+            raise UserError("--workers is for the local executor; with --executor ray the cluster's CPUs and GPUs "
+                            "decide how many combinations run at once")
+        if not (ray_address or os.environ.get("RAY_ADDRESS")):
+            raise UserError("--executor ray needs the cluster's address: --ray-address HOST:PORT (or set "
+                            "RAY_ADDRESS; `auto` for a cluster started on this machine with `ray start --head`)")
+    elif ray_address:
+        raise UserError("--ray-address is for --executor ray")

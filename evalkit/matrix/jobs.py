@@ -1,0 +1,375 @@
+"""The run matrix: one job per model x backend x input x protocol (a "combination"), each its own unit.
+
+A job is named by its four names (``Job``) and run by ``run_job`` from picklable arguments (the loaded suite,
+the job, the run folder), in this process, in a worker process or in a Ray task (evalkit/matrix/executors.py). It
+generates and measures into its combination folder and returns the record's entry for it. An exception inside
+a job becomes that entry's ``status: "failed"`` with a one-line ``reason`` and ``errors`` ("user: ..." for bad
+input or an ONNX Runtime error, "internal: ..." for a bug in evalkit, whose traceback is kept in the folder
+as ``traceback.txt``): the other jobs run on.
+
+A finished job leaves ``entry.json`` in its folder, and the ``.partial`` run folder holds ``run_state.json``
+(the suite file and its SHA-256, the run id, the input files' facts): an interrupted run is completed by
+``evalkit run --resume DIR``, which keeps the entries with status "ok" and runs the rest again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.config.suite import DEFAULT_PROTOCOL, BackendSpec, LoadedSuite
+from evalkit.errors import UserError
+from evalkit.measure.outputs import measure_run
+from evalkit.pipeline.external import run_external
+from evalkit.pipeline.generate import compute_audio_features, generate, prepare_input, template_index
+from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
+from evalkit.record.io import write_json_atomic, write_text_atomic
+from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, HEAD_OUTPUTS, OUTPUT_MP4, PARTIAL_SUFFIX
+
+ENTRY_JSON = "entry.json"  # a combination's finished entry (non-finite floats as JSON's Infinity/NaN: read back exactly)
+TRACEBACK_TXT = "traceback.txt"  # a failed combination's traceback, when evalkit's bug failed it
+STATE_JSON = "run_state.json"  # in a .partial run folder: what `evalkit run --resume` needs
+STATE_KIND = "evalkit.partial_run"
+
+
+def combo_folder(model: str, backend: str, input_name: str, protocol: str = DEFAULT_PROTOCOL) -> str:
+    """Folder of one model x backend x input x protocol (the default protocol adds nothing to the name)."""
+    base = f"{model}__{backend}__{input_name}"
+    return base if protocol == DEFAULT_PROTOCOL else f"{base}__{protocol}"
+
+
+def protocol_audio(suite, spec, protocol) -> Path:
+    """The speech that drives ``spec`` under ``protocol``."""
+    if protocol.kind == "reconstruction":
+        return spec.audio
+    if protocol.audio is not None:
+        return protocol.audio
+    return next(i.audio for i in suite.inputs if i.name == protocol.audio_from)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One combination, by name: what a worker needs besides the suite and the run folder."""
+
+    model: str
+    backend: str
+    input: str
+    protocol: str
+
+    @property
+    def folder(self) -> str:
+        return combo_folder(self.model, self.backend, self.input, self.protocol)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} on {self.backend} for {self.input} ({self.protocol})"
+
+
+def plan_jobs(suite) -> list[Job]:
+    """Every combination, in the record's order: model, input, protocol, backend."""
+    return [Job(m.name, b.name, i.name, p.name)
+            for m in suite.models for i in suite.inputs for p in suite.protocols for b in suite.backends]
+
+
+def job_specs(suite, job: Job):
+    """The suite's model, backend, input and protocol specs a job names."""
+    def pick(items, name):
+        return next(item for item in items if item.name == name)
+
+    return (pick(suite.models, job.model), pick(suite.backends, job.backend), pick(suite.inputs, job.input),
+            pick(suite.protocols, job.protocol))
+
+
+# --- per-process caches: a worker computes each audio's features and prepares each input once ---------------
+
+_CACHE_SIZE = 16  # entries per cache: a suite's models x audio files, far below any memory concern
+_features_cache: OrderedDict = OrderedDict()
+_prepared_cache: OrderedDict = OrderedDict()
+
+
+def _file_key(path: Path | None):
+    """A file's identity for a cache: path, size and modification time (a rewritten file is a new key)."""
+    if path is None:
+        return None
+    st = Path(path).stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def _cached(cache: OrderedDict, key, make):
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = make()
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
+
+
+def audio_features(audio_path: Path, model, contract):
+    key = (_file_key(audio_path), _file_key(model.audio_encoder), _file_key(model.audio_features),
+           contract.model_dump_json())
+    return _cached(_features_cache, key, lambda: compute_audio_features(audio_path, model.audio_encoder,
+                                                                         model.audio_features, contract))
+
+
+def prepared_input(spec, contract):
+    key = (spec.model_dump_json(), _file_key(spec.video), _file_key(spec.crop_boxes), contract.model_dump_json())
+    return _cached(_prepared_cache, key, lambda: prepare_input(spec, contract))
+
+
+# --- one job ----------------------------------------------------------------------------------------------
+
+def run_job(loaded: LoadedSuite, job: Job, run_dir: Path, log=None) -> dict:
+    """Generate and measure one combination into ``run_dir/<job.folder>``; returns its record entry.
+
+    Never raises for a failure of the combination itself (an Exception): the entry says ``failed``. An
+    interruption (KeyboardInterrupt, SIGTERM) goes through. A combination that ran (ok or failed) leaves
+    ``entry.json`` in its folder; a folder left by an earlier, interrupted try is replaced.
+    """
+    log = log or (lambda *_: None)
+    run_dir = Path(run_dir)
+    suite = loaded.suite
+    model, backend, spec, protocol = job_specs(suite, job)
+    contract = suite.contract_for(model)
+    folder = run_dir / job.folder
+    if folder.exists():
+        shutil.rmtree(folder)  # an interrupted try's leftovers
+    try:
+        prep = prepared_input(spec, contract)
+        audio = audio_features(protocol_audio(suite, spec, protocol), model, contract)
+        ground_truth = spec.ground_truth if protocol.kind == "reconstruction" else None
+        entry = _run_one(run_dir, suite, model, contract, spec, prep, protocol, backend, audio, ground_truth,
+                         available_providers(), log)
+    except Exception as exc:  # the combination failed; the others run on
+        entry = failed_entry(job, suite, exc, folder)
+        log(f"FAILED {job.label}: {entry['reason']}")
+    if entry["status"] != "skipped":
+        write_entry(folder, entry)
+    return entry
+
+
+def _identity(model, backend: BackendSpec, spec, protocol) -> dict:
+    return {"model": model.name, "backend": backend.name, "input": spec.name, "protocol": protocol.name,
+            "protocol_kind": protocol.kind, "reference_frames": protocol.reference,
+            "kind": backend.kind, "provider": backend.provider if backend.kind == "onnxruntime" else None,
+            "precision": backend.precision}
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Bad input, a file or the disk, or ONNX Runtime refusing the model: the user's to fix, not evalkit's bug."""
+    return (isinstance(exc, UserError) or type(exc).__module__.startswith("onnxruntime")
+            or (isinstance(exc, OSError) and exc.filename is not None))
+
+
+def skipped_entry(job: Job, suite, reason: str) -> dict:
+    """The entry of a combination that cannot run where it was sent (``reason`` says why)."""
+    return {**_identity(*job_specs(suite, job)), "status": "skipped", "reason": reason}
+
+
+USER, INTERNAL = "user", "internal"
+"""A failed entry's ``errors`` starts with one of these: the user's to fix (exit 1), or a bug in evalkit (exit 3)."""
+
+
+def failed_entry(job: Job, suite, exc: Exception, folder: Path) -> dict:
+    """The entry of a combination that raised: identity, status failed, a one-line ``reason``, ``errors`` (the
+    error's kind and type, e.g. "internal: KeyError") and, for a bug, ``traceback`` (its file in the folder)."""
+    model, backend, spec, protocol = job_specs(suite, job)
+    user = is_user_error(exc)
+    message = " ".join(str(exc).split())[:400] or type(exc).__name__
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {**_identity(model, backend, spec, protocol), "status": "failed", "folder": job.folder,
+             "errors": f"{USER if user else INTERNAL}: {type(exc).__name__}", "traceback": None}
+    if user:
+        entry["reason"] = message if isinstance(exc, UserError) else f"{type(exc).__name__}: {message}"
+    else:
+        write_text_atomic(folder / TRACEBACK_TXT, "".join(traceback.format_exception(exc)))
+        entry["traceback"] = f"{job.folder}/{TRACEBACK_TXT}"
+        entry["reason"] = (f"{type(exc).__name__}: {message} (a bug in evalkit; please report it with the "
+                           f"traceback in {job.folder}/{TRACEBACK_TXT})")
+    return entry
+
+
+def failure_kind(entry: dict) -> str | None:
+    """USER or INTERNAL for a failed entry, None for any other."""
+    if entry.get("status") != "failed":
+        return None
+    return INTERNAL if str(entry.get("errors") or "").startswith(INTERNAL) else USER
+
+
+def write_entry(folder: Path, entry: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / ENTRY_JSON, json.dumps(entry, indent=1, default=str, allow_nan=True) + "\n")
+
+
+def read_entry(folder: Path) -> dict | None:
+    path = folder / ENTRY_JSON
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def keeps_full_frames(suite) -> bool:
+    """Full frames are kept losslessly when the suite asks, or when an external backend (whose own pipeline
+    writes only full frames) must be compared picture by picture with evalkit's."""
+    return suite.store_full_frames or any(b.kind == "external" for b in suite.backends)
+
+
+def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Path, suite, entry: dict, protocol,
+                 ground_truth: Path | None):
+    """Generate with evalkit's own pipeline on an ONNX Runtime provider, measuring as it goes (one streamed
+    pass: pipeline.generate); records what it generated and measured into ``entry``."""
+    runner = OnnxRuntimeRunner(model.generator, contract, backend)
+    with runner:
+        generated = generate(runner, audio, prep, folder,
+                             label=f"{model.name}/{backend.name}/{prep.spec.name}/{protocol.name}",
+                             timing=suite.timing, keep_outputs=suite.parity.frames, protocol=protocol,
+                             ground_truth=ground_truth, metrics=suite.metrics,
+                             store_full_frames=keeps_full_frames(suite), batch_size=backend.batch_size)
+    times = generated.times
+    opts = backend.session_options
+    entry.update(
+        frames=generated.frames, providers_used=runner.providers_used, session_seconds=runner.activate_seconds,
+        threads={"intra_op": opts.intra_op_num_threads, "inter_op": opts.inter_op_num_threads},
+        stage_seconds=times.seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
+        first_inference_ms=times.warmup_ms[0] if times.warmup_ms else (times.timed_ms or [None])[0],
+        timed_ms=times.timed_ms, timed_seconds=times.timed_seconds, output_stats=generated.stats.result(),
+        batch_timed_ms={str(k): v for k, v in generated.batch_timings.items()},
+        copy_ms=runner.copy_ms if runner.io_binding else None,
+        head_inputs_sha256=generated.head_inputs_sha256,
+        copy={"mouth_mse": generated.copy_mse, "psnr_db": suite.metrics.copy_psnr_db},
+        mouth_sharpness=generated.sharpness,
+        template_indices=generated.template_indices, pipeline_seconds=times.pipeline_seconds,
+    )
+    entry.update(generated.measured)
+    return generated
+
+
+def _run_one(partial: Path, suite, model, contract, spec, prep, protocol, backend, audio,
+             ground_truth, have: list[str], log) -> dict:
+    """Generate and measure one model x backend x input x protocol; returns its entry."""
+    entry = {**_identity(model, backend, spec, protocol),
+             "driving_audio": audio.path.name if audio.path else None,
+             "audio_features_seconds": audio.compute_seconds, "audio_seconds": audio.seconds}
+    what = f"{model.name} on {backend.name} for {spec.name} ({protocol.name})"
+    if backend.kind == "onnxruntime" and backend.provider not in have:
+        entry.update(status="skipped", reason=f"not available here (available: {', '.join(have)})")
+        log(f"skipped {what}: {backend.provider} not available here")
+        return entry
+    if backend.kind == "external" and (protocol.kind != "reconstruction" or protocol.reference != "same"
+                                       or contract.template_start != 0):
+        entry.update(status="skipped", reason="an external backend runs its own pipeline: only the reconstruction "
+                     "protocol with reference same and the contract's template walk")
+        log(f"skipped {what}: {entry['reason']}")
+        return entry
+    folder = combo_folder(model.name, backend.name, spec.name, protocol.name)
+    (partial / folder).mkdir()
+    stores_full = backend.kind == "external" or keeps_full_frames(suite)
+    entry.update(status="ok", folder=folder, outputs={
+        "mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}" if stores_full else None,
+        "frames_inner": f"{folder}/{FRAMES_INNER}"})
+    t0 = time.perf_counter()
+    if backend.kind == "external":
+        entry.update(run_external(backend, model, prep, contract, audio.frames, partial / folder))
+        indices = [template_index(i, prep.video.frames, contract) for i in range(entry["frames"])]
+        entry["template_indices"] = indices
+    else:
+        generated = _generate_on(backend, model, contract, audio, prep, partial / folder, suite, entry, protocol,
+                                 ground_truth)
+        np.savez_compressed(partial / folder / HEAD_OUTPUTS, outputs=generated.head_outputs)
+    entry["generate_seconds"] = time.perf_counter() - t0
+    log(f"generated and measured {what}: {entry['frames']} frames in {entry['generate_seconds']:.1f} s")
+    if backend.kind == "external":  # its own pipeline wrote files: measure them
+        log(f"measuring {what} (fidelity and sync against the ground truth and the audio) ...")
+        entry.update(measure_run(
+            partial / folder, ground_truth, prep.boxes, indices, contract,
+            entry["frames"], suite.metrics, audio.wav, contract.sample_rate,
+        ))
+    return entry
+
+
+# --- the .partial run folder: its state file, its finished entries, and stale ones ------------------------------
+
+def write_state(partial: Path, loaded: LoadedSuite, run_id: str, created_utc: str, combinations: int,
+                keep_suite_as: str | None, record: dict) -> None:
+    """``run_state.json``: the suite (path and SHA-256), the run, the files' facts, and who is writing it."""
+    write_json_atomic(partial / STATE_JSON, {
+        "kind": STATE_KIND, "run_id": run_id, "created_utc": created_utc,
+        "suite_path": str(loaded.path), "suite_sha256": loaded.sha256, "kept_suite": keep_suite_as,
+        "combinations": combinations, "host": socket.gethostname(), "pid": os.getpid(),
+        "models": record["models"], "inputs": record["inputs"],
+    })
+
+
+def mark_stopped(partial: Path) -> None:
+    """The run writing ``partial`` has stopped (interrupted): no process owns the folder now."""
+    state = json.loads((Path(partial) / STATE_JSON).read_text())
+    write_json_atomic(Path(partial) / STATE_JSON, {**state, "pid": None})
+
+
+def read_state(partial: Path) -> dict:
+    path = Path(partial) / STATE_JSON
+    if not Path(partial).is_dir():
+        raise UserError(f"--resume {partial}: folder not found (give a .<run-id>.partial run folder)")
+    if not path.is_file():
+        raise UserError(f"--resume {partial}: no {STATE_JSON} in it: not an unfinished run folder of this evalkit "
+                        "(list them with `evalkit runs partial DIR`)")
+    state = json.loads(path.read_text())
+    if not isinstance(state, dict) or state.get("kind") != STATE_KIND:
+        raise UserError(f"{path}: not an evalkit run state (kind {STATE_KIND!r} expected)")
+    return state
+
+
+def finished_entries(partial: Path) -> dict[str, dict]:
+    """The entries with status ok kept in a .partial folder, by combination folder."""
+    found = {}
+    for path in sorted(Path(partial).glob(f"*/{ENTRY_JSON}")):
+        entry = json.loads(path.read_text())
+        if entry.get("status") == "ok":
+            found[path.parent.name] = entry
+    return found
+
+
+@dataclass(frozen=True)
+class PartialRun:
+    """An unfinished run folder: where, how old (since it last changed), how far, whether its writer lives."""
+
+    path: Path
+    age_seconds: float
+    finished: int
+    combinations: int | None
+    running: bool
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def partial_runs(where: Path) -> list[PartialRun]:
+    """The .partial folders in ``where`` (a suite's folder) or one level below (an output folder)."""
+    where = Path(where)
+    folders = sorted({*where.glob(f".*{PARTIAL_SUFFIX}"), *where.glob(f"*/.*{PARTIAL_SUFFIX}")})
+    now, found = time.time(), []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        state = {}
+        try:
+            state = json.loads((folder / STATE_JSON).read_text())
+        except (OSError, ValueError):
+            pass
+        stamps = [p.stat().st_mtime for p in (folder, *folder.glob(f"*/{ENTRY_JSON}")) if p.exists()]
+        running = state.get("host") == socket.gethostname() and _alive(state.get("pid"))
+        found.append(PartialRun(folder, now - max(stamps), len(finished_entries(folder)),
+                                state.get("combinations"), running))
+    return found

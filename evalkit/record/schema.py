@@ -1,0 +1,408 @@
+"""The run record (``run.json``), typed: what evalkit writes, checked when written and when read.
+
+``RunRecord`` is the whole record, ``RunEntry`` one model x backend x input x
+protocol (a "combination"). The record carries its own schema version,
+``RECORD_SCHEMA_VERSION``, a series of its own (not the suite's): a reader
+checks it, and ``migrate`` brings every older version to today's, one step
+at a time (``MIGRATIONS``), so an old run folder still loads.
+
+Versions:
+
+- 1: written by evalkit before the record had its own version (it borrowed
+  the suite's ``schema_version``, 1). Entries may lack ``protocol`` (they
+  predate protocols: the default reconstruction), a sync estimate may lack
+  ``reliable`` (it predates reliability: reliable when it had a signal), a
+  record may lack ``parity``; keys that older code wrote and today's does not
+  are dropped. (Old speed names in summaries, ``fps``, ..., are renamed in
+  records of every version.)
+- 2: this module. Every key a view reads exists (optional parts are null).
+
+Non-finite floats are stored as the strings "inf", "-inf", "nan" (JSON has
+none): a ``Real`` field reads them back as floats and writes them as those
+strings, so the PSNR of identical frames round-trips. Parts that evalkit
+writes are ``extra="forbid"``: a misspelt key is an error when the record is
+validated before it is written (``run.py``), not a silently missing column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationInfo, model_validator
+
+from evalkit.config.suite import DEFAULT_PROTOCOL  # also what a record from before protocols ran
+from evalkit.metrics.latency import SPEED_ALIASES
+from evalkit.record.vocabulary import RUN_STATUSES
+
+RECORD_KIND = "evalkit.run"
+RECORD_SCHEMA_VERSION = 2
+
+
+def _real_to_json(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+Real = Annotated[float, PlainSerializer(_real_to_json, when_used="json")]
+"""A float that may be non-finite: read from a number or "inf"/"-inf"/"nan", written back as those strings."""
+
+
+class RecordPart(BaseModel):
+    """A part of the record that evalkit writes: unknown keys are errors, unless the record is being migrated
+    from an older version (validation context ``{"migrating": True}``), when keys older code wrote are dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_old_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and info.context and info.context.get("migrating"):
+            known = {f.alias or name for name, f in cls.model_fields.items()}
+            return {k: v for k, v in data.items() if k in known}
+        return data
+
+
+# --- facts about the files a run used ---------------------------------------------------------------------------
+
+class FileFacts(RecordPart):
+    """A file the run read: where it was on the machine that ran it, and its SHA-256 (what identifies it)."""
+
+    path: str
+    sha256: str
+
+
+class SuiteFacts(RecordPart):
+    name: str
+    path: str
+    sha256: str
+    definition: dict[str, Any]  # the validated suite (config.suite.Suite.model_dump(mode="json"))
+
+
+class ModelFacts(RecordPart):
+    generator: FileFacts | None
+    audio_encoder: FileFacts | None = None
+    audio_features: FileFacts | None = None
+    contract: dict[str, Any]  # config.contract.Contract.model_dump(mode="json")
+
+
+class InputFacts(RecordPart):
+    video: FileFacts | None
+    audio: FileFacts | None
+    crop_boxes: FileFacts | None = None
+    landmarks: str | None = None
+    ground_truth: FileFacts | None = None
+    video_frames: int
+    fps: float
+    size: list[int]  # [width, height]
+
+
+# --- what was measured ----------------------------------------------------------------------------------------
+
+class Sync(RecordPart):
+    """A sync estimate (metrics.sync.SyncResult): offset in frames (+ = mouth after sound) and its curve."""
+
+    offset_frames: int | None
+    offset_ms: Real | None
+    confidence: Real
+    fps: float
+    no_signal: bool
+    reliable: bool
+    reason: str | None = ""
+    peak_frames: Real | None = None
+    lags: list[int] = []
+    curve: list[Real] = []
+
+
+class SyncNet(RecordPart):
+    lse_d: Real
+    lse_c: Real
+    offset_frames: int
+    lags: list[int]
+    curve: list[Real]
+
+
+class Histogram(RecordPart):
+    low: float
+    high: float
+    counts: list[int]
+    below: int
+    above: int
+
+
+class OutputStats(RecordPart):
+    """Statistics of the raw model outputs, before x255 (metrics.output_stats)."""
+
+    count: int
+    mean: Real
+    std: Real
+    min: Real
+    max: Real
+    p1: Real
+    p50: Real
+    p99: Real
+    fraction_outside_0_1: Real
+    nan_count: int
+    inf_count: int
+    wrap_count: int | None = None
+    histogram: Histogram | None = None
+
+
+class Copy(RecordPart):
+    """Copy detection: per-frame mouth MSE against the unmasked reference channels, and the flag's threshold."""
+
+    mouth_mse: list[Real]
+    psnr_db: float
+
+
+class MouthSharpness(RecordPart):
+    output: Real
+    template: Real
+
+
+class RegionSeries(RecordPart):
+    """Per-frame PSNR (dB; inf for identical frames) and SSIM of one region."""
+
+    psnr: list[Real]
+    ssim: list[Real]
+
+
+class Outputs(RecordPart):
+    """The generated files, relative to the run folder."""
+
+    mp4: str
+    frames_full: str | None = None  # kept only with suite store_full_frames (and by external backends)
+    frames_inner: str
+
+
+class Threads(RecordPart):
+    intra_op: int | None
+    inter_op: int | None
+
+
+class ParityComparison(RecordPart):
+    """One backend against another (measure.parity.compare_entries). ``tensor`` and ``picture`` keep the
+    statistics as written (metrics.parity.ParityResult, measure.parity.picture_parity)."""
+
+    reference: str
+    candidate: str
+    precision: str
+    atol: float
+    rtol: float
+    passed: bool
+    tensor: dict[str, Any] | None
+    tensor_note: str | None = None
+    picture: dict[str, Any]
+
+
+class GateRecord(RecordPart):
+    """One gate's verdict on one combination (ci.gates.GateResult)."""
+
+    gate: str
+    field: str
+    model: str
+    backend: str
+    input: str
+    value: Real | None
+    limit: str
+    baseline_value: Real | None
+    passed: bool
+    message: str
+    protocol: str = DEFAULT_PROTOCOL
+
+
+class BaselineFacts(RecordPart):
+    run_id: str
+    suite: str
+    machine: dict[str, Any]
+
+
+class RunEntry(RecordPart):
+    """One model x backend x input x protocol: who it is, whether it ran, and everything measured.
+
+    ``status``: "ok" (ran; ``folder`` and ``frames`` are set), "skipped" (cannot run here, ``reason`` says
+    why) or "failed" (``reason``, and ``errors`` / ``traceback`` as free text). Parts a run did not produce
+    (no ground truth: no ``fidelity``; an external backend: no ``stage_seconds``) are null.
+    """
+
+    # identity
+    model: str
+    backend: str
+    input: str
+    protocol: str
+    protocol_kind: str
+    reference_frames: str
+    kind: str  # the backend's kind: "onnxruntime" or "external"
+    provider: str | None = None
+    precision: str
+    driving_audio: str | None = None
+    # outcome
+    status: Literal[RUN_STATUSES]
+    reason: str | None = None
+    errors: str | None = None
+    traceback: str | None = None
+    folder: str | None = None
+    outputs: Outputs | None = None
+    frames: int | None = None
+    # timings (seconds, except *_ms)
+    audio_features_seconds: float | None = None
+    audio_seconds: float | None = None
+    generate_seconds: float | None = None
+    providers_used: list[str] | None = None
+    session_seconds: float | None = None
+    threads: Threads | None = None
+    stage_seconds: dict[str, float] | None = None
+    inference_ms: list[float] | None = None
+    warmup_ms: list[float] | None = None
+    first_inference_ms: float | None = None
+    timed_ms: list[float] | None = None
+    timed_seconds: float | None = None
+    pipeline_seconds: float | None = None  # the streamed pass's wall clock (its stages overlap)
+    batch_timed_ms: dict[str, list[float]] | None = None
+    copy_ms: dict[str, list[float]] | None = None
+    command_seconds: float | None = None
+    external_timings: dict[str, Any] | None = None
+    # what the generator produced and was given
+    head_inputs_sha256: str | None = None
+    template_indices: list[int] | None = None  # the template frame output frame i re-drew
+    output_stats: OutputStats | None = None
+    copy_: Copy | None = Field(None, alias="copy")
+    mouth_sharpness: MouthSharpness | None = None
+    # measured against the ground truth and the audio
+    compared_frames: int | None = None
+    fidelity: dict[str, RegionSeries] | None = None
+    sync: Sync | None = None
+    ground_truth_sync: Sync | None = None
+    syncnet: SyncNet | None = None
+    # compared with other runs
+    parity: ParityComparison | None = None
+    golden: dict[str, Any] | None = None
+    # the summary.csv row (record.summary.summary_row): values as written, "inf"/"nan" included
+    summary: dict[str, Any]
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+
+class RunRecord(RecordPart):
+    """The whole record of one run folder."""
+
+    kind: Literal[RECORD_KIND] = RECORD_KIND
+    schema_version: Literal[RECORD_SCHEMA_VERSION] = RECORD_SCHEMA_VERSION
+    run_id: str
+    created_utc: str
+    finished_utc: str | None = None
+    suite: SuiteFacts
+    machine: dict[str, Any]
+    versions: dict[str, Any]
+    available_providers: list[str]
+    models: dict[str, ModelFacts]
+    inputs: dict[str, InputFacts]
+    runs: list[RunEntry]
+    parity: list[ParityComparison] = []
+    gates: list[GateRecord] | None = None  # None: the suite has no gates
+    gates_passed: bool | None = None
+    baseline: BaselineFacts | None = None  # the baseline a gate compared with
+
+    def to_json_dict(self) -> dict:
+        """The record as JSON values (non-finite floats as strings): what ``run.json`` holds, every key present."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# --- versions and migrations -----------------------------------------------------------------------------------
+
+def _v1_to_v2(record: dict) -> dict:
+    """Version 1 (the suite's schema_version, borrowed) to 2: fill what older code did not write."""
+    record = dict(record, schema_version=2)
+    record.setdefault("parity", [])
+    runs = []
+    for entry in record.get("runs") or []:
+        if not isinstance(entry, dict):
+            runs.append(entry)  # validation says what is wrong with it
+            continue
+        entry = dict(entry)
+        entry.setdefault("protocol", DEFAULT_PROTOCOL)
+        entry.setdefault("protocol_kind", "reconstruction")
+        entry.setdefault("reference_frames", "same")
+        for key in ("sync", "ground_truth_sync"):
+            sync = entry.get(key)
+            if isinstance(sync, dict) and "reliable" not in sync:
+                entry[key] = dict(sync, reliable=not sync.get("no_signal", True))
+        runs.append(entry)
+    if isinstance(record.get("runs"), list):
+        record["runs"] = runs
+    return record
+
+
+def _speed_names_of_today(record: dict) -> dict:
+    """Summaries with old speed names (``fps``, ...: ``metrics.latency.SPEED_ALIASES``) renamed to today's.
+
+    Applied to every record read, whatever its version: a summary is a free-form row, and records of version 1
+    and 2 alike were edited by hand or by tools that kept the old names."""
+    for entry in record.get("runs") if isinstance(record.get("runs"), list) else []:
+        summary = entry.get("summary") if isinstance(entry, dict) else None
+        if isinstance(summary, dict) and any(old in summary for old in SPEED_ALIASES):
+            summary = dict(summary)
+            for old, new in SPEED_ALIASES.items():
+                if old in summary and new not in summary:
+                    summary[new] = summary.pop(old)
+            entry["summary"] = summary
+    return record
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
+"""``MIGRATIONS[n]`` brings a version-n record to version n + 1."""
+KNOWN_SCHEMA_VERSIONS = (*MIGRATIONS, RECORD_SCHEMA_VERSION)
+
+
+def migrate(record: dict) -> dict:
+    """``record`` (a dict of any known version) brought to ``RECORD_SCHEMA_VERSION``; raises ValueError for an
+    unknown version."""
+    version = record.get("schema_version")
+    if version not in KNOWN_SCHEMA_VERSIONS:
+        raise ValueError(f"schema_version {version!r} is not one this evalkit reads "
+                         f"({', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); upgrade evalkit to read it")
+    while version != RECORD_SCHEMA_VERSION:
+        record = MIGRATIONS[version](record)
+        version = record["schema_version"]
+    return record
+
+
+def validate_record(record: dict) -> RunRecord:
+    """``record`` (a dict of any known version, as read from JSON) as a RunRecord of today's version.
+
+    Raises ValueError (unknown version) or pydantic.ValidationError (a key missing, of the wrong type, or unknown
+    in a record of today's version)."""
+    migrating = record.get("schema_version") != RECORD_SCHEMA_VERSION
+    return RunRecord.model_validate(_speed_names_of_today(migrate(record)), context={"migrating": migrating})
+
+
+def _where(loc: tuple) -> str:
+    """A pydantic error location as a path into the record: runs[0].sync.confidence."""
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+
+
+def describe_error(exc) -> str:
+    """The first problem of a pydantic ValidationError in one line: where in the record, and what was expected.
+
+    An unknown key comes first, with the key missing beside it if there is one (a misspelt key is both)."""
+    errors = exc.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else errors[0]
+    loc = first["loc"]
+    parent = _where(loc[:-1])
+    if first["type"] == "extra_forbidden":
+        missing = [e["loc"][-1] for e in errors if e["type"] == "missing" and e["loc"][:-1] == loc[:-1]]
+        also = f" (expected {', '.join(map(repr, missing))})" if missing else " (not one evalkit writes)"
+        return f"{_where(loc)}: unknown key{also}"
+    if first["type"] == "missing":
+        return f"{parent + ': ' if parent else ''}missing key {loc[-1]!r}"
+    return f"{_where(loc) or 'record'}: {first['msg']} (found {json.dumps(first.get('input'), default=str)[:60]})"
+
+
+def record_json_schema() -> dict:
+    """The JSON Schema of run.json (today's version)."""
+    schema = RunRecord.model_json_schema(mode="serialization", by_alias=True)
+    schema["title"] = f"evalkit run record (run.json), schema_version {RECORD_SCHEMA_VERSION}"
+    return schema

@@ -1,0 +1,201 @@
+"""Harness overhead, demo time, memory and parallel scaling of `evalkit run` (issue 12's benchmarks).
+
+Run from the checkout, with the fixtures built (``evalkit fixtures build``)::
+
+    python tests/benchmarks/pipeline_speed.py all          # or: overhead | demo | memory | workers
+
+Each part prints its figures and the machine, and all of them are written to
+``reports/benchmarks/pipeline_speed.json``. Nothing here is a pass/fail test: the
+README quotes the figures with the machine they were measured on.
+
+- overhead: `evalkit run` of mobile-unet on 10 s of the fixture clip with ground truth
+  (a fresh process, everything included: imports, preflight, the streamed pass, the
+  latency pass, the report) against a bare ``session.run`` loop over the same frames'
+  real inputs, same threads, same machine, measured here one after the other.
+- demo: `evalkit run suites/demo.yaml`, wall clock.
+- memory: peak resident memory of the evalkit process (``ru_maxrss`` of the Python
+  process itself, not its ffmpeg children) for 10 s and 120 s of audio.
+- workers: four single-threaded combinations with ``--workers 1`` and ``--workers 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(os.environ.get("EVALKIT_FIXTURES", REPO / "data" / "fixtures"))
+RESULTS = REPO / "reports" / "benchmarks" / "pipeline_speed.json"
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def cut_audio(seconds: float, out: Path) -> Path:
+    """The fixture speech cut to ``seconds`` (looped when longer), 16 kHz mono WAV."""
+    from evalkit.media.ffmpeg import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", str(FIXTURES / "clip" / "speech.wav"),
+                    "-t", str(seconds), "-ac", "1", "-ar", "16000", str(out)], check=True)
+    return out
+
+
+def suite_file(folder: Path, models: list[str], audio: Path, threads: int = 2, timing: dict | None = None,
+               name: str = "bench") -> Path:
+    clip = FIXTURES / "clip"
+    data = {
+        "name": name,
+        "models": [{"name": m.replace("_", "-"), "generator": str(FIXTURES / "models" / f"{m}.onnx"),
+                    "audio_encoder": str(FIXTURES / "models" / "audio_encoder.onnx")} for m in models],
+        "inputs": [{"name": "talking_head", "video": str(clip / "talking_head.mkv"), "audio": str(audio),
+                    "crop_boxes": str(clip / "crop_boxes.txt"), "ground_truth": str(clip / "talking_head.mkv")}],
+        "backends": [{"name": "cpu", "provider": "CPUExecutionProvider",
+                      "session_options": {"intra_op_num_threads": threads}}],
+        "metrics": {"trim_to_shortest": True},
+    }
+    if timing:
+        data["timing"] = timing
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def evalkit_run(suite: Path, out: Path, *extra: str) -> tuple[float, int, Path]:
+    """`evalkit run` in a fresh Python process: (wall seconds, peak RSS of that process in KB, run folder)."""
+    code = ("import resource, sys\nfrom evalkit.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, "-q", "run", str(suite), "--out", str(out), *extra],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"evalkit run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    rss = int(next(line.split()[1] for line in done.stderr.splitlines() if line.startswith("MAXRSS")))
+    return wall, rss, Path(done.stdout.strip().splitlines()[-1])
+
+
+def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int) -> float:
+    """A bare ONNX Runtime loop over the same frames' real inputs (prepared beforehand, not timed)."""
+    import onnxruntime as ort
+
+    from evalkit.config.contract import Contract
+    from evalkit.pipeline.crop import load_crop_boxes
+    from evalkit.pipeline.feature_windows import feature_window
+    from evalkit.pipeline.generate import compute_audio_features, prepare_input, walk_template
+    from evalkit.config.suite import InputSpec
+    from evalkit.pipeline.crop import CropPreparer
+
+    contract = Contract()
+    clip = FIXTURES / "clip"
+    spec = InputSpec(name="x", video=clip / "talking_head.mkv", audio=audio, crop_boxes=clip / "crop_boxes.txt")
+    prepared = prepare_input(spec, contract)
+    features = compute_audio_features(audio, FIXTURES / "models" / "audio_encoder.onnx", None, contract)
+    n = min(frames, features.frames)
+    boxes = load_crop_boxes(clip / "crop_boxes.txt")
+    preparer = CropPreparer(contract)
+    images = np.empty((n, *contract.image_input_shape), np.float32)
+    audios = np.empty((n, 1, *contract.audio_input_shape), np.float32)
+    for i, (t, frame, _, _) in zip(range(n), walk_template(prepared.video, n, contract, None)):
+        images[i] = preparer.prepare(frame, boxes[t])
+        feature_window(features.features, i, contract, out=audios[i])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    image_name = next(i.name for i in session.get_inputs() if len(i.shape) == 4 and i.shape[1] == 6)
+    audio_name = next(x for x in names if x != image_name)
+    for i in range(3):
+        session.run(None, {image_name: images[i], audio_name: audios[i]})
+    t0 = time.perf_counter()
+    for i in range(n):
+        session.run(None, {image_name: images[i], audio_name: audios[i]})
+    return time.perf_counter() - t0
+
+
+def overhead(work: Path) -> dict:
+    audio = cut_audio(10.0, work / "speech_10s.wav")
+    suite = suite_file(work, ["mobile_unet"], audio)
+    wall, rss, run = evalkit_run(suite, work / "runs")
+    record = json.loads((run / "run.json").read_text())
+    entry = record["runs"][0]
+    bare = bare_loop_seconds(FIXTURES / "models" / "mobile_unet.onnx", audio, entry["frames"], 2)
+    result = {"frames": entry["frames"], "evalkit_run_seconds": wall, "bare_loop_seconds": bare,
+              "ratio": wall / bare, "pipeline_seconds": entry.get("pipeline_seconds"),
+              "generate_seconds": entry["generate_seconds"], "stage_seconds": entry["stage_seconds"]}
+    print(f"overhead: evalkit run {wall:.1f} s for {entry['frames']} frames; bare session.run loop {bare:.1f} s; "
+          f"ratio {wall / bare:.2f}x (streamed pass {entry.get('pipeline_seconds') or 0:.1f} s)")
+    return result
+
+
+def demo(work: Path) -> dict:
+    wall, rss, run = evalkit_run(REPO / "suites" / "demo.yaml", work / "demo")
+    record = json.loads((run / "run.json").read_text())
+    frames = sum(e.get("frames") or 0 for e in record["runs"])
+    print(f"demo: {wall:.1f} s for {len(record['runs'])} combinations, {frames} frames, peak RSS {rss / 1024:.0f} MB")
+    return {"seconds": wall, "combinations": len(record["runs"]), "frames": frames, "peak_rss_mb": rss / 1024}
+
+
+def memory(work: Path) -> dict:
+    out = {}
+    timing = {"warmup": 2, "min_timed_frames": 10, "min_seconds": 0}
+    for seconds in (10, 120):
+        audio = cut_audio(seconds, work / f"speech_{seconds}s.wav")
+        suite = suite_file(work, ["reference"], audio, timing=timing, name=f"memory{seconds}")
+        wall, rss, run = evalkit_run(suite, work / "memory")
+        out[f"{seconds}s"] = {"peak_rss_mb": rss / 1024, "seconds": wall}
+        print(f"memory: {seconds:>3d} s of audio: peak RSS {rss / 1024:.0f} MB ({wall:.1f} s)")
+    out["ratio_120_over_10"] = out["120s"]["peak_rss_mb"] / out["10s"]["peak_rss_mb"]
+    print(f"memory: 120 s / 10 s = {out['ratio_120_over_10']:.3f}")
+    return out
+
+
+def workers(work: Path) -> dict:
+    audio = cut_audio(6.0, work / "speech_6s.wav")
+    timing = {"warmup": 2, "min_timed_frames": 20, "min_seconds": 0}
+    suite = suite_file(work, ["reference", "lag2", "noisy", "mobile_unet"], audio, threads=1, timing=timing,
+                       name="workers")
+    out = {}
+    for n in (1, 2):
+        wall, _, _ = evalkit_run(suite, work / f"workers{n}", "--workers", str(n))
+        out[f"workers_{n}_seconds"] = wall
+        print(f"workers: --workers {n}: {wall:.1f} s")
+    out["speedup"] = out["workers_1_seconds"] / out["workers_2_seconds"]
+    print(f"workers: speed-up {out['speedup']:.2f}x")
+    return out
+
+
+PARTS = {"overhead": overhead, "demo": demo, "memory": memory, "workers": workers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("parts", nargs="*", default=["all"], choices=[*PARTS, "all"])
+    args = parser.parse_args()
+    parts = list(PARTS) if "all" in args.parts else args.parts
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["machine"] = machine()
+    print(f"machine: {results['machine']}")
+    with tempfile.TemporaryDirectory(prefix="evalkit-bench-") as tmp:
+        for part in parts:
+            results[part] = PARTS[part](Path(tmp)) | {"measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                    time.gmtime())}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"written: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Each combination its own unit: a failure stays in its entry, finished entries are kept, a run resumes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pandas as pd
+
+import evalkit.matrix.jobs
+from evalkit.cli import main
+from evalkit.config.contract import Contract
+from evalkit.fixtures.models import GraphBuilder
+from evalkit.matrix.jobs import ENTRY_JSON, STATE_JSON, TRACEBACK_TXT
+from tests.conftest import short_audio, write_suite
+
+AUDIO_SECONDS = 2.0  # 52 frames: enough for every metric, a few seconds per combination
+
+
+def broken_generator(contract: Contract) -> onnx.ModelProto:
+    """Loads and declares the contract's shapes, but fails at its first inference: its Reshape asks for one
+    column too many, through a shape that depends on the audio's values (so no check can see it before)."""
+    g = GraphBuilder("broken")
+    copy = g.op("Slice", "image", g.ints([0]), g.ints([3]), g.ints([1]))
+    zero = g.op("Cast", g.op("ReduceSum", g.op("Mul", "audio", g.const(0.0)), keepdims=0), to=onnx.TensorProto.INT64)
+    _, _, height, width = contract.output_shape
+    shape = g.op("Add", g.ints([1, 3, height, width + 1]), zero)
+    return g.model({"image": list(contract.image_input_shape), "audio": [1, *contract.audio_input_shape]},
+                   {"output": (g.op("Reshape", copy, shape), list(contract.output_shape))},
+                   "evalkit test model: fails at run time (Reshape to a wrong size)")
+
+
+def tiny_suite(fixtures_dir: Path, folder: Path, models=("reference", "copycat")) -> dict:
+    """Fixture models (or "broken") on the fixture clip driven by its first 2 s of speech, one CPU thread."""
+    def generator(name):
+        if name == "broken":
+            path = folder / "broken.onnx"
+            onnx.save(broken_generator(Contract()), path)
+            return str(path)
+        return str(fixtures_dir / "models" / f"{name}.onnx")
+
+    clip = fixtures_dir / "clip"
+    return {
+        "name": "tiny",
+        "models": [{"name": m, "generator": generator(m), "audio_encoder": str(fixtures_dir / "models" /
+                                                                               "audio_encoder.onnx")} for m in models],
+        "inputs": [{"name": "th", "video": str(clip / "talking_head.mkv"),
+                    "audio": str(short_audio(fixtures_dir, folder, AUDIO_SECONDS)),
+                    "crop_boxes": str(clip / "crop_boxes.txt"), "ground_truth": str(clip / "talking_head.mkv")}],
+        "backends": [{"name": "cpu", "provider": "CPUExecutionProvider",
+                      "session_options": {"intra_op_num_threads": 1}}],
+        "metrics": {"trim_to_shortest": True},
+        "timing": {"warmup": 1, "min_timed_frames": 5, "min_seconds": 0},
+    }
+
+
+def run_cli(capsys, *args):
+    code = main(list(map(str, args)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def only_run(out: Path) -> Path:
+    runs = [p for p in (out / "tiny").iterdir() if (p / "run.json").is_file()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def fail_for(model: str, exc: BaseException, monkeypatch) -> None:
+    """Make evalkit's own pipeline raise ``exc`` for ``model`` (in this process: run with --workers 1)."""
+    real = evalkit.matrix.jobs.generate
+
+    def generate(runner, audio, prep, folder, label="", **kwargs):
+        if label.startswith(f"{model}/"):
+            raise exc
+        return real(runner, audio, prep, folder, label=label, **kwargs)
+
+    monkeypatch.setattr(evalkit.matrix.jobs, "generate", generate)
+
+
+def test_a_model_that_fails_at_inference_fails_its_entry_only(capsys, fixtures_dir, tmp_path):
+    data = tiny_suite(fixtures_dir, tmp_path, models=("reference", "broken"))
+    data["gates"] = [{"field": "psnr_mean", "op": ">=", "value": 0, "models": ["broken"]}]
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "run", write_suite(tmp_path / "s.yaml", data), "--out", out, "--workers", 1)
+    assert code == 1, err  # an ONNX Runtime error: the user's model, not evalkit's bug
+    assert "evalkit: error: broken/cpu/th/reconstruction failed: Fail: [ONNXRuntimeError]" in err
+    run_dir = only_run(out)
+    assert stdout.strip().splitlines()[-1] == str(run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    status = {e["model"]: e for e in record["runs"]}
+    assert status["reference"]["status"] == "ok" and status["broken"]["status"] == "failed"
+    assert "cannot be reshaped" in status["broken"]["reason"] and status["broken"]["errors"].startswith("user")
+    assert not (run_dir / status["broken"]["folder"] / TRACEBACK_TXT).exists()
+    for entry in record["runs"]:
+        assert json.loads((run_dir / entry["folder"] / ENTRY_JSON).read_text())["status"] == entry["status"]
+    (gate,) = record["gates"]  # it matched only the failed run: a failure, never a vacuous pass
+    assert not gate["passed"] and "matched no finished run" in gate["message"]
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert sorted(summary["status"]) == ["failed", "ok"]
+    assert "failed" in (run_dir / "report.html").read_text()
+
+
+def test_a_bug_in_one_combination_exits_3_after_the_others_ran(capsys, fixtures_dir, tmp_path, monkeypatch):
+    fail_for("copycat", KeyError("bug"), monkeypatch)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "run", write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path)),
+                           "--out", out, "--workers", 1)
+    assert code == 3, err
+    assert "copycat/cpu/th/reconstruction failed: KeyError: 'bug' (a bug in evalkit" in err
+    run_dir = only_run(out)
+    entries = {e["model"]: e for e in json.loads((run_dir / "run.json").read_text())["runs"]}
+    assert entries["reference"]["status"] == "ok"
+    assert entries["copycat"]["errors"] == "internal: KeyError"
+    assert "KeyError: 'bug'" in (run_dir / entries["copycat"]["traceback"]).read_text()
+
+
+def test_an_interrupted_run_keeps_what_finished_and_resumes(capsys, fixtures_dir, tmp_path, monkeypatch):
+    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path))
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        fail_for("copycat", KeyboardInterrupt(), patch)  # Ctrl-C while the second combination generates
+        code, _, err = run_cli(capsys, "run", suite, "--out", out, "--workers", 1)
+    assert code == 130, err
+    (partial,) = (out / "tiny").glob(".*.partial")
+    assert f"1 of 2 combinations finished and are kept in {partial}; continue with: evalkit run --resume " \
+           f"{partial}" in err
+    kept = json.loads((partial / "reference__cpu__th" / ENTRY_JSON).read_text())
+    state = json.loads((partial / STATE_JSON).read_text())
+    assert state["suite_path"] == str(suite.resolve()) and state["pid"] is None
+
+    code, stdout, _ = run_cli(capsys, "runs", "partial", out)
+    assert code == 0 and f"{partial}  stopped" in stdout and "1 of 2 combinations finished" in stdout
+    spare = tmp_path / "spare" / "tiny" / partial.name
+    shutil.copytree(partial, spare)
+
+    original = suite.read_text()
+    suite.write_text(original + "# changed\n")
+    code, _, err = run_cli(capsys, "run", "--resume", partial)
+    assert code == 2 and err.count("\n") == 1 and "the suite" in err and "changed since run" in err, err
+    suite.write_text(original)
+
+    code, stdout, err = run_cli(capsys, "run", "--resume", partial)
+    assert code == 0, err
+    assert "1 of 2 combinations already finished" in err and "reference on cpu" not in err  # not run again
+    run_dir = Path(stdout.strip().splitlines()[-1])
+    assert run_dir == partial.parent / state["run_id"] and not partial.exists()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [e["status"] for e in record["runs"]] == ["ok", "ok"]
+    assert record["created_utc"] == state["created_utc"]
+    assert record["runs"][0]["generate_seconds"] == kept["generate_seconds"]
+
+    code, stdout, _ = run_cli(capsys, "runs", "partial", tmp_path / "spare", "--remove")
+    assert code == 0 and "removed" in stdout and not spare.exists()

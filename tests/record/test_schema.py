@@ -1,0 +1,156 @@
+"""The typed run record: today's version loads, old records migrate, typos and unknown versions are errors,
+non-finite numbers round-trip; `evalkit record schema`; the record's floor imports nothing that generates."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pydantic
+import pytest
+
+from evalkit.cli import main
+from evalkit.errors import UserError
+from evalkit.record.io import atomic_output, write_json_atomic, write_text_atomic
+from evalkit.record.layout import RUN_RECORD
+from evalkit.record.schema import RECORD_SCHEMA_VERSION, RunRecord, validate_record
+from evalkit.record.summary import load_run, load_run_record
+
+
+def _entry(**changes) -> dict:
+    """One finished entry as today's evalkit writes it (the parts a view reads; the rest null)."""
+    entry = {
+        "model": "reference", "backend": "cpu", "input": "talking_head", "protocol": "reconstruction",
+        "protocol_kind": "reconstruction", "reference_frames": "same", "kind": "onnxruntime",
+        "provider": "CPUExecutionProvider", "precision": "fp32", "driving_audio": "speech.wav",
+        "status": "ok", "folder": "reference__cpu__talking_head", "frames": 3,
+        "outputs": {"mp4": "a/output.mp4", "frames_full": "a/frames_full.mkv", "frames_inner": "a/frames_inner.mkv"},
+        "timed_ms": [1.0, 2.0], "template_indices": [0, 1, 2],
+        "fidelity": {r: {"psnr": ["inf", 30.5, "nan"], "ssim": [1.0, 0.9, "nan"]}
+                     for r in ("inner", "mouth", "full", "mp4_full")},
+        "sync": {"offset_frames": 0, "offset_ms": 0.0, "confidence": 5.0, "fps": 25.0, "no_signal": False,
+                 "reliable": True, "reason": "", "peak_frames": 0.1, "lags": [-1, 0, 1], "curve": [0.1, 0.5, 0.2]},
+        "copy": {"mouth_mse": [0.0, 4.0, 1.5], "psnr_db": 45.0},
+        "summary": {"model": "reference", "psnr_mean": "inf", "throughput_fps": 500.0},
+    }
+    entry.update(changes)
+    return entry
+
+
+def _record(**changes) -> dict:
+    record = {
+        "schema_version": RECORD_SCHEMA_VERSION, "kind": "evalkit.run", "run_id": "20260101T000000Z-abcd",
+        "created_utc": "2026-01-01T00:00:00+00:00", "finished_utc": "2026-01-01T00:01:00+00:00",
+        "suite": {"name": "demo", "path": "/x/demo.yaml", "sha256": "0" * 64, "definition": {"name": "demo"}},
+        "machine": {"cpu": "x"}, "versions": {"evalkit": "0"}, "available_providers": ["CPUExecutionProvider"],
+        "models": {"reference": {"generator": {"path": "/x/g.onnx", "sha256": "1" * 64}, "audio_encoder": None,
+                                 "audio_features": None, "contract": {"fps": 25}}},
+        "inputs": {"talking_head": {"video": {"path": "/x/v.mp4", "sha256": "2" * 64},
+                                    "audio": {"path": "/x/a.wav", "sha256": "3" * 64}, "crop_boxes": None,
+                                    "landmarks": None, "ground_truth": {"path": "/x/v.mp4", "sha256": "2" * 64},
+                                    "video_frames": 3, "fps": 25.0, "size": [64, 64]}},
+        "runs": [_entry(), _entry(backend="cuda", status="skipped", reason="not available here", folder=None,
+                                  outputs=None, frames=None, timed_ms=None, fidelity=None, sync=None, copy=None,
+                                  template_indices=None, summary={"model": "reference"})],
+        "parity": [],
+    }
+    record.update(changes)
+    return record
+
+
+def _write(folder, record) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_RECORD).write_text(json.dumps(record))
+
+
+def test_todays_record_loads_with_every_key_and_non_finite_numbers_round_trip(tmp_path):
+    _write(tmp_path / "run", _record())
+    typed = load_run_record(tmp_path / "run")
+    inner = typed.runs[0].fidelity["inner"]
+    assert math.isinf(inner.psnr[0]) and math.isnan(inner.psnr[2])  # floats in the typed record
+    loaded = load_run(tmp_path / "run")
+    assert loaded["runs"][0]["fidelity"]["inner"]["psnr"] == ["inf", 30.5, "nan"]  # strings again in JSON
+    assert loaded["runs"][0]["summary"]["psnr_mean"] == "inf"
+    assert loaded["runs"][1]["fidelity"] is None and loaded["runs"][1]["errors"] is None  # every key present
+    assert loaded["gates"] is None and loaded["baseline"] is None
+    (tmp_path / "again").mkdir()
+    write_json_atomic(tmp_path / "again" / RUN_RECORD, loaded)
+    assert load_run(tmp_path / "again") == loaded  # what a reader gets, written again, reads the same
+
+
+def test_a_version_1_record_of_older_evalkit_migrates(tmp_path):
+    old = _record(schema_version=1)
+    del old["parity"], old["finished_utc"]
+    entry = old["runs"][0]
+    for key in ("protocol", "protocol_kind", "reference_frames"):  # before protocols
+        del entry[key]
+    del entry["sync"]["reliable"]  # before reliability
+    entry["summary"]["fps"] = entry["summary"].pop("throughput_fps")  # before the speed names
+    entry["copy"]["fraction"] = 0.5  # a key older code wrote
+    _write(tmp_path / "old", old)
+    loaded = load_run(tmp_path / "old")
+    assert loaded["schema_version"] == RECORD_SCHEMA_VERSION and loaded["parity"] == []
+    first = loaded["runs"][0]
+    assert (first["protocol"], first["protocol_kind"], first["reference_frames"]) == ("reconstruction",
+                                                                                      "reconstruction", "same")
+    assert first["sync"]["reliable"] is True  # it had a signal
+    assert first["summary"]["throughput_fps"] == 500.0 and "fps" not in first["summary"]
+    assert "fraction" not in first["copy"]
+
+
+def test_a_typo_in_what_evalkit_writes_is_an_error(tmp_path):
+    record = _record()
+    record["runs"][0]["sync"]["confidance"] = record["runs"][0]["sync"].pop("confidence")
+    with pytest.raises(pydantic.ValidationError, match="confidance"):
+        RunRecord.model_validate(record)  # what run.py does before it writes run.json
+    _write(tmp_path / "run", record)
+    with pytest.raises(UserError, match=r"run\.json: damaged run record, runs\[0\]\.sync\.confidance: unknown key"):
+        load_run(tmp_path / "run")
+    for typo in (_record(finised_utc="2026"), _record(runs=[_entry(fidelty={})])):
+        with pytest.raises(pydantic.ValidationError, match="finised_utc|fidelty"):
+            RunRecord.model_validate(typo)
+
+
+def test_a_failed_entry_carries_its_reason_and_errors():
+    failed = _entry(status="failed", reason="generator raised", errors="RuntimeError: boom",
+                    traceback="Traceback (most recent call last): ...", fidelity=None, sync=None)
+    record = validate_record(_record(runs=[failed]))
+    assert record.runs[0].status == "failed" and record.runs[0].errors == "RuntimeError: boom"
+    with pytest.raises(pydantic.ValidationError, match="status"):
+        validate_record(_record(runs=[_entry(status="crashed")]))
+
+
+@pytest.mark.parametrize("version", [0, 3, 99, None, "2"])
+def test_an_unknown_version_is_one_user_error_naming_the_file(tmp_path, version):
+    _write(tmp_path / "run", _record(schema_version=version))
+    with pytest.raises(UserError, match=rf"{tmp_path / 'run' / RUN_RECORD}: schema_version .* not one this evalkit"):
+        load_run(tmp_path / "run")
+
+
+def test_record_schema_command_prints_the_json_schema(capsys):
+    assert main(["record", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert f"schema_version {RECORD_SCHEMA_VERSION}" in schema["title"]
+    entry = schema["$defs"]["RunEntry"]
+    assert entry["additionalProperties"] is False and {"status", "copy", "fidelity", "errors"} <= set(entry["properties"])
+
+
+def test_the_record_and_ci_floors_import_nothing_that_generates():
+    code = ("import sys, evalkit.ci.gates, evalkit.record.summary, evalkit.record.schema, evalkit.report.html; "
+            "print(sorted(m for m in sys.modules if m.startswith(('evalkit.pipeline', 'evalkit.measure'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_atomic_writes_leave_the_file_whole_or_untouched(tmp_path):
+    path = write_text_atomic(tmp_path / "a.txt", "one")
+    with pytest.raises(RuntimeError), atomic_output(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+    assert path.read_text() == "one" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    with atomic_output(tmp_path / "b.npz") as tmp:
+        assert tmp.suffix == ".npz"  # writers that go by the suffix (numpy, ffmpeg, matplotlib) still do
+        tmp.write_bytes(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.npz"]

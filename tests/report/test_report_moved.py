@@ -1,0 +1,72 @@
+"""A run folder moved to another machine still renders whole: the views read only the folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+from evalkit.cli import main
+from evalkit.record.layout import RUN_RECORD, SIDE_BY_SIDE, WORST_FRAMES_JSON
+from evalkit.record.summary import load_run
+
+
+def _unreachable(value, key=None):
+    """The record with every file path it names pointing nowhere (the machine that ran it is far away)."""
+    if isinstance(value, dict):
+        return {k: _unreachable(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unreachable(v) for v in value]
+    if key in ("path", "landmarks") and isinstance(value, str):
+        return "/nonexistent/elsewhere/" + value.rsplit("/", 1)[-1]
+    return value
+
+
+def test_report_of_a_moved_run_keeps_worst_frames_and_side_by_side(demo_run, tmp_path, capsys):
+    moved = tmp_path / "another-machine" / demo_run.name
+    shutil.copytree(demo_run, moved, ignore=shutil.ignore_patterns("*.mkv", "report.html"))  # frames stay home too
+    record = json.loads((moved / RUN_RECORD).read_text())
+    (moved / RUN_RECORD).write_text(json.dumps(_unreachable(record)))
+    measured = [e for e in load_run(moved)["runs"] if e["fidelity"]]
+    assert measured and all((moved / e["folder"] / WORST_FRAMES_JSON).is_file() for e in measured)
+
+    assert main(["report", str(moved)]) == 0
+    capsys.readouterr()
+    html = (moved / "report.html").read_text()
+    assert html.count("data:image/jpeg;base64,") == 4 * len(measured)
+    assert "Worst frames not shown" not in html and "not on this machine" not in html
+    sources = re.findall(r'<video[^>]*\ssrc="([^"]+)"', html)
+    assert {f"{e['folder']}/{SIDE_BY_SIDE}" for e in measured} <= set(sources)
+
+
+def test_worst_frames_crop_the_truth_with_the_runs_own_template_walk(demo_run, tmp_path, monkeypatch):
+    """The ground truth's frame i is cut with the box of the template frame the run re-drew for frame i (the
+    entry's template_indices), not with a template walk guessed again (it differs under other protocols)."""
+    import numpy as np
+
+    import evalkit.measure.view_assets as view_assets
+
+    record = load_run(demo_run)
+    entry = next(e for e in record["runs"] if e["fidelity"])
+    folder = tmp_path / entry["folder"]
+    folder.mkdir()
+    shutil.copy2(demo_run / entry["folder"] / "frames_inner.mkv", folder)
+    frames = entry["frames"]
+    entry = dict(entry, template_indices=[(7 * i + 3) % frames for i in range(frames)])  # any walk but the default
+    used = {}
+
+    class RecordingCropper:
+        def __init__(self, contract):
+            pass
+
+        def crop_frame(self, frame, box):
+            used[len(used)] = int(box[0])
+            return frame
+
+    monkeypatch.setattr(view_assets, "CropPreparer", RecordingCropper)
+    monkeypatch.setattr(view_assets, "difference_strip_jpeg", lambda reference, output, amplify: b"jpeg")
+    boxes = np.repeat(np.arange(frames)[:, None], 4, axis=1)  # box k says k
+    truth = record["inputs"][entry["input"]]["ground_truth"]["path"]
+    saved = json.loads(view_assets.save_worst_frames(folder, record, entry, truth, boxes).read_text())
+    picked = sorted(f["frame"] for f in saved["frames"])
+    assert list(used.values()) == [entry["template_indices"][i] for i in picked]
