@@ -140,7 +140,7 @@ class SsimKernel:
         size = shape[0] * shape[1] * shape[2]
         if size > self._size:  # grown, never shrunk: frames of one run share one set
             self._size = size
-            self._flat = np.empty((14, size), np.float32)
+            self._flat = np.empty((7, size), np.float32)
         if self._diff is None or self._diff.shape != shape:
             self._diff = np.empty(shape, np.uint8)
 
@@ -177,7 +177,10 @@ class SsimKernel:
 
 
 def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarray, keep: tuple[slice, slice]) -> float:
-    """Sum of the SSIM map over ``keep`` of the (h, w, c) sub-frames, in float64."""
+    """Sum of the SSIM map over ``keep`` of the (h, w, c) sub-frames, in float64.
+
+    Seven float32 planes, reused in place: u and v, their four filtered planes, one for the result.
+    """
     h, w, c = reference.shape
     pad, data_range = kernel.pad, kernel.data_range
     c1, c2 = np.float32((SSIM_K1 * data_range) ** 2), np.float32((SSIM_K2 * data_range) ** 2)
@@ -188,35 +191,37 @@ def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarr
     # mu_x^2 + mu_y^2 = (U^2 + V^2) / 2,  2 mu_x mu_y = (U^2 - V^2) / 2  (U, V the absolute means of u, v), so
     #     S = (U^2 - V^2 + 2 C1)(var u - var v + 2 C2) / ((U^2 + V^2 + 2 C1)(var u + var v + 2 C2)).
     shape = (h, w, c)
-    raw = [kernel._planes(k, shape) for k in range(4)]  # u, v, u^2, v^2
-    blurred = [kernel._planes(4 + k, shape) for k in range(4)]
-    x = kernel._planes(8, shape)
+    u, v = kernel._planes(0, shape), kernel._planes(1, shape)
+    mean_u, mean_v, mean_uu, mean_vv = (kernel._planes(2 + k, shape) for k in range(4))
     kh, kw = keep[0].stop - keep[0].start, keep[1].stop - keep[1].start
-    big_u, big_v, var_u, var_v, t = (kernel._planes(9 + k, (kh, kw, c)) for k in range(5))
+    t = kernel._planes(6, (kh, kw, c))
     two_c1, two_c2 = 2 * c1, 2 * c2
-    np.subtract(reference, centre, out=x, dtype=np.float32)
-    np.subtract(candidate, centre, out=raw[1], dtype=np.float32)  # y, for now
-    np.add(x, raw[1], out=raw[0])
-    np.subtract(x, raw[1], out=raw[1])
-    np.square(raw[0], out=raw[2])
-    np.square(raw[1], out=raw[3])
-    for k in range(4):
-        cv2.GaussianBlur(raw[k], ksize, SSIM_SIGMA, dst=blurred[k], sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
-    mu, mv, su, sv = (blurred[k][keep] for k in range(4))
-    np.subtract(su, np.square(mu, out=var_u), out=var_u)  # subtract first: float32 cancellation
-    np.subtract(sv, np.square(mv, out=var_v), out=var_v)
-    np.add(mu, 2 * centre, out=big_u)  # absolute mean of u = x + y
-    np.square(big_u, out=big_u)
-    np.square(mv, out=big_v)
-    np.subtract(big_u, big_v, out=t)
+    np.subtract(reference, centre, out=u, dtype=np.float32)  # x, for now
+    np.subtract(candidate, centre, out=v, dtype=np.float32)  # y, for now
+    u += v  # u = x + y
+    v *= np.float32(-2)
+    v += u  # v = x + y - 2y = x - y (exact: half-integers of at most 255 in magnitude)
+    for plane, filtered in ((u, mean_u), (v, mean_v)):
+        cv2.GaussianBlur(plane, ksize, SSIM_SIGMA, dst=filtered, sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
+    np.square(u, out=u)
+    np.square(v, out=v)
+    for plane, filtered in ((u, mean_uu), (v, mean_vv)):
+        cv2.GaussianBlur(plane, ksize, SSIM_SIGMA, dst=filtered, sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
+    mu, mv, su, sv = (plane[keep] for plane in (mean_u, mean_v, mean_uu, mean_vv))
+    np.subtract(su, np.square(mu, out=t), out=su)  # var u (subtract first: float32 cancellation)
+    np.subtract(sv, np.square(mv, out=t), out=sv)  # var v
+    mu += 2 * centre  # absolute mean of u = x + y
+    np.square(mu, out=mu)  # U^2
+    np.square(mv, out=mv)  # V^2
+    np.subtract(mu, mv, out=t)
     t += two_c1  # U^2 - V^2 + 2 C1
-    big_u += big_v
-    big_u += two_c1  # U^2 + V^2 + 2 C1
-    np.subtract(var_u, var_v, out=big_v)
-    big_v += two_c2  # var u - var v + 2 C2
-    t *= big_v  # numerator
-    var_u += var_v
-    var_u += two_c2  # var u + var v + 2 C2
-    big_u *= var_u  # denominator
-    t /= big_u
+    mu += mv
+    mu += two_c1  # U^2 + V^2 + 2 C1
+    np.subtract(su, sv, out=mv)
+    mv += two_c2  # var u - var v + 2 C2
+    t *= mv  # numerator
+    su += sv
+    su += two_c2  # var u + var v + 2 C2
+    mu *= su  # denominator
+    t /= mu
     return float(t.sum(dtype=np.float64))
