@@ -77,7 +77,8 @@ class FrameMeasures:
         mx1, my1, mx2, my2 = contract.mouth_box
         self.mouth = np.s_[my1:my2, mx1:mx2]
         self.fidelity = {region: {"psnr": [], "ssim": []} for region in REGIONS}
-        self.kernels = {region: SsimKernel() for region in REGIONS}
+        # the regions measured in memory; mp4_full is scored by measure_viewer_frames' own per-thread kernels
+        self.kernels = {region: SsimKernel() for region in ("inner", "mouth", "full")}
         self.thumbs: dict[str, list[np.ndarray]] = {"output": [], "ground_truth": []}
         self.syncnet = None
         if metrics.syncnet is not None:

@@ -251,7 +251,7 @@ SLOTS = 6  # frames in flight between the stages: enough to keep every stage bus
 class FrameSlot:
     """One frame's buffers on its way through the stages (reused: SLOTS of them per pass)."""
 
-    def __init__(self, video: VideoInfo, contract: Contract, distant: bool):
+    def __init__(self, video: VideoInfo, contract: Contract, distant: bool, own_truth: bool):
         shape, inner = (video.height, video.width, 3), (contract.inner_height, contract.inner_width, 3)
         self.frame = np.empty(shape, np.uint8)  # the template frame re-drawn
         self.reference = np.empty(shape, np.uint8) if distant else None  # the distant reference frame
@@ -261,7 +261,8 @@ class FrameSlot:
         self.reference_inner = np.empty(inner, np.uint8) if distant else self.template_inner
         self.raw: np.ndarray | None = None  # the model's raw output
         self.crop: np.ndarray | None = None  # its own copy of the crop, when frames wait for a batch
-        self.truth = np.empty(shape, np.uint8)  # the ground truth's frame (or the template frame itself)
+        # the ground truth's frame: its own buffer when read from its own file, else the template frame itself
+        self.truth = np.empty(shape, np.uint8) if own_truth else None
         self.index = self.t_index = self.r_index = 0
         self._left = 0
         self._lock = threading.Lock()
@@ -324,8 +325,14 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
                                        (video.width, video.height), metrics.trim_to_shortest)
     out_dir.mkdir(parents=True, exist_ok=True)
     w, h = video.width, video.height
+    # The ground truth is often the template video itself (reconstruction of the recorded clip): while the
+    # walk shows template frame i at output frame i, its frame is the one already decoded for the model.
+    truth_is_template = (truth_info is not None and _same_file(ground_truth, video.path)
+                         and contract.template_start == 0 and compared <= video.frames)
+    own_truth = truth_info is not None and not truth_is_template
     # a batch holds its frames' slots until it is inferred: room for a whole batch and the next frames
-    slots = [FrameSlot(video, contract, distant) for _ in range(min(max(SLOTS, batch_size + 2), max(n, 1)))]
+    slots = [FrameSlot(video, contract, distant, own_truth)
+             for _ in range(min(max(SLOTS, batch_size + 2), max(n, 1)))]
     free: queue.Queue = queue.Queue()
     for slot in slots:
         free.put(slot)
@@ -344,7 +351,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         with ExitStack() as stack:
             stack.callback(frames.close)
             truth_reader = None
-            if truth_info is not None and not truth_is_template:
+            if own_truth:
                 truth_reader = stack.enter_context(FrameReader(truth_info))
             for i in range(n):
                 slot = stages.get(free)
@@ -372,11 +379,6 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
                 if full_writer is not None:
                     full_writer.write(slot.full)
             release(slot)
-
-    # The ground truth is often the template video itself (reconstruction of the recorded clip): while the
-    # walk shows template frame i at output frame i, its frame is the one already decoded for the model.
-    truth_is_template = (truth_info is not None and _same_file(ground_truth, video.path)
-                         and contract.template_start == 0 and compared <= video.frames)
 
     def measure_face() -> None:
         """Regions inner and mouth, sync thumbnails, output statistics."""
@@ -512,7 +514,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return Path(a).resolve() == Path(b).resolve() or Path(a).samefile(b)
+        return Path(a).samefile(b)  # the same file, whatever the path (links, relative parts)
     except OSError:
         return False
 

@@ -92,11 +92,10 @@ def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int) -> fl
     import onnxruntime as ort
 
     from evalkit.config.contract import Contract
-    from evalkit.pipeline.crop import load_crop_boxes
-    from evalkit.pipeline.feature_windows import feature_window
-    from evalkit.pipeline.generate import compute_audio_features, prepare_input, walk_template
     from evalkit.config.suite import InputSpec
     from evalkit.pipeline.crop import CropPreparer
+    from evalkit.pipeline.feature_windows import feature_window
+    from evalkit.pipeline.generate import compute_audio_features, prepare_input, walk_template
 
     contract = Contract()
     clip = FIXTURES / "clip"
@@ -104,12 +103,11 @@ def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int) -> fl
     prepared = prepare_input(spec, contract)
     features = compute_audio_features(audio, FIXTURES / "models" / "audio_encoder.onnx", None, contract)
     n = min(frames, features.frames)
-    boxes = load_crop_boxes(clip / "crop_boxes.txt")
     preparer = CropPreparer(contract)
     images = np.empty((n, *contract.image_input_shape), np.float32)
     audios = np.empty((n, 1, *contract.audio_input_shape), np.float32)
     for i, (t, frame, _, _) in zip(range(n), walk_template(prepared.video, n, contract, None)):
-        images[i] = preparer.prepare(frame, boxes[t])
+        images[i] = preparer.prepare(frame, prepared.boxes[t])
         feature_window(features.features, i, contract, out=audios[i])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -164,3 +164,27 @@ def test_distant_reference_protocol_reads_the_frame_half_the_template_away(fixtu
     for i in range(generated.frames):
         r = (i + half) % prepared.video.frames
         np.testing.assert_array_equal(inner[i], cropper.crop_frame(frames[r], prepared.boxes[r]))
+
+
+@pytest.mark.slow
+def test_a_ground_truth_in_its_own_file_measures_as_the_template_shortcut_does(fixtures_dir, tmp_path):
+    """The ground truth read from its own file (its own decoder) and the template frames taken as the ground
+    truth when both are the same video must give the same numbers."""
+    import shutil
+
+    copy = tmp_path / "truth_copy.mkv"
+    shutil.copy(fixtures_dir / "clip" / "talking_head.mkv", copy)
+    shortcut, *_ = _generate(fixtures_dir, tmp_path, "noisy", 1.0)
+    contract = Contract()
+    clip = fixtures_dir / "clip"
+    audio_path = short_audio(fixtures_dir, tmp_path, 1.0)
+    spec = InputSpec(name="clip", video=clip / "talking_head.mkv", audio=audio_path, crop_boxes=clip / "crop_boxes.txt",
+                     ground_truth=copy)
+    audio = compute_audio_features(audio_path, fixtures_dir / "models" / "audio_encoder.onnx", None, contract)
+    backend = BackendSpec(name="cpu", session_options=SessionOptions(intra_op_num_threads=1))
+    with OnnxRuntimeRunner(fixtures_dir / "models" / "noisy.onnx", contract, backend) as runner:
+        own = generate(runner, audio, prepare_input(spec, contract), tmp_path / "own", timing=TIMING,
+                       ground_truth=copy, metrics=MetricsSpec(trim_to_shortest=True))
+    assert own.measured["compared_frames"] == shortcut.measured["compared_frames"] == shortcut.frames > 0
+    assert own.measured["fidelity"] == shortcut.measured["fidelity"]
+    assert own.measured["ground_truth_sync"] == shortcut.measured["ground_truth_sync"]
