@@ -41,7 +41,7 @@ from evalkit.pipeline.audio_encoder import load_features
 from evalkit.media.ffmpeg import probe_video
 from evalkit.pipeline.mel import mel_spectrogram, video_frame_count
 from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
-from evalkit.media.decode import check_decodes
+from evalkit.media.decode import check_decodes, decoded_once
 from evalkit.config.suite import BackendSpec, LoadedSuite, SessionOptions, SuiteError, cross_check, load_suite
 from evalkit.matrix.jobs import (combo_folder, finished_entries, mark_stopped, plan_jobs,  # noqa: F401 (re-exported)
                                 protocol_audio, read_state, write_state)
@@ -156,7 +156,7 @@ def _check_generator(model, contract, check_backend: BackendSpec, backends) -> N
 
 def _decodable_video(path: Path, role: str):
     info = probe_video(path)
-    check_decodes(info, role)
+    check_decodes(info, role, keep=True)  # inside decoded_once: the run's readers use these frames
     return info
 
 
@@ -216,7 +216,14 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
     ``workers``: local worker processes (default: what fits this machine, executors.default_workers);
     ``executor`` "ray" runs each combination as a task on the Ray cluster at ``ray_address``.
     A combination that fails is recorded as failed (matrix.jobs.failed_entry); the others run on.
+    Each input video is decoded once, by preflight (media.decode.decoded_once).
     """
+    with decoded_once():
+        return _run_suite(loaded, out, log, save_golden_to, keep_suite_as, workers, executor, ray_address)
+
+
+def _run_suite(loaded: LoadedSuite, out: Path | None, log, save_golden_to: Path | None, keep_suite_as: str | None,
+               workers: int | None, executor: Executor, ray_address: str | None) -> Path:
     suite = loaded.suite
     prepared, baseline = preflight(loaded)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
@@ -241,7 +248,12 @@ def resume_run(partial: Path, log=print, save_golden_to: Path | None = None, wor
     """Complete an interrupted run folder (``.<run-id>.partial``): its combinations with status ok are kept,
     the others run; then parity, gates, report and the rename, as a normal run. The suite must be the one the
     run started with (same SHA-256), and so must the model and input files (UserError otherwise)."""
-    partial = Path(partial)
+    with decoded_once():
+        return _resume_run(Path(partial), log, save_golden_to, workers, executor, ray_address)
+
+
+def _resume_run(partial: Path, log, save_golden_to: Path | None, workers: int | None, executor: Executor,
+                ray_address: str | None) -> Path:
     state = read_state(partial)
     run_id = state["run_id"]
     if partial.name != f".{run_id}{PARTIAL_SUFFIX}":

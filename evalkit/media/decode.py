@@ -6,17 +6,28 @@ template is walked forward and back (0, 1, ..., T-1, T-2, ..., 0, 1, ...):
 then the decoded frames are spilled once to a temporary file (``SpilledFrames``)
 and read back by index, still without holding them in memory: the file is read,
 not mapped, so its pages never count as the process's resident memory.
+
+Within a run (``decoded_once``), each input video is decoded once: preflight's
+check that it decodes writes its frames to a raw file in a temporary folder, and
+every later reader of that video (the template walk, the ground truth, the viewer
+pass, the report's thumbnails, in any worker process of the run) reads that file
+instead of starting a decoder. The bytes are the ones the decoder gives, so every
+number is the same; videos larger than ``DECODED_ONCE_MAX_BYTES`` stream as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import ffmpeg
 import numpy as np
@@ -28,11 +39,68 @@ FRAME_COUNT_SLACK = 1  # ffmpeg states durations to 10 ms: duration x fps is exa
 _DECODED = re.compile(r"frame=\s*(\d+)")
 
 
-def decoded_frame_count(info: VideoInfo) -> tuple[int, list[str]]:
-    """Decode every frame of the first video stream (to nowhere): how many decode, and ffmpeg's error lines
-    (a damaged file decodes with errors, e.g. 'slice CRC mismatch', even when every frame comes out)."""
+# --- each input video decoded once per run ---------------------------------------------------------------
+
+DECODED_ONCE_ENV = "EVALKIT_DECODED_FRAMES"  # the run's folder of decoded videos (worker processes inherit it)
+DECODED_ONCE_MAX_BYTES = 2 << 30  # a longer video (raw rgb24) is decoded by each reader, as without the folder
+
+
+@contextmanager
+def decoded_once():
+    """Within this block, videos that ``check_decodes(..., keep=True)`` accepted are read from their decoded
+    frames instead of being decoded again (``FrameReader``, ``SpilledFrames``). The folder is removed after."""
+    folder = tempfile.mkdtemp(prefix="evalkit-decoded-")
+    before = os.environ.get(DECODED_ONCE_ENV)
+    os.environ[DECODED_ONCE_ENV] = folder
+    try:
+        yield Path(folder)
+    finally:
+        if before is None:
+            os.environ.pop(DECODED_ONCE_ENV, None)
+        else:
+            os.environ[DECODED_ONCE_ENV] = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _decoded_name(info: VideoInfo) -> str | None:
+    """The decoded file's name for ``info``'s video as it is now (path, size and modification time), or None
+    outside ``decoded_once``."""
+    folder = os.environ.get(DECODED_ONCE_ENV)
+    if not folder:
+        return None
+    try:
+        stat = os.stat(info.path)
+    except OSError:
+        return None
+    key = f"{os.path.realpath(info.path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{info.width}x{info.height}"
+    return os.path.join(folder, hashlib.sha256(key.encode()).hexdigest()[:32] + ".rgb24")
+
+
+def decoded_frames_file(info: VideoInfo) -> str | None:
+    """The file of ``info``'s decoded frames (rgb24, frame after frame) when this run holds one, else None."""
+    name = _decoded_name(info)
+    return name if name is not None and os.path.isfile(name) else None
+
+
+def _keep_target(info: VideoInfo) -> str | None:
+    """Where ``check_decodes`` may keep ``info``'s decoded frames: inside ``decoded_once``, for a video small
+    enough, with room on the disk; else None."""
+    name = _decoded_name(info)
+    if name is None or os.path.isfile(name):
+        return None
+    size = info.width * info.height * 3 * (info.claimed_frames + FRAME_COUNT_SLACK)
+    if size > DECODED_ONCE_MAX_BYTES or shutil.disk_usage(os.path.dirname(name)).free < 2 * size:
+        return None
+    return name
+
+
+def decoded_frame_count(info: VideoInfo, keep: str | None = None) -> tuple[int, list[str]]:
+    """Decode every frame of the first video stream: how many decode, and ffmpeg's error lines (a damaged
+    file decodes with errors, e.g. 'slice CRC mismatch', even when every frame comes out). The frames go
+    nowhere, or as rgb24 into the file ``keep`` (``FrameReader``'s own conversion)."""
+    output = ["-f", "null", "-"] if keep is None else ["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", keep]
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats", "-i", str(info.path),
-           "-map", "0:v:0", "-f", "null", "-"]
+           "-map", "0:v:0", *output]
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
     lines = [line.strip() for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
     counts = [int(m.group(1)) for line in lines if (m := _DECODED.match(line))]
@@ -45,10 +113,24 @@ def _without_address(line: str) -> str:
     return re.sub(r" @ 0x[0-9a-f]+\]", "]", line)
 
 
-def check_decodes(info: VideoInfo, what: str = "video") -> int:
+def check_decodes(info: VideoInfo, what: str = "video", keep: bool = False) -> int:
     """Raise a UserError when ``info``'s video decodes fewer frames than it claims (cut short) or decodes with
-    errors (damaged in the middle); returns the decoded count."""
-    decoded, errors = decoded_frame_count(info)
+    errors (damaged in the middle); returns the decoded count. With ``keep``, inside ``decoded_once``, a video
+    that decodes cleanly keeps its decoded frames for the run's later readers."""
+    target = _keep_target(info) if keep else None
+    partial = None if target is None else f"{target}.{os.getpid()}.partial"
+    try:
+        decoded, errors = decoded_frame_count(info, partial)
+        _check_decoded(info, what, decoded, errors)
+        if partial is not None and os.path.getsize(partial) == decoded * info.width * info.height * 3:
+            os.replace(partial, target)  # complete before it is visible: a worker never reads half a file
+    finally:
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)
+    return decoded
+
+
+def _check_decoded(info: VideoInfo, what: str, decoded: int, errors: list[str]) -> None:
     claimed = info.claimed_frames
     if decoded < claimed - FRAME_COUNT_SLACK or decoded == 0:
         why = f"; ffmpeg: {errors[0]}" if errors else ""
@@ -67,9 +149,14 @@ class FrameReader:
         self.info = info
         self._frame_bytes = info.width * info.height * 3
         self._process = None
+        self._decoded = None
         self._stderr_tail: deque[bytes] = deque(maxlen=20)
 
     def __enter__(self) -> "FrameReader":
+        decoded = decoded_frames_file(self.info)
+        if decoded is not None:  # decoded once already in this run: read the frames, start no decoder
+            self._decoded = open(decoded, "rb", buffering=0)  # noqa: SIM115 (closed in __exit__)
+            return self
         stream = ffmpeg.input(str(self.info.path)).output(
             "pipe:", format="rawvideo", pix_fmt="rgb24", map="0:v:0", loglevel="error"
         )
@@ -85,9 +172,10 @@ class FrameReader:
     def read_into(self, buffer: np.ndarray) -> bool:
         """Fill ``buffer`` (H, W, 3 uint8) with the next frame; False at the end of the video."""
         view = memoryview(buffer.reshape(-1))
+        source = self._decoded if self._decoded is not None else self._process.stdout
         got = 0
         while got < self._frame_bytes:
-            n = self._process.stdout.readinto(view[got:])
+            n = source.readinto(view[got:])
             if not n:
                 break
             got += n
@@ -101,6 +189,8 @@ class FrameReader:
         return b"".join(self._stderr_tail).decode(errors="replace").strip() or "no message from ffmpeg"
 
     def __exit__(self, *exc) -> None:
+        if self._decoded is not None:
+            self._decoded.close()
         if self._process is not None:
             self._process.stdout.close()
             self._process.kill()
@@ -129,6 +219,14 @@ class SpilledFrames:
         self.info = info
         self.frames = info.frames
         self._frame_bytes = info.width * info.height * 3
+        decoded = decoded_frames_file(info)
+        if decoded is not None:  # decoded once already in this run: that file is the spill
+            self._file = open(decoded, "rb", buffering=0)  # noqa: SIM115 (closed in close)
+            if on_frame is not None:
+                buffer = np.empty((info.height, info.width, 3), np.uint8)
+                for i in range(info.frames):
+                    on_frame(i, self.read_into(i, buffer))
+            return
         self._file = tempfile.TemporaryFile(prefix="evalkit-frames-")
         buffer = np.empty((info.height, info.width, 3), np.uint8)
         try:

@@ -1,0 +1,74 @@
+"""Each input video decoded once per run (media.decode.decoded_once): the frames read back are the decoder's own
+bytes, for a lossless video and for an H.264 one (whose rgb24 comes through ffmpeg's colour conversion)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.errors import UserError
+from evalkit.media.decode import (DECODED_ONCE_ENV, FrameReader, SpilledFrames, check_decodes, decoded_frames_file,
+                                  decoded_once)
+from evalkit.media.encode import VideoWriter
+from evalkit.media.ffmpeg import probe_video
+
+
+def _read_all(info) -> np.ndarray:
+    frames = []
+    buffer = np.empty((info.height, info.width, 3), np.uint8)
+    with FrameReader(info) as reader:
+        while reader.read_into(buffer):
+            frames.append(buffer.copy())
+    return np.stack(frames)
+
+
+@pytest.fixture(scope="module", params=["lossless", "mp4"])
+def clip(request, tmp_path_factory):
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (1, 48, 64, 3), dtype=np.uint8)
+    frames = np.clip(base.astype(int) + rng.integers(-20, 21, (9, 48, 64, 3)), 0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("clip") / ("clip.mkv" if request.param == "lossless" else "clip.mp4")
+    with VideoWriter(path, 64, 48, 25, kind=request.param) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return probe_video(path)
+
+
+def test_frames_read_back_are_the_decoders_bytes(clip):
+    decoded = _read_all(clip)  # outside a run: ffmpeg decodes
+    with decoded_once() as folder:
+        assert decoded_frames_file(clip) is None  # not kept until preflight accepted it
+        assert check_decodes(clip, keep=True) == len(decoded)
+        kept = decoded_frames_file(clip)
+        assert kept is not None and Path(kept).parent == folder
+        assert os.path.getsize(kept) == decoded.nbytes
+        assert np.array_equal(_read_all(clip), decoded)
+        buffer = np.empty_like(decoded[0])
+        with SpilledFrames(clip) as spill:
+            for i in (len(decoded) - 1, 0, 4):
+                assert np.array_equal(spill.read_into(i, buffer), decoded[i])
+    assert not folder.exists() and DECODED_ONCE_ENV not in os.environ
+
+
+def test_a_changed_file_is_decoded_again(clip, tmp_path):
+    copy = tmp_path / clip.path.name
+    copy.write_bytes(clip.path.read_bytes())
+    info = probe_video(copy)
+    with decoded_once():
+        check_decodes(info, keep=True)
+        assert decoded_frames_file(info) is not None
+        os.utime(copy, ns=(0, 0))  # same bytes, another modification time: no longer the file that was decoded
+        assert decoded_frames_file(info) is None
+
+
+def test_a_damaged_video_keeps_nothing(tmp_path, clip):
+    cut = tmp_path / f"cut{clip.path.suffix}"
+    data = clip.path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with decoded_once() as folder:
+        with pytest.raises(UserError):
+            check_decodes(probe_video(cut), keep=True)
+        assert list(folder.iterdir()) == []
