@@ -13,6 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
+import numba
 import numpy as np
 
 SSIM_SIGMA = 1.5
@@ -140,7 +141,7 @@ class SsimKernel:
         size = shape[0] * shape[1] * shape[2]
         if size > self._size:  # grown, never shrunk: frames of one run share one set
             self._size = size
-            self._flat = np.empty((7, size), np.float32)
+            self._flat = np.empty((6, size), np.float32)
         if self._diff is None or self._diff.shape != shape:
             self._diff = np.empty(shape, np.uint8)
 
@@ -179,7 +180,8 @@ class SsimKernel:
 def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarray, keep: tuple[slice, slice]) -> float:
     """Sum of the SSIM map over ``keep`` of the (h, w, c) sub-frames, in float64.
 
-    Seven float32 planes, reused in place: u and v, their four filtered planes, one for the result.
+    Six float32 planes, reused in place: u and v and their four filtered planes; S itself is summed as it is
+    computed (``_ssim_sum``).
     """
     h, w, c = reference.shape
     pad, data_range = kernel.pad, kernel.data_range
@@ -193,8 +195,6 @@ def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarr
     shape = (h, w, c)
     u, v = kernel._planes(0, shape), kernel._planes(1, shape)
     mean_u, mean_v, mean_uu, mean_vv = (kernel._planes(2 + k, shape) for k in range(4))
-    kh, kw = keep[0].stop - keep[0].start, keep[1].stop - keep[1].start
-    t = kernel._planes(6, (kh, kw, c))
     two_c1, two_c2 = 2 * c1, 2 * c2
     np.subtract(reference, centre, out=u, dtype=np.float32)  # x, for now
     np.subtract(candidate, centre, out=v, dtype=np.float32)  # y, for now
@@ -208,20 +208,29 @@ def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarr
     for plane, filtered in ((u, mean_uu), (v, mean_vv)):
         cv2.GaussianBlur(plane, ksize, SSIM_SIGMA, dst=filtered, sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
     mu, mv, su, sv = (plane[keep] for plane in (mean_u, mean_v, mean_uu, mean_vv))
-    np.subtract(su, np.square(mu, out=t), out=su)  # var u (subtract first: float32 cancellation)
-    np.subtract(sv, np.square(mv, out=t), out=sv)  # var v
-    mu += 2 * centre  # absolute mean of u = x + y
-    np.square(mu, out=mu)  # U^2
-    np.square(mv, out=mv)  # V^2
-    np.subtract(mu, mv, out=t)
-    t += two_c1  # U^2 - V^2 + 2 C1
-    mu += mv
-    mu += two_c1  # U^2 + V^2 + 2 C1
-    np.subtract(su, sv, out=mv)
-    mv += two_c2  # var u - var v + 2 C2
-    t *= mv  # numerator
-    su += sv
-    su += two_c2  # var u + var v + 2 C2
-    mu *= su  # denominator
-    t /= mu
-    return float(t.sum(dtype=np.float64))
+    return _ssim_sum(mu, mv, su, sv, two_c1, two_c2, np.float32(2 * centre))
+
+
+@numba.njit(nogil=True, cache=True)
+def _ssim_sum(mu, mv, su, sv, two_c1, two_c2, centre2):  # pragma: no cover (compiled)
+    """Sum over the filtered planes' pixels of S (float32 arithmetic, in the order written, summed in
+    float64): one pass instead of a dozen numpy passes over whole planes. mu, mv: the means of the centred
+    u and v; su, sv: the means of their squares (see ``_ssim_map_sum``)."""
+    total = 0.0
+    h, w, c = mu.shape
+    for i in range(h):
+        row = 0.0
+        for j in range(w):
+            for k in range(c):
+                a = mu[i, j, k]
+                b = mv[i, j, k]
+                var_u = su[i, j, k] - a * a  # subtract first: float32 cancellation
+                var_v = sv[i, j, k] - b * b
+                big_u = a + centre2  # the absolute mean of u = x + y
+                uu = big_u * big_u
+                vv = b * b
+                numerator = (uu - vv + two_c1) * (var_u - var_v + two_c2)
+                denominator = (uu + vv + two_c1) * (var_u + var_v + two_c2)
+                row += numerator / denominator
+        total += row
+    return total
