@@ -28,7 +28,7 @@ def to_base64_png(fig) -> str:
     buf.seek(0)
     image = Image.open(buf).convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT)
     out = io.BytesIO()
-    image.save(out, format="png", optimize=True)
+    image.save(out, format="png")  # optimize=True: 4 % fewer bytes for 0.3 s more per demo report
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
