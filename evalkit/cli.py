@@ -477,6 +477,9 @@ def cmd_signoff(args) -> int:
     record = signoff.build_signoff(loaded, Path(args.model), run_dir, private_key)
     json_path, html_path = signoff.write_signoff(record, run_dir)
     failed = [g for g in record["criteria"] if not g["passed"]]
+    code = EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
+    if _failed_by_a_bug(run_dir):  # the verdict is FAIL, but the cause is evalkit's, not the model's
+        code = EXIT_INTERNAL
     if args.json:
         import json
 
@@ -487,14 +490,25 @@ def cmd_signoff(args) -> int:
             "criteria_passed": len(record["criteria"]) - len(failed), "criteria": len(record["criteria"]),
             "failed": failed, "run_dir": str(run_dir), "signoff_json": str(json_path), "signoff_html": str(html_path),
         }), allow_nan=False))
-        return EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
+        return code
     print(f"sign-off {record['verdict']}: {len(record['criteria']) - len(failed)} of {len(record['criteria'])} "
           f"criteria passed for {args.model}" + ("" if private_key else " (unsigned: pass --key to sign it)"))
     for g in failed:
         print(f"  FAIL  {GateResult(**g).where}  {g['gate']}: {g['message']}")
     print(html_path)
     print(json_path)
-    return EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
+    return code
+
+
+def _failed_by_a_bug(run_dir: Path) -> bool:
+    """Whether a combination of the run failed because of a bug in evalkit (its error line goes to stderr)."""
+    from evalkit.matrix.jobs import INTERNAL, failure_kind
+    from evalkit.record.summary import load_run
+
+    bugs = [e for e in load_run(run_dir)["runs"] if e["status"] == "failed" and failure_kind(e) == INTERNAL]
+    for e in bugs:
+        _stderr(f"evalkit: error: {e['model']}/{e['backend']}/{e['input']}/{e['protocol']} failed: {e['reason']}")
+    return bool(bugs)
 
 
 def cmd_compare(args) -> int:

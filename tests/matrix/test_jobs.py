@@ -117,6 +117,18 @@ def test_a_bug_in_one_combination_exits_3_after_the_others_ran(capsys, fixtures_
     assert "KeyError: 'bug'" in (run_dir / entries["copycat"]["traceback"]).read_text()
 
 
+def test_signoff_of_a_model_whose_combination_hit_a_bug_exits_3(capsys, fixtures_dir, tmp_path, monkeypatch):
+    data = tiny_suite(fixtures_dir, tmp_path, models=("candidate",))
+    data["models"][0]["generator"] = str(fixtures_dir / "models" / "reference.onnx")
+    data["gates"] = [{"field": "psnr_mean", "op": ">=", "value": 20}]
+    fail_for("candidate", KeyError("bug"), monkeypatch)
+    code, stdout, err = run_cli(capsys, "signoff", write_suite(tmp_path / "s.yaml", data), "--model",
+                                fixtures_dir / "models" / "reference.onnx", "--out", tmp_path / "out")
+    assert code == 3, err  # not 1: the model did not miss a criterion, evalkit failed to measure it
+    assert "sign-off FAIL" in stdout
+    assert "candidate/cpu/th/reconstruction failed: KeyError: 'bug' (a bug in evalkit" in err
+
+
 def test_an_interrupted_run_keeps_what_finished_and_resumes(capsys, fixtures_dir, tmp_path, monkeypatch):
     suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path))
     out = tmp_path / "out"
