@@ -43,7 +43,7 @@ from evalkit.pipeline.mel import mel_spectrogram, video_frame_count
 from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
 from evalkit.media.decode import check_decodes, decoded_once
 from evalkit.config.suite import BackendSpec, LoadedSuite, SessionOptions, SuiteError, cross_check, load_suite
-from evalkit.matrix.jobs import (combo_folder, finished_entries, mark_stopped, plan_jobs,  # noqa: F401 (re-exported)
+from evalkit.matrix.jobs import (combo_folder, finished_entries, mark_stopped, one_blas_thread, plan_jobs,  # noqa: F401 (re-exported)
                                 protocol_audio, read_state, write_state)
 
 
@@ -218,7 +218,7 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
     A combination that fails is recorded as failed (matrix.jobs.failed_entry); the others run on.
     Each input video is decoded once, by preflight (media.decode.decoded_once).
     """
-    with decoded_once():
+    with decoded_once(), one_blas_thread():
         return _run_suite(loaded, out, log, save_golden_to, keep_suite_as, workers, executor, ray_address)
 
 
@@ -248,7 +248,7 @@ def resume_run(partial: Path, log=print, save_golden_to: Path | None = None, wor
     """Complete an interrupted run folder (``.<run-id>.partial``): its combinations with status ok are kept,
     the others run; then parity, gates, report and the rename, as a normal run. The suite must be the one the
     run started with (same SHA-256), and so must the model and input files (UserError otherwise)."""
-    with decoded_once():
+    with decoded_once(), one_blas_thread():
         return _resume_run(Path(partial), log, save_golden_to, workers, executor, ray_address)
 
 

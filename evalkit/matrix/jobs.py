@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from evalkit.config.suite import DEFAULT_PROTOCOL, BackendSpec, LoadedSuite
 from evalkit.errors import UserError
@@ -128,7 +129,22 @@ def prepared_input(spec, contract):
 
 # --- one job ----------------------------------------------------------------------------------------------
 
+def one_blas_thread():
+    """A context in which BLAS (OpenBLAS, numpy's) uses one thread. evalkit's matrix work is small (mel filters,
+    the sync estimator's PCA) and runs beside ONNX Runtime's and the stages' threads: there, OpenBLAS's own
+    spinning threads made a 317 x 317 eigh take 0.6-1.6 s instead of 9 ms on 2 cores. The CLI also sets
+    OPENBLAS_NUM_THREADS; this covers library callers (``run_suite``), worker processes and Ray tasks."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def run_job(loaded: LoadedSuite, job: Job, run_dir: Path, log=None) -> dict:
+    """Generate and measure one combination into ``run_dir/<job.folder>``; returns its record entry (see
+    ``_job``), with BLAS on one thread (``one_blas_thread``)."""
+    with one_blas_thread():
+        return _job(loaded, job, run_dir, log)
+
+
+def _job(loaded: LoadedSuite, job: Job, run_dir: Path, log=None) -> dict:
     """Generate and measure one combination into ``run_dir/<job.folder>``; returns its record entry.
 
     Never raises for a failure of the combination itself (an Exception): the entry says ``failed``. An

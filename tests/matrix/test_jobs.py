@@ -166,3 +166,18 @@ def test_an_interrupted_run_keeps_what_finished_and_resumes(capsys, fixtures_dir
 
     code, stdout, _ = run_cli(capsys, "runs", "partial", tmp_path / "spare", "--remove")
     assert code == 0 and "removed" in stdout and not spare.exists()
+
+
+def test_a_combination_runs_with_one_blas_thread():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from evalkit.matrix.jobs import one_blas_thread
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):  # as a library caller's process may have it
+        assert blas_threads() == {2}, "numpy's BLAS is not visible to threadpoolctl"
+        with one_blas_thread():
+            assert blas_threads() == {1}
+        assert blas_threads() == {2}
