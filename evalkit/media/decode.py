@@ -42,7 +42,8 @@ _DECODED = re.compile(r"frame=\s*(\d+)")
 # --- each input video decoded once per run ---------------------------------------------------------------
 
 DECODED_ONCE_ENV = "EVALKIT_DECODED_FRAMES"  # the run's folder of decoded videos (worker processes inherit it)
-DECODED_ONCE_MAX_BYTES = 2 << 30  # a longer video (raw rgb24) is decoded by each reader, as without the folder
+DECODED_ONCE_MAX_BYTES = 2 << 30  # raw rgb24 kept per run, all videos together (the folder may be in memory,
+# on a tmpfs): a video that does not fit is decoded by each of its readers, as without the folder
 
 
 @contextmanager
@@ -88,8 +89,10 @@ def _keep_target(info: VideoInfo) -> str | None:
     name = _decoded_name(info)
     if name is None or os.path.isfile(name):
         return None
+    folder = os.path.dirname(name)
     size = info.width * info.height * 3 * (info.claimed_frames + FRAME_COUNT_SLACK)
-    if size > DECODED_ONCE_MAX_BYTES or shutil.disk_usage(os.path.dirname(name)).free < 2 * size:
+    kept = sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+    if kept + size > DECODED_ONCE_MAX_BYTES or shutil.disk_usage(folder).free < 2 * size:
         return None
     return name
 

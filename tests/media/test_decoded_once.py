@@ -72,3 +72,14 @@ def test_a_damaged_video_keeps_nothing(tmp_path, clip):
         with pytest.raises(UserError):
             check_decodes(probe_video(cut), keep=True)
         assert list(folder.iterdir()) == []
+
+
+def test_videos_over_the_runs_budget_are_decoded_where_they_are_read(clip, monkeypatch):
+    import evalkit.media.decode as decode
+
+    frame_bytes = clip.width * clip.height * 3
+    monkeypatch.setattr(decode, "DECODED_ONCE_MAX_BYTES", frame_bytes * clip.frames)  # less than frames + slack
+    with decoded_once() as folder:
+        assert check_decodes(clip, keep=True) == clip.frames  # still checked
+        assert decoded_frames_file(clip) is None and list(folder.iterdir()) == []
+        assert len(_read_all(clip)) == clip.frames  # and read through ffmpeg
