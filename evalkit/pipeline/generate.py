@@ -388,7 +388,11 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
             with Timer(stages, "measure"):
                 stats.update(slot.raw)
                 if slot.index < compared:
-                    truth_inner = None if truth_info is None else cropper.crop_frame(slot.truth, boxes[slot.t_index])
+                    truth_inner = None
+                    if truth_is_template:  # the ground truth's inner region is the one cut for the model
+                        truth_inner = slot.template_inner
+                    elif truth_info is not None:
+                        truth_inner = cropper.crop_frame(slot.truth, boxes[slot.t_index])
                     measures.add_face(slot.inner, truth_inner)
             release(slot)
 
