@@ -31,7 +31,7 @@ from onnx import TensorProto, helper
 
 from evalkit.cli import main
 from evalkit.media.ffmpeg import ffmpeg_exe
-from tests.conftest import REPO
+from tests.conftest import REPO, short_audio
 
 CLIP_FRAMES = 40  # frames of the short template: long enough for a mel window, short enough to decode fast
 AUDIO_SECONDS = 1.6  # drives 37 frames (trim_to_shortest is on in the base suite)
@@ -587,8 +587,10 @@ def test_signal_during_a_run_leaves_no_finished_folder(signum, code, after_one, 
     folder (.<run-id>.partial) is kept, and the message says how to complete it; never a run.json."""
     data = base_suite(assets)
     clip = fixtures_dir / "clip"
+    # 4 s of speech: 97 frames per combination, seconds of generating and measuring, many times the 0.5 s the
+    # signal waits (the whole 12.8 s clip only made the wait for the first combination longer).
     data["inputs"][0].update(video=str(clip / "talking_head.mkv"), ground_truth=str(clip / "talking_head.mkv"),
-                             audio=str(clip / "speech.wav"), crop_boxes=str(clip / "crop_boxes.txt"))
+                             audio=str(short_audio(fixtures_dir, tmp_path, 4)), crop_boxes=str(clip / "crop_boxes.txt"))
     data["models"].append(dict(data["models"][0], name="ref2"))
     path = tmp_path / "s.yaml"
     path.write_text(dumped(data))

@@ -57,28 +57,33 @@ def test_verify_untouched_altered_and_other_model(signed, fixtures_dir, tmp_path
     assert "is not the model this record signs off" in capsys.readouterr().out
 
 
-def test_signoff_fails_a_model_that_misses_the_criteria(release_suite, fixtures_dir, capsys):
-    tmp, suite = release_suite
+def test_signoff_fails_a_model_that_misses_the_criteria(fixtures_dir, tmp_path, capsys):
+    # 2 s of the audio: noisy's 30 dB misses psnr_mean >= 50 whatever the length.
+    suite = write_suite(tmp_path / "release.yaml", release_suite_data(fixtures_dir, tmp_path, 2))
     code = main(["signoff", str(suite), "--model", str(fixtures_dir / "models" / "noisy.onnx"),
-                 "--out", str(tmp / "reports-noisy")])
+                 "--out", str(tmp_path / "reports-noisy")])
     out = capsys.readouterr().out
     assert code == 1 and "sign-off FAIL" in out and "psnr_mean" in out
 
 
-def test_history_shows_both_runs_in_order(release_suite, tmp_path, capsys):
-    _, suite = release_suite
-    for _ in range(2):
-        assert main(["run", str(suite), "--out", str(tmp_path)]) == 0
-    db = tmp_path / "history.sqlite"
+def test_history_shows_both_runs_in_order(signed, release_suite, capsys):
+    # The first run is the sign-off's (release.yaml with its own model file, recorded in tmp/reports like any
+    # run); a second run of the suite goes into the same folder.
+    tmp, suite = release_suite
+    code, first = signed
+    assert code == 0
+    out_dir = tmp / "reports"
+    assert main(["run", str(suite), "--out", str(out_dir)]) == 0
+    db = out_dir / "history.sqlite"
     with sqlite3.connect(db) as con:
         run_ids = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY created_utc, run_id")]
-    assert len(run_ids) == 2
+    assert len(run_ids) == 2 and run_ids[0] == first.name
     capsys.readouterr()
     assert main(["history", "--db", str(db), "--suite", "release", "--field", "psnr_mean"]) == 0
     out = capsys.readouterr().out
     assert out.index(run_ids[0]) < out.index(run_ids[1])
     assert "psnr_mean:" in out and "candidate/cpu/talking_head" in out
-    html = (tmp_path / "history.html").read_text()
+    html = (out_dir / "history.html").read_text()
     assert html.count("data:image/png;base64,") == 1  # the one field asked for
     assert run_ids[0] in html and run_ids[1] in html
     from evalkit.ci.history import gate_limits, runs

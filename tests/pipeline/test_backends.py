@@ -15,6 +15,7 @@ from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_outputs
 from evalkit.run import RequiredBackendMissing, run_suite
 from evalkit.config.suite import load_suite
 from tests.conftest import demo_suite_data, write_suite
+from tests.conftest import short_audio as short_audio_file
 
 EXTERNAL = ["{python}", "-m", "evalkit.examples.external_pipeline", "{request}"]
 QUIET = {"log": lambda *_: None}
@@ -30,10 +31,13 @@ def short_audio(fixtures_dir, tmp_path_factory):
     return path
 
 
-def suite_data(fixtures_dir, short_audio, models, backends, **extra):
+def suite_data(fixtures_dir, short_audio, models, backends, ground_truth=True, **extra):
+    """ground_truth=False: no fidelity measurement (most of a run's time), for tests that assert none."""
     data = demo_suite_data(fixtures_dir)
     data["models"] = [m for m in data["models"] if m["name"] in models]
     data["inputs"][0]["audio"] = str(short_audio)
+    if not ground_truth:
+        data["inputs"][0].pop("ground_truth")
     data["backends"] = backends
     data["metrics"] = {"trim_to_shortest": True}  # default lags: the sync threshold is calibrated for +/-15
     data["timing"] = {"warmup": 2, "min_timed_frames": 10, "min_seconds": 0}
@@ -42,15 +46,37 @@ def suite_data(fixtures_dir, short_audio, models, backends, **extra):
 
 
 @pytest.fixture(scope="module")
+def one_second_audio(fixtures_dir, tmp_path_factory):
+    """1 s of the fixture audio (24 video frames) for the tests whose answers do not depend on its length
+    (nor on a ground truth): raw-output comparisons of the first 8 frames (parity, golden) and timing counts."""
+    return short_audio_file(fixtures_dir, tmp_path_factory.mktemp("audio1s"), 1)
+
+
+@pytest.fixture(scope="module")
 def backends_run(fixtures_dir, short_audio, tmp_path_factory):
+    """reference on every backend (4 s: the off-by-one test needs a reliable sync estimate)."""
     tmp = tmp_path_factory.mktemp("backends")
     data = suite_data(
-        fixtures_dir, short_audio, ["reference", "reference_fp16"],
+        fixtures_dir, short_audio, ["reference"],
         [{"name": "cpu", "session_options": {"graph_optimization_level": "all"}},
          {"name": "cpu-noopt", "session_options": {"graph_optimization_level": "disable"}},
          {"name": "cuda", "provider": "CUDAExecutionProvider"},
          {"name": "external", "kind": "external", "command": EXTERNAL},
          {"name": "off-by-one", "kind": "external", "command": EXTERNAL + ["--shift-frames", "1"]}],
+        parity={"baseline_backend": "cpu"},
+    )
+    return run_suite(load_suite(write_suite(tmp / "s.yaml", data)), out=tmp / "reports", **QUIET)
+
+
+@pytest.fixture(scope="module")
+def fp16_run(fixtures_dir, one_second_audio, tmp_path_factory):
+    """reference and reference_fp16 on the CPU backend of backends_run, with their parity pair. Its own run, so
+    that reference_fp16 is not also run on the other backends; parity compares the raw outputs of the first
+    8 frames (parity.frames), the same tensors whatever the audio's length beyond them."""
+    tmp = tmp_path_factory.mktemp("fp16")
+    data = suite_data(
+        fixtures_dir, one_second_audio, ["reference", "reference_fp16"],
+        [{"name": "cpu", "session_options": {"graph_optimization_level": "all"}}], ground_truth=False,
         parity={"baseline_backend": "cpu", "pairs": [
             {"reference": {"model": "reference", "backend": "cpu"},
              "candidate": {"model": "reference_fp16", "backend": "cpu"}, "precision": "fp16"}]},
@@ -62,8 +88,8 @@ def entries(run_dir):
     return {(e["model"], e["backend"]): e for e in json.loads((run_dir / "run.json").read_text())["runs"]}
 
 
-def test_fp32_against_fp16_differs_but_within_the_fp16_tolerance(backends_run):
-    record = json.loads((backends_run / "run.json").read_text())
+def test_fp32_against_fp16_differs_but_within_the_fp16_tolerance(fp16_run):
+    record = json.loads((fp16_run / "run.json").read_text())
     pair = next(p for p in record["parity"] if p["candidate"].startswith("reference_fp16/cpu/"))
     tensor = pair["tensor"]
     assert pair["passed"] and pair["precision"] == "fp16"
@@ -118,9 +144,9 @@ def test_required_missing_provider_fails_with_exit_1(fixtures_dir, short_audio, 
     assert "this machine has" in err and "CPUExecutionProvider" in err
 
 
-def test_golden_round_trip(fixtures_dir, short_audio, tmp_path):
+def test_golden_round_trip(fixtures_dir, one_second_audio, tmp_path):
     golden = tmp_path / "golden"
-    base = suite_data(fixtures_dir, short_audio, ["reference"], [{"name": "cpu"}])
+    base = suite_data(fixtures_dir, one_second_audio, ["reference"], [{"name": "cpu"}], ground_truth=False)
     run_suite(load_suite(write_suite(tmp_path / "a.yaml", base)), out=tmp_path / "r", save_golden_to=golden, **QUIET)
     manifest = json.loads((golden / "golden.json").read_text())["entries"]["reference__talking_head"]
     assert manifest["frames"] == 8 and len(manifest["model_sha256"]) == 64 and manifest["inputs_sha256"]
@@ -139,8 +165,8 @@ def test_golden_round_trip(fixtures_dir, short_audio, tmp_path):
     assert g["max_abs"] == pytest.approx(8 / 255, abs=1e-6) and g["failing_elements"] > 0
 
 
-def test_timing_counts_and_batches(fixtures_dir, short_audio, tmp_path):
-    data = suite_data(fixtures_dir, short_audio, ["mobile-unet"], [{"name": "cpu"}])
+def test_timing_counts_and_batches(fixtures_dir, one_second_audio, tmp_path):
+    data = suite_data(fixtures_dir, one_second_audio, ["mobile-unet"], [{"name": "cpu"}], ground_truth=False)
     data["timing"] = {"warmup": 3, "min_timed_frames": 9, "min_seconds": 0, "batch_sizes": [1, 4]}
     e = entries(run_suite(load_suite(write_suite(tmp_path / "s.yaml", data)), out=tmp_path, **QUIET))
     e = e[("mobile-unet", "cpu")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 
 import numpy as np
@@ -101,13 +102,19 @@ def test_run_folder_is_self_describing(demo_run, demo_suite):
 
 def test_two_runs_give_identical_frames(demo_run, fixtures_dir, tmp_path):
     """Two of the demo's models again, in a second run, the other way round: the same pixels, whatever ran
-    before them (mobile-unet's determinism across runs: tests/pipeline/test_streamed.py, batches)."""
+    before them (mobile-unet's determinism across runs: tests/pipeline/test_streamed.py, batches).
+    The second run has no ground truth: the frames compared here do not depend on it, and measuring against it
+    is most of a run's time (the demo run measured these frames; a ground truth that changed them would fail)."""
     data = demo_suite_data(fixtures_dir)
     data["models"] = [m for m in data["models"] if m["name"] in ("noisy", "reference")][::-1]
+    data["inputs"][0].pop("ground_truth")
     again = run_suite(load_suite(write_suite(tmp_path / "again.yaml", data)), out=tmp_path, log=lambda *_: None)
     assert again != demo_run
     for model in ["reference", "noisy"]:
         for kind in ["inner", "full"]:
+            a, b = (run / f"{model}__cpu__talking_head" / f"frames_{kind}.mkv" for run in (again, demo_run))
+            if filecmp.cmp(a, b, shallow=False):
+                continue  # the same bytes of a lossless file decode to the same pixels (evalkit writes bit-exact)
             assert np.array_equal(outputs(again, model, kind), outputs(demo_run, model, kind)), (model, kind)
 
 
