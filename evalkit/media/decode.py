@@ -124,6 +124,11 @@ def check_decodes(info: VideoInfo, what: str = "video", keep: bool = False) -> i
     partial = None if target is None else f"{target}.{os.getpid()}.partial"
     try:
         decoded, errors = decoded_frame_count(info, partial)
+        if partial is not None and (errors or decoded < info.claimed_frames - FRAME_COUNT_SLACK or decoded == 0):
+            if os.path.exists(partial):  # keeping may be what failed (a full disk): judge the video on a plain
+                os.unlink(partial)  # decode
+            partial = None
+            decoded, errors = decoded_frame_count(info)
         _check_decoded(info, what, decoded, errors)
         if partial is not None and os.path.getsize(partial) == decoded * info.width * info.height * 3:
             os.replace(partial, target)  # complete before it is visible: a worker never reads half a file

@@ -83,3 +83,13 @@ def test_videos_over_the_runs_budget_are_decoded_where_they_are_read(clip, monke
         assert check_decodes(clip, keep=True) == clip.frames  # still checked
         assert decoded_frames_file(clip) is None and list(folder.iterdir()) == []
         assert len(_read_all(clip)) == clip.frames  # and read through ffmpeg
+
+
+def test_a_failure_to_keep_the_frames_is_not_blamed_on_the_video(clip, tmp_path, monkeypatch):
+    import evalkit.media.decode as decode
+
+    # where the frames cannot be written (as on a full disk): ffmpeg fails on its output, not on the video
+    monkeypatch.setattr(decode, "_keep_target", lambda info: str(tmp_path / "missing" / "frames.rgb24"))
+    with decoded_once():
+        assert check_decodes(clip, keep=True) == clip.frames
+        assert decoded_frames_file(clip) is None
