@@ -153,7 +153,7 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
     if summary_md:
         _write_text(summary_md, summary_markdown(name, str(run_dir), results, record, gated=gated))
     for e in failed:
-        _stderr(f"evalkit: error: {e['model']}/{e['backend']}/{e['input']}/{e['protocol']} failed: {e['reason']}")
+        _stderr(_failure_line(e))
     if as_json:
         _stderr(summary_text(results, gated=gated))
         print(json.dumps(json_safe({
@@ -500,6 +500,12 @@ def cmd_signoff(args) -> int:
     return code
 
 
+def _failure_line(entry: dict) -> str:
+    """stderr's line for a combination that failed."""
+    return (f"evalkit: error: {entry['model']}/{entry['backend']}/{entry['input']}/{entry['protocol']} failed: "
+            f"{entry['reason']}")
+
+
 def _failed_by_a_bug(run_dir: Path) -> bool:
     """Whether a combination of the run failed because of a bug in evalkit (its error line goes to stderr)."""
     from evalkit.matrix.jobs import INTERNAL, failure_kind
@@ -507,7 +513,7 @@ def _failed_by_a_bug(run_dir: Path) -> bool:
 
     bugs = [e for e in load_run(run_dir)["runs"] if e["status"] == "failed" and failure_kind(e) == INTERNAL]
     for e in bugs:
-        _stderr(f"evalkit: error: {e['model']}/{e['backend']}/{e['input']}/{e['protocol']} failed: {e['reason']}")
+        _stderr(_failure_line(e))
     return bool(bugs)
 
 

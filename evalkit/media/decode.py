@@ -124,12 +124,15 @@ def check_decodes(info: VideoInfo, what: str = "video", keep: bool = False) -> i
     partial = None if target is None else f"{target}.{os.getpid()}.partial"
     try:
         decoded, errors = decoded_frame_count(info, partial)
-        if partial is not None and (errors or decoded < info.claimed_frames - FRAME_COUNT_SLACK or decoded == 0):
-            if os.path.exists(partial):  # keeping may be what failed (a full disk): judge the video on a plain
-                os.unlink(partial)  # decode
+        problem = _decode_problem(info, what, decoded, errors)
+        if problem is not None and partial is not None:  # keeping may be what failed (a full disk): judge the
+            if os.path.exists(partial):                    # video on a plain decode
+                os.unlink(partial)
             partial = None
             decoded, errors = decoded_frame_count(info)
-        _check_decoded(info, what, decoded, errors)
+            problem = _decode_problem(info, what, decoded, errors)
+        if problem is not None:
+            raise UserError(problem)
         if partial is not None and os.path.getsize(partial) == decoded * info.width * info.height * 3:
             os.replace(partial, target)  # complete before it is visible: a worker never reads half a file
     finally:
@@ -138,16 +141,17 @@ def check_decodes(info: VideoInfo, what: str = "video", keep: bool = False) -> i
     return decoded
 
 
-def _check_decoded(info: VideoInfo, what: str, decoded: int, errors: list[str]) -> None:
+def _decode_problem(info: VideoInfo, what: str, decoded: int, errors: list[str]) -> str | None:
+    """What is wrong with a video that decoded ``decoded`` frames with ffmpeg's ``errors``, or None."""
     claimed = info.claimed_frames
     if decoded < claimed - FRAME_COUNT_SLACK or decoded == 0:
         why = f"; ffmpeg: {errors[0]}" if errors else ""
-        raise UserError(f"{what} {info.path}: only {decoded} of the {claimed} frames it claims decode (the file is "
-                        f"cut short or damaged{why}); export it again")
+        return (f"{what} {info.path}: only {decoded} of the {claimed} frames it claims decode (the file is "
+                f"cut short or damaged{why}); export it again")
     if errors:
-        raise UserError(f"{what} {info.path}: damaged: {decoded} of {claimed} frames decode, but with errors "
-                        f"(ffmpeg: {errors[0]}); export it again")
-    return decoded
+        return (f"{what} {info.path}: damaged: {decoded} of {claimed} frames decode, but with errors "
+                f"(ffmpeg: {errors[0]}); export it again")
+    return None
 
 
 class FrameReader:
