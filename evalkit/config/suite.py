@@ -194,6 +194,11 @@ class SessionOptions(BaseModel):
     inter_op_num_threads: Optional[int] = Field(None, ge=0)
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     execution_mode: Literal["sequential", "parallel"] = "sequential"
+    allow_spinning: bool = Field(
+        False, description="Let ONNX Runtime's pool threads spin (busy-wait) for work after each run "
+        "(session.intra_op/inter_op.allow_spinning). Off by default: evalkit's own stages share the cores, and "
+        "spinning threads take CPU from them; on the 2-core test VM spinning made the streamed pass slower and "
+        "the latency pass's median 40 ms instead of 27-29 ms for mobile-unet.")
 
 
 class BackendSpec(BaseModel):

@@ -106,6 +106,9 @@ class OnnxRuntimeRunner(Runner):
         so.execution_mode = (
             ort.ExecutionMode.ORT_PARALLEL if opts.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
         )
+        spinning = "1" if opts.allow_spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         so.log_severity_level = 3
         return so
 

@@ -204,3 +204,17 @@ def test_compare_defaults_beside_the_runs_and_prints_json(backends_run, tmp_path
     assert "reference/cpu/talking_head/reconstruction" in result["compared"]
     assert result["significant_speed_changes"] == []  # the same samples: nothing is significant
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_session_spinning_follows_the_suite(fixtures_dir, allow):
+    """allow_spinning reaches the ONNX Runtime session as its two config entries (off unless the suite asks)."""
+    from evalkit.config.contract import Contract
+    from evalkit.config.suite import BackendSpec, SessionOptions
+    from evalkit.pipeline.runner import OnnxRuntimeRunner
+
+    backend = BackendSpec(name="cpu", session_options=SessionOptions(intra_op_num_threads=1, allow_spinning=allow))
+    with OnnxRuntimeRunner(fixtures_dir / "models" / "reference.onnx", Contract(), backend) as runner:
+        options = runner.session.get_session_options()
+        for pool in ("intra_op", "inter_op"):
+            assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == ("1" if allow else "0")
