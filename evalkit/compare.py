@@ -8,7 +8,8 @@ Mann-Whitney U test of the two runs' latency samples in the direction the
 statistic moved: the page colours a speed difference only when p < SPEED_ALPHA,
 the same test the speed gates use; parity of B's raw outputs and pictures against A's (tolerances of B's
 precision); and a side-by-side video (A | B). Numbers come from the two
-run.json files and the runs' own output files.
+run.json files and the runs' own output files. A baseline folder (``evalkit baseline set``: the record and
+tables, no videos) compares by numbers only: no picture parity and no video where one side has no files.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from evalkit.ci.baseline import is_baseline
 from evalkit.measure.parity import head_outputs, picture_parity
 from evalkit.errors import UserError
 from evalkit.ci.gates import SPEED_ALPHA, SPEED_FIELDS
@@ -77,15 +79,18 @@ def compare_runs(run_a: Path, run_b: Path, out: Path) -> Path:
         n = min(len(ha), len(hb)) if ha is not None and hb is not None else 0
         tensor = compare_outputs(ha[:n], hb[:n], atol, rtol).to_dict() if n else None
         external = "external" in (ea["kind"], eb["kind"])
-        picture = picture_parity(Path(run_a) / ea["folder"], Path(run_b) / eb["folder"],
-                                 FRAMES_FULL if external else FRAMES_INNER)
+        dir_a, dir_b = Path(run_a) / ea["folder"], Path(run_b) / eb["folder"]
+        frames_file = FRAMES_FULL if external else FRAMES_INNER
+        # A baseline (evalkit baseline set) keeps the record and tables, no videos: its side is numbers only.
+        picture = (picture_parity(dir_a, dir_b, frames_file) if _both_have(dir_a, dir_b, frames_file)
+                   else {"missing": frames_file})
         parity.append({"model": key[0], "backend": key[1], "input": key[2], "protocol": key[3], "atol": atol,
                        "rtol": rtol,
                        "tensor": tensor, "picture": picture})
-        name = f"{'__'.join(key)}_a_vs_b.mp4"
-        side_by_side(Path(run_a) / ea["folder"] / OUTPUT_MP4, Path(run_b) / eb["folder"] / OUTPUT_MP4, out / name,
-                     min(ea["frames"], eb["frames"]))
-        videos.append({"label": " / ".join(key), "href": name})
+        if _both_have(dir_a, dir_b, OUTPUT_MP4):
+            name = f"{'__'.join(key)}_a_vs_b.mp4"
+            side_by_side(dir_a / OUTPUT_MP4, dir_b / OUTPUT_MP4, out / name, min(ea["frames"], eb["frames"]))
+            videos.append({"label": " / ".join(key), "href": name})
     table = pd.DataFrame(rows)
     with atomic_output(out / "comparison.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -93,9 +98,13 @@ def compare_runs(run_a: Path, run_b: Path, out: Path) -> Path:
     same_machine = a["machine"].get("cpu") == b["machine"].get("cpu") and a["machine"].get("gpus") == b["machine"].get("gpus")
     html = render("compare.html.j2",
         a=a, b=b, run_a=Path(run_a).resolve().name, run_b=Path(run_b).resolve().name, rows=shown.to_dict("records"), parity=parity, videos=videos,
-        same_machine=same_machine, higher=HIGHER_IS_BETTER, only_a=sorted(set(ok_a) - set(ok_b)),
+        same_machine=same_machine, baseline_a=is_baseline(run_a), baseline_b=is_baseline(run_b), higher=HIGHER_IS_BETTER, only_a=sorted(set(ok_a) - set(ok_b)),
         only_b=sorted(set(ok_b) - set(ok_a)), speed=SPEED_FIELDS, alpha=SPEED_ALPHA,
         fmt=lambda v, d=4: "-" if v is None else "nan" if v != v else f"{v:.{d}g}",
     )
     write_text_atomic(out / "comparison.html", html)
     return out
+
+
+def _both_have(dir_a: Path, dir_b: Path, name: str) -> bool:
+    return (dir_a / name).is_file() and (dir_b / name).is_file()

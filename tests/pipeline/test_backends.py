@@ -194,6 +194,20 @@ def test_compare_two_runs(backends_run, tmp_path, capsys):
     assert list((tmp_path / "cmp").glob("*_a_vs_b.mp4"))
 
 
+def test_compare_a_baseline_with_a_run_by_numbers(backends_run, tmp_path, capsys):
+    """A baseline keeps no videos: comparing it with a run gives the numbers, says why there is no picture
+    parity and no video, and does not fail on the missing files."""
+    assert main(["-q", "baseline", "set", str(backends_run), "--dir", str(tmp_path / "baselines"), "--name", "main"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(tmp_path / "baselines" / "main"), str(backends_run), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    psnr = table[(table.field == "psnr_mean") & (table.model == "reference") & (table.backend == "cpu")].iloc[0]
+    assert psnr["delta"] == 0
+    html = (out / "comparison.html").read_text()
+    assert "A is a baseline" in html and "no frames_inner.mkv on one side" in html
+    assert not list(out.glob("*.mp4"))
+
+
 def test_compare_defaults_beside_the_runs_and_prints_json(backends_run, tmp_path, monkeypatch, capsys):
     """Without --out the comparison goes beside the runs' suite folders, whatever the working directory."""
     monkeypatch.chdir(tmp_path)
