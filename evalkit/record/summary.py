@@ -46,6 +46,12 @@ PARITY_COLUMNS = ["parity_against", "parity_passed", "parity_max_abs", "parity_p
 SYNC_COLUMNS = ["sync_offset_frames", "sync_offset_ms", "sync_confidence", "sync_reliable", "sync_reason",
                 "sync_no_signal", "gt_sync_offset_frames", "gt_sync_reliable",
                 "sync_offset_vs_ground_truth_frames", "lse_d", "lse_c", "syncnet_offset_frames"]
+COUNT_COLUMNS = {"frames", "copy_flag", "sync_offset_frames", "sync_reliable", "sync_no_signal", "gt_sync_offset_frames",
+                 "gt_sync_reliable", "sync_offset_vs_ground_truth_frames", "syncnet_offset_frames", "nan_count",
+                 "inf_count", "wrap_count", "warmup_iterations", "timed_inferences", "intra_op_threads",
+                 "parity_passed", "parity_failing_elements", "parity_nan_mismatches", "golden_passed",
+                 "golden_failing_elements"} | {c for c in FIDELITY_COLUMNS if c.endswith("_inf_frames")}
+"""Columns of whole numbers (counts, frame offsets, 0/1 flags): summary.csv writes them as 317, not 317.0."""
 SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + COPY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS + PARITY_COLUMNS
 """The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
 

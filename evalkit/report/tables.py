@@ -8,7 +8,7 @@ import pandas as pd
 
 from evalkit.record.io import atomic_output
 from evalkit.record.layout import FRAMES_CSV, PARITY_CSV, SUMMARY_CSV  # noqa: F401 (re-exported)
-from evalkit.record.summary import SUMMARY_COLUMNS, number
+from evalkit.record.summary import COUNT_COLUMNS, SUMMARY_COLUMNS, number
 
 FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim", "latency_ms"]
 
@@ -20,6 +20,10 @@ def summary_table(record: dict) -> pd.DataFrame:
             "parity_against")
     numeric = [c for c in SUMMARY_COLUMNS if c not in text]
     table[numeric] = table[numeric].map(number).astype("float64")
+    for column in COUNT_COLUMNS:  # whole numbers as such (317, not 317.0); an empty cell stays empty
+        values = table[column]
+        if values.notna().any() and (values.dropna() % 1 == 0).all():
+            table[column] = values.astype("Int64")
     return table
 
 

@@ -22,6 +22,10 @@ def test_summary_csv_has_the_documented_columns(demo_run):
     assert list(summary["model"]) == ["reference", "lag2", "noisy", "reference_fp16", "mobile-unet", "copycat"]
     assert set(summary["protocol"]) == {"reconstruction"}
     assert (summary["nan_count"] == 0).all() and (summary["status"] == "ok").all()
+    rows = (demo_run / "summary.csv").read_text().splitlines()
+    frames = SUMMARY_COLUMNS.index("frames")
+    assert rows[1].split(",")[frames] == str(summary["frames"][0]) and summary["frames"][0] > 0  # "317", not "317.0"
+    assert summary["nan_count"].dtype == "int64" and summary["sync_reliable"].dtype == "int64"
 
 
 def test_summary_tells_the_demo_story(demo_run):
