@@ -23,7 +23,7 @@ from pathlib import Path
 
 from evalkit.measure.parity import add_parity, compare_with_golden, golden_items
 from evalkit.record import io
-from evalkit.record.environment import machine_info, sha256_file, versions
+from evalkit.record.environment import content_sha256, machine_info, versions
 from evalkit.measure.golden import save_golden
 from evalkit.ci.history import HISTORY_DB, record_run
 from evalkit.errors import UserError
@@ -202,7 +202,8 @@ def _check_ground_truth(spec, truth, template, frames: int, trim: bool) -> None:
 
 
 def _file_facts(path: Path | None) -> dict | None:
-    return None if path is None else {"path": str(path), "sha256": sha256_file(path)}
+    """Where an input was and what identifies its content (a file's, a folder's or a frame list's frames')."""
+    return None if path is None else {"path": str(path), "sha256": content_sha256(path)}
 
 
 def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_golden_to: Path | None = None,
@@ -268,17 +269,24 @@ def _resume_run(partial: Path, log, save_golden_to: Path | None, workers: int | 
     prepared, baseline = preflight(loaded)
     final = partial.parent / run_id
     record = _new_record(loaded, run_id, state["created_utc"], final / kept if kept else loaded.path, prepared)
-    for group in ("models", "inputs"):
-        for name, facts in record[group].items():
-            for role, now in facts.items():
-                then = state[group].get(name, {}).get(role)
-                if isinstance(now, dict) and "sha256" in now and (then or {}).get("sha256") != now["sha256"]:
-                    raise UserError(f"--resume {partial}: {group[:-1]} '{name}': {role} {now['path']} changed since "
-                                    f"run {run_id} started; start a new run")
+    check_unchanged(partial, state, record)
     write_state(partial, loaded, run_id, state["created_utc"], state["combinations"], kept, record)  # now ours
     done = finished_entries(partial)
     log(f"resuming run {run_id}: {len(done)} of {state['combinations']} combinations already finished")
     return _complete(loaded, record, partial, baseline, done, log, save_golden_to, workers, executor, ray_address)
+
+
+def check_unchanged(partial: Path, state: dict, record: dict) -> None:
+    """Every model and input file (and landmark folder) a resumed run reads must be what the run started with:
+    the same content hash in ``state`` (run_state.json) as in the fresh ``record`` head; UserError otherwise."""
+    for group in ("models", "inputs"):
+        for name, facts in record[group].items():
+            for role, now in facts.items():
+                then = state[group].get(name, {}).get(role)
+                if isinstance(now, dict) and "sha256" in now and (then if isinstance(then, dict) else {}).get(
+                        "sha256") != now["sha256"]:
+                    raise UserError(f"--resume {partial}: {group[:-1]} '{name}': {role} {now['path']} changed since "
+                                    f"run {state['run_id']} started; start a new run")
 
 
 def _new_record(loaded: LoadedSuite, run_id: str, created_utc: str, suite_path: Path, prepared: dict) -> dict:
@@ -303,7 +311,7 @@ def _new_record(loaded: LoadedSuite, run_id: str, created_utc: str, suite_path: 
         record["inputs"][spec.name] = {
             "video": _file_facts(spec.video), "audio": _file_facts(spec.audio),
             "crop_boxes": _file_facts(spec.crop_boxes),
-            "landmarks": str(spec.landmarks) if spec.landmarks else None,
+            "landmarks": _file_facts(spec.landmarks),
             "ground_truth": _file_facts(spec.ground_truth),
             "video_frames": video.frames, "fps": video.fps, "size": [video.width, video.height],
         }

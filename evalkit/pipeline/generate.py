@@ -382,7 +382,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
 
     def measure_face() -> None:
         """Regions inner and mouth, sync thumbnails, output statistics."""
-        cropper = CropPreparer(contract)
+        cropper = CropPreparer(contract) if own_truth else None  # the truth's own inner region, when it has a file
         for _ in range(n):
             slot = stages.get(to_measure)
             with Timer(stages, "measure"):

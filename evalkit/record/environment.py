@@ -25,6 +25,31 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+FRAME_LIST_HEADER = b"ffconcat version 1.0"  # the first line of the frame lists config.dataset writes
+
+
+def content_sha256(path: Path) -> str:
+    """What identifies an input's content, whatever its form:
+
+    - a file: its SHA-256;
+    - a folder (landmarks, frame images): the SHA-256 of its files' ``name sha256`` lines, in name order;
+    - a frame list (an image folder read as a video, config.dataset.write_frame_list): the SHA-256 of the list
+      and of each frame it names, in order, so that a changed image changes it, not only a changed name.
+    """
+    path = Path(path)
+    if path.is_dir():
+        lines = [f"{p.name} {sha256_file(p)}" for p in sorted(path.iterdir(), key=lambda p: p.name) if p.is_file()]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    with open(path, "rb") as fh:
+        head = fh.read(len(FRAME_LIST_HEADER))
+    if head != FRAME_LIST_HEADER:
+        return sha256_file(path)
+    text = path.read_text()
+    named = [line[5:].strip() for line in text.splitlines() if line.startswith("file ")]
+    lines = [sha256_file(path)] + [f"{name} {sha256_file(path.parent / name)}" for name in named]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -92,7 +92,7 @@ class InputFacts(RecordPart):
     video: FileFacts | None
     audio: FileFacts | None
     crop_boxes: FileFacts | None = None
-    landmarks: str | None = None
+    landmarks: FileFacts | str | None = None  # the folder and its files' hash (a path alone in older records)
     ground_truth: FileFacts | None = None
     video_frames: int
     fps: float

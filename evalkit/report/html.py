@@ -315,7 +315,8 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
                "models": {name: {"generator": file_fact(m["generator"]),
                                  "audio_encoder": file_fact(m["audio_encoder"])}
                           for name, m in record["models"].items()},
-               "inputs": {name: {k: file_fact(i[k]) for k in ("video", "audio", "ground_truth")}
+               "inputs": {name: {k: file_fact(i.get(k) if isinstance(i.get(k), dict) else None)
+                                 for k in ("video", "audio", "ground_truth", "crop_boxes", "landmarks")}
                           for name, i in record["inputs"].items()}},
         versions={name: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v
                   for name, v in record["versions"].items()},
