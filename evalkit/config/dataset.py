@@ -115,6 +115,11 @@ def _cache_root() -> Path:
     return Path(chosen) if chosen else Path(tempfile.gettempdir()) / "evalkit-datasets"
 
 
+def frame_list_files(listing: Path) -> list[str]:
+    """The frames a frame list (``write_frame_list``) names, as paths relative to the list's folder, in order."""
+    return [line[5:].strip() for line in Path(listing).read_text().splitlines() if line.startswith("file ")]
+
+
 def write_frame_list(frames_dir: Path, frames: tuple[Path, ...], fps: float) -> Path:
     """An ffconcat list of ``frames`` (all inside ``frames_dir``), each shown 1/fps s; the same folder and
     frames always give the same path, so a suite loaded twice names the same list."""

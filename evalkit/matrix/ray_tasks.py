@@ -1,7 +1,8 @@
 """The Ray executor: each combination a task on a Ray cluster; its files travel through Ray, not by path.
 
 The driver (the machine that started the run) reads every file a job needs (generator, audio encoder or
-features, template video, audio, crop boxes or landmarks, ground truth, the SyncNet models) once, puts each
+features, template video, audio, crop boxes or landmarks, ground truth, the SyncNet models; a dataset's or an
+image folder's frames, through the frame list that names them) once, puts each
 into the object store (``ray.put`` of its bytes, once per file however many jobs use it), and starts one task
 per job with the references. The task writes them into a temporary folder on its node, points the suite at
 those copies, runs the job (jobs.run_job) into a temporary run folder, and returns the entry and the
@@ -21,6 +22,7 @@ from typing import Iterator
 
 from pydantic import BaseModel
 
+from evalkit.config.dataset import frame_list_files
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import UserError
 from evalkit.record.io import write_bytes_atomic
@@ -50,10 +52,6 @@ def _frame_list(path: Path | None) -> bool:
 def job_files(suite, job: Job) -> list[Path]:
     """Every file or folder the job reads, once each."""
     model, _, spec, protocol = job_specs(suite, job)
-    if spec.dataset is not None or _frame_list(spec.video) or _frame_list(spec.ground_truth):
-        raise UserError(f"input '{spec.name}': --executor ray ships files, and this input is a dataset or a folder "
-                        "of frame images; encode the frames as a video (e.g. ffmpeg -framerate 25 -i %d.jpg -c:v "
-                        "ffv1 video.mkv), or run it with the local executor")
     paths = [model.generator, model.audio_encoder, model.audio_features, spec.video, spec.audio, spec.crop_boxes,
              spec.landmarks, protocol_audio(suite, spec, protocol),
              spec.ground_truth if protocol.kind == "reconstruction" else None]
@@ -80,11 +78,23 @@ def with_paths(value, mapping: dict[Path, Path]):
     return value
 
 
-def _put(ray, path: Path) -> list[tuple[str, object]]:
-    """A file, or every file of a folder, into the object store: (path relative to ``path``, reference)."""
+def _put(ray, path: Path) -> tuple[list[tuple[str, object]], int]:
+    """An input into the object store: (path in the task's folder for this input, reference) per file, and the
+    bytes shipped. A file is itself; a folder (landmarks) its files; a frame list (a dataset's frames or a
+    folder of frame images, read through an ffconcat list in a local cache) the list and every image it names,
+    at the relative paths the list names them by, so that the list reads the same on the node."""
     if path.is_dir():
-        return [(str(p.relative_to(path)), ray.put(p.read_bytes())) for p in sorted(path.rglob("*")) if p.is_file()]
-    return [("", ray.put(path.read_bytes()))]
+        files = [(f"{path.name}/{p.relative_to(path).as_posix()}", p) for p in sorted(path.rglob("*")) if p.is_file()]
+    elif _frame_list(path):
+        files = [(path.name, path)] + [(name, path.parent / name) for name in frame_list_files(path)]
+    else:
+        files = [(path.name, path)]
+    parts, size = [], 0
+    for relative, file in files:
+        data = file.read_bytes()
+        size += len(data)
+        parts.append((relative, ray.put(data)))
+    return parts, size
 
 
 def _job_task(loaded: LoadedSuite, job: Job, shipment: list[tuple[str, list[tuple[str, object]]]]) -> dict:
@@ -96,13 +106,13 @@ def _job_task(loaded: LoadedSuite, job: Job, shipment: list[tuple[str, list[tupl
         tmp = Path(tmp)
         mapping = {}
         for i, (original, parts) in enumerate(shipment):
-            local = tmp / "inputs" / str(i) / Path(original).name
+            base = tmp / "inputs" / str(i)
             datas = ray.get([ref for _, ref in parts])
             for (relative, _), data in zip(parts, datas):
-                target = local / relative if relative else local
+                target = base / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            mapping[Path(original)] = local
+            mapping[Path(original)] = base / Path(original).name
         here = loaded.model_copy(update={"suite": with_paths(loaded.suite, mapping)})
         run_dir = tmp / "run"
         run_dir.mkdir()
@@ -157,12 +167,12 @@ def run_on_ray(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, address: str
             yield job, entry
         jobs = [job for job in jobs if job not in no_gpu]
         store: dict[Path, list] = {}
+        size = 0
         for paths in (shipments[job] for job in jobs):
             for path in paths:
                 if path not in store:
-                    store[path] = _put(ray, path)
-        size = sum(p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-                   for p in store)
+                    store[path], shipped = _put(ray, path)
+                    size += shipped
         log(f"shipped {len(store)} input files and folders ({size / 1e6:.1f} MB) to the Ray object store at "
             f"{address}; running {len(jobs)} combinations as Ray tasks ...")
         task = ray.remote(_job_task)

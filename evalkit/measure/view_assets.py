@@ -60,7 +60,8 @@ def input_boxes(record: dict, entry: dict) -> np.ndarray:
     contract = Contract(**record["models"][entry["model"]]["contract"])
     if facts["crop_boxes"]:
         return load_crop_boxes(Path(facts["crop_boxes"]["path"]))
-    return load_landmark_boxes(Path(facts["landmarks"]), contract)
+    landmarks = facts["landmarks"]  # the folder's facts (a path alone in records before its hash was kept)
+    return load_landmark_boxes(Path(landmarks["path"] if isinstance(landmarks, dict) else landmarks), contract)
 
 
 def save_worst_frames(folder: Path, record: dict, entry: dict, truth: Path, boxes: np.ndarray) -> Path:

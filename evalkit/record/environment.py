@@ -44,9 +44,9 @@ def content_sha256(path: Path) -> str:
         head = fh.read(len(FRAME_LIST_HEADER))
     if head != FRAME_LIST_HEADER:
         return sha256_file(path)
-    text = path.read_text()
-    named = [line[5:].strip() for line in text.splitlines() if line.startswith("file ")]
-    lines = [sha256_file(path)] + [f"{name} {sha256_file(path.parent / name)}" for name in named]
+    from evalkit.config.dataset import frame_list_files
+
+    lines = [sha256_file(path)] + [f"{name} {sha256_file(path.parent / name)}" for name in frame_list_files(path)]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 

@@ -2,13 +2,15 @@
 
 The demo suite (six models, on 2 s of speech) runs locally and, through the command line, as Ray tasks; the
 quality columns of the two summaries must be equal. To show that the tasks got their files through Ray's
-object store and not from the caller's paths, the suite's input folder is moved away as soon as the driver says it has shipped them, and
-put back only when every task has finished. About 75 s on a 2-core machine (Ray's start and stop ~15 s).
+object store and not from the caller's paths, the suite's input folder is moved away as soon as the driver says
+it has shipped them, and put back only when every task has finished. A SyncTalk_2D dataset input (frames as
+images, read through a frame list) does the same. One cluster for both tests.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -35,23 +37,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def ray_cluster(monkeypatch):
-    """A one-node Ray cluster with 2 CPUs on 127.0.0.1, stopped afterwards whatever the test did."""
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    if "ray" in sys.modules:  # read by Ray at import: a Ray imported earlier in this process must see it too
-        monkeypatch.setattr(sys.modules["ray"]._private.ray_constants, "ENABLE_RAY_CLUSTER", False)
-    ray = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, **LOOPBACK}
-    port = _free_port()
-    started = subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--port", str(port),
-                              "--include-dashboard=false", "--disable-usage-stats"],
-                             env=env, capture_output=True, text=True, timeout=180)
-    try:
-        assert started.returncode == 0, started.stderr
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([ray, "stop"], env=env, capture_output=True, timeout=180)
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A one-node Ray cluster with 2 CPUs on 127.0.0.1 for this file's tests, stopped afterwards whatever they
+    did."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if "ray" in sys.modules:  # read by Ray at import: a Ray imported earlier in this process must see it too
+            patch.setattr(sys.modules["ray"]._private.ray_constants, "ENABLE_RAY_CLUSTER", False)
+        ray = str(Path(sys.executable).with_name("ray"))
+        env = {**os.environ, **LOOPBACK}
+        port = _free_port()
+        started = subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--port", str(port),
+                                  "--include-dashboard=false", "--disable-usage-stats"],
+                                 env=env, capture_output=True, text=True, timeout=180)
+        try:
+            assert started.returncode == 0, started.stderr
+            yield f"127.0.0.1:{port}"
+        finally:
+            subprocess.run([ray, "stop"], env=env, capture_output=True, timeout=180)
+
+
+def run_on_ray_with_inputs_away(suite: Path, inputs: Path, out: Path, address: str, env: dict) -> tuple[Path, list]:
+    """`evalkit run SUITE --executor ray` in a driver process; ``inputs`` is moved away as soon as the driver
+    says it has shipped the files, and put back once every task has finished. (run folder, driver's lines)"""
+    away = inputs.with_name(inputs.name + "-away")
+    lines = []
+    command = [sys.executable, "-m", "evalkit", "run", str(suite), "--out", str(out), "--executor", "ray",
+               "--ray-address", address]
+    with subprocess.Popen(command, env={**os.environ, **LOOPBACK, **env}, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as driver:
+        for line in driver.stderr:  # the driver's progress, as it happens
+            lines.append(line.rstrip("\n"))
+            if line.startswith("shipped "):  # the driver has put the files into the object store
+                inputs.rename(away)
+            elif line.startswith("comparing backends"):  # every task has finished
+                away.rename(inputs)
+        stdout = driver.stdout.read()
+    assert driver.returncode == 0, "\n".join(lines[-20:])
+    assert inputs.is_dir()
+    return Path(stdout.strip().splitlines()[-1]), lines
 
 
 def test_ray_tasks_get_their_files_through_ray_and_match_a_local_run(ray_cluster, fixtures_dir, tmp_path):
@@ -68,26 +93,32 @@ def test_ray_tasks_get_their_files_through_ray_and_match_a_local_run(ray_cluster
     suite = write_suite(tmp_path / "demo.yaml", data)
     local = run_suite(load_suite(suite), out=tmp_path / "local", log=lambda *_: None, workers=1)
 
-    away = tmp_path / "away"
-    lines = []
-    command = [sys.executable, "-m", "evalkit", "run", str(suite), "--out", str(tmp_path / "ray"),
-               "--executor", "ray", "--ray-address", ray_cluster]
-    with subprocess.Popen(command, env={**os.environ, **LOOPBACK}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as driver:
-        for line in driver.stderr:  # the driver's progress, as it happens
-            lines.append(line.rstrip("\n"))
-            if line.startswith("shipped "):  # the driver has put the files into the object store
-                inputs.rename(away)
-            elif line.startswith("comparing backends"):  # every task has finished
-                away.rename(inputs)
-        out = driver.stdout.read()
-    assert driver.returncode == 0, "\n".join(lines[-20:])
-    remote = Path(out.strip().splitlines()[-1])
+    remote, lines = run_on_ray_with_inputs_away(suite, inputs, tmp_path / "ray", ray_cluster, {})
     # six generators, the audio encoder, the video (also the ground truth: shipped once), the speech, the boxes
     assert any(line.startswith("shipped 10 input files") for line in lines), lines
     assert sum(line.startswith("finished ") and line.endswith("on 127.0.0.1") for line in lines) == 6, lines
-    assert inputs.is_dir()
     assert_same_quality(local, remote)
     for model in ("reference", "copycat", "mobile-unet"):
         folder = f"{model}__cpu__talking_head"
         assert sorted(p.name for p in (remote / folder).iterdir()) == sorted(p.name for p in (local / folder).iterdir())
+
+
+def test_a_dataset_input_travels_through_ray(ray_cluster, fixtures_dir, tmp_path, monkeypatch):
+    """A SyncTalk_2D dataset input (JPEG frames, landmarks, aud.wav) as a Ray task: the frame list evalkit reads
+    the frames through, every image it names and the landmark folder go through the object store (the dataset
+    is moved away once the driver has shipped them), and the summary equals a local run's."""
+    from tests.config.test_dataset_input import build_dataset
+    from tests.config.test_dataset_input import suite_data as dataset_suite
+
+    cache = {"EVALKIT_CACHE": str(tmp_path / "cache")}  # the frame lists: this test's own
+    monkeypatch.setenv("EVALKIT_CACHE", cache["EVALKIT_CACHE"])
+    inputs = tmp_path / "inputs"
+    dataset = build_dataset(inputs / "may", fixtures_dir)
+    suite = write_suite(tmp_path / "ds.yaml", dataset_suite(fixtures_dir, [{"name": "may", "dataset": str(dataset)}]))
+    local = run_suite(load_suite(suite), out=tmp_path / "local", log=lambda *_: None, workers=1)
+    remote, lines = run_on_ray_with_inputs_away(suite, inputs, tmp_path / "ray", ray_cluster, cache)
+    # the generator, the audio encoder, the frame list (also the ground truth: shipped once), aud.wav, landmarks
+    assert any(line.startswith("shipped 5 input files and folders") for line in lines), lines
+    assert_same_quality(local, remote)
+    record = json.loads((remote / "run.json").read_text())
+    assert record["runs"][0]["frames"] == 57 and record["runs"][0]["status"] == "ok"
