@@ -36,6 +36,7 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 DATASET_FPS = 25.0
 CACHE_ENV = "EVALKIT_CACHE"  # where frame lists go (default: <system temp>/evalkit-datasets)
 _LIST_NAME = "frames.ffconcat"
+FRAME_LIST_HEADER = b"ffconcat version 1.0"  # a frame list's first line
 _LINK_NAME = "frames"
 
 
@@ -115,6 +116,14 @@ def _cache_root() -> Path:
     return Path(chosen) if chosen else Path(tempfile.gettempdir()) / "evalkit-datasets"
 
 
+def is_frame_list(path: Path | None) -> bool:
+    """A file ``write_frame_list`` wrote (an ffconcat list): how a folder of frame images is read as a video."""
+    if path is None or not Path(path).is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(FRAME_LIST_HEADER)) == FRAME_LIST_HEADER
+
+
 def frame_list_files(listing: Path) -> list[str]:
     """The frames a frame list (``write_frame_list``) names, as paths relative to the list's folder, in order."""
     return [line[5:].strip() for line in Path(listing).read_text().splitlines() if line.startswith("file ")]
@@ -124,7 +133,7 @@ def write_frame_list(frames_dir: Path, frames: tuple[Path, ...], fps: float) -> 
     """An ffconcat list of ``frames`` (all inside ``frames_dir``), each shown 1/fps s; the same folder and
     frames always give the same path, so a suite loaded twice names the same list."""
     frames_dir = Path(frames_dir).resolve()
-    lines = ["ffconcat version 1.0"]
+    lines = [FRAME_LIST_HEADER.decode()]
     duration = repr(1.0 / fps)
     for path in frames:
         lines += [f"file {_LINK_NAME}/{path.name}", f"duration {duration}"]

@@ -197,8 +197,8 @@ class SessionOptions(BaseModel):
     allow_spinning: bool = Field(
         False, description="Let ONNX Runtime's pool threads spin (busy-wait) for work after each run "
         "(session.intra_op/inter_op.allow_spinning). Off by default: evalkit's own stages share the cores, and "
-        "spinning threads take CPU from them; on the 2-core test VM spinning made the streamed pass slower and "
-        "the latency pass's median 40 ms instead of 27-29 ms for mobile-unet.")
+        "spinning threads take CPU from them (on a 2-core VM, mobile-unet's run took about 9 CPU-seconds more "
+        "with spinning; see the README's speed section).")
 
 
 class BackendSpec(BaseModel):

@@ -22,7 +22,7 @@ from typing import Iterator
 
 from pydantic import BaseModel
 
-from evalkit.config.dataset import frame_list_files
+from evalkit.config.dataset import frame_list_files, is_frame_list
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import UserError
 from evalkit.record.io import write_bytes_atomic
@@ -39,14 +39,6 @@ def require_ray():
     except ImportError:
         raise UserError('--executor ray needs Ray, an optional extra of evalkit: pip install "evalkit[ray]"') from None
     return ray
-
-
-def _frame_list(path: Path | None) -> bool:
-    """A folder of frame images given as a video is read through an ffconcat list in a local cache."""
-    if path is None or not Path(path).is_file():
-        return False
-    with open(path, "rb") as f:
-        return f.read(8) == b"ffconcat"
 
 
 def job_files(suite, job: Job) -> list[Path]:
@@ -85,7 +77,7 @@ def _put(ray, path: Path) -> tuple[list[tuple[str, object]], int]:
     at the relative paths the list names them by, so that the list reads the same on the node."""
     if path.is_dir():
         files = [(f"{path.name}/{p.relative_to(path).as_posix()}", p) for p in sorted(path.rglob("*")) if p.is_file()]
-    elif _frame_list(path):
+    elif is_frame_list(path):
         files = [(path.name, path)] + [(name, path.parent / name) for name in frame_list_files(path)]
     else:
         files = [(path.name, path)]

@@ -25,9 +25,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-FRAME_LIST_HEADER = b"ffconcat version 1.0"  # the first line of the frame lists config.dataset writes
-
-
 def content_sha256(path: Path) -> str:
     """What identifies an input's content, whatever its form:
 
@@ -40,12 +37,10 @@ def content_sha256(path: Path) -> str:
     if path.is_dir():
         lines = [f"{p.name} {sha256_file(p)}" for p in sorted(path.iterdir(), key=lambda p: p.name) if p.is_file()]
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    with open(path, "rb") as fh:
-        head = fh.read(len(FRAME_LIST_HEADER))
-    if head != FRAME_LIST_HEADER:
-        return sha256_file(path)
-    from evalkit.config.dataset import frame_list_files
+    from evalkit.config.dataset import frame_list_files, is_frame_list
 
+    if not is_frame_list(path):
+        return sha256_file(path)
     lines = [sha256_file(path)] + [f"{name} {sha256_file(path.parent / name)}" for name in frame_list_files(path)]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
