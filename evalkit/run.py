@@ -306,19 +306,26 @@ def _new_record(loaded: LoadedSuite, run_id: str, created_utc: str, suite_path: 
         "inputs": {},
         "runs": [],
     }
+    hashed: dict = {}  # each file hashed once (the ground truth is often the template, one encoder many models')
+
+    def facts(path: Path | None) -> dict | None:
+        if path not in hashed:
+            hashed[path] = _file_facts(path)
+        return dict(hashed[path]) if hashed[path] else None  # a copy: entries stay independent
+
     for spec in suite.inputs:
         video = prepared[(suite.models[0].name, spec.name)].video
         record["inputs"][spec.name] = {
-            "video": _file_facts(spec.video), "audio": _file_facts(spec.audio),
-            "crop_boxes": _file_facts(spec.crop_boxes),
-            "landmarks": _file_facts(spec.landmarks),
-            "ground_truth": _file_facts(spec.ground_truth),
+            "video": facts(spec.video), "audio": facts(spec.audio),
+            "crop_boxes": facts(spec.crop_boxes),
+            "landmarks": facts(spec.landmarks),
+            "ground_truth": facts(spec.ground_truth),
             "video_frames": video.frames, "fps": video.fps, "size": [video.width, video.height],
         }
     for model in suite.models:
         record["models"][model.name] = {
-            "generator": _file_facts(model.generator), "audio_encoder": _file_facts(model.audio_encoder),
-            "audio_features": _file_facts(model.audio_features),
+            "generator": facts(model.generator), "audio_encoder": facts(model.audio_encoder),
+            "audio_features": facts(model.audio_features),
             "contract": suite.contract_for(model).model_dump(mode="json"),
         }
     return record
