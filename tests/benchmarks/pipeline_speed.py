@@ -100,9 +100,10 @@ def evalkit_run(suite: Path, out: Path, *extra: str) -> tuple[float, int, Path]:
     return wall, rss, Path(done.stdout.strip().splitlines()[-1])
 
 
-def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int, spinning: bool = False) -> float:
-    """A bare ONNX Runtime loop over the same frames' real inputs (prepared beforehand, not timed). ``spinning``:
-    ONNX Runtime's pool threads busy-wait between runs (its own default; evalkit turns it off by default)."""
+def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int) -> dict[bool, float]:
+    """A bare ONNX Runtime loop over the same frames' real inputs (prepared once beforehand, not timed), timed
+    with ONNX Runtime's pool threads spinning between runs (its own default: key True) and not (evalkit's
+    default: key False), one session after the other on the same inputs."""
     import onnxruntime as ort
 
     from evalkit.config.contract import Contract
@@ -123,19 +124,23 @@ def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int, spinn
     for i, (t, frame, _, _) in zip(range(n), walk_template(prepared.video, n, contract, None)):
         images[i] = preparer.prepare(frame, prepared.boxes[t])
         feature_window(features.features, i, contract, out=audios[i])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    image_name = next(i.name for i in session.get_inputs() if len(i.shape) == 4 and i.shape[1] == 6)
-    audio_name = next(x for x in names if x != image_name)
-    for i in range(3):
-        session.run(None, {image_name: images[i], audio_name: audios[i]})
-    t0 = time.perf_counter()
-    for i in range(n):
-        session.run(None, {image_name: images[i], audio_name: audios[i]})
-    return time.perf_counter() - t0
+    seconds = {}
+    for spinning in (True, False):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        image_name = next(i.name for i in session.get_inputs() if len(i.shape) == 4 and i.shape[1] == 6)
+        audio_name = next(x for x in names if x != image_name)
+        for i in range(3):
+            session.run(None, {image_name: images[i], audio_name: audios[i]})
+        t0 = time.perf_counter()
+        for i in range(n):
+            session.run(None, {image_name: images[i], audio_name: audios[i]})
+        seconds[spinning] = time.perf_counter() - t0
+        del session
+    return seconds
 
 
 OVERHEAD_REPEATS = 3  # this VM's speed drifts (the same bare loop took 6.9 and 10.3 s ten minutes apart)
@@ -151,14 +156,13 @@ def overhead(work: Path) -> dict:
         cpu = LAST_CPU_SECONDS[0]
         entry = json.loads((run / "run.json").read_text())["runs"][0]
         # the baseline is the faster bare loop: with ONNX Runtime's default (spinning threads) or evalkit's (none)
-        bare_each = {spinning: bare_loop_seconds(FIXTURES / "models" / "mobile_unet.onnx", audio, entry["frames"], 2,
-                                                 spinning) for spinning in (True, False)}
+        bare_each = bare_loop_seconds(FIXTURES / "models" / "mobile_unet.onnx", audio, entry["frames"], 2)
         bare = min(bare_each.values())
         tries.append({"evalkit_run_seconds": wall, "evalkit_run_cpu_seconds": cpu, "bare_loop_seconds": bare,
                       "bare_loop_seconds_spinning": bare_each[True], "bare_loop_seconds_no_spinning": bare_each[False],
                       "ratio": wall / bare, "pipeline_seconds": entry.get("pipeline_seconds"),
                       "generate_seconds": entry["generate_seconds"], "latency_pass_seconds": entry["timed_seconds"],
-                      "batch_latency_seconds": {k: sum(v) / 1e3 for k, v in
+                      "batch_latency_seconds": {size: sum(v) / 1e3 for size, v in
                                                 (entry.get("batch_timed_ms") or {}).items()},
                       "stage_seconds": entry["stage_seconds"]})
         print(f"overhead {k + 1}/{OVERHEAD_REPEATS}: evalkit run {wall:.1f} s ({cpu:.0f} CPU-s) for {entry['frames']} "
