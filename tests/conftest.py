@@ -1,13 +1,22 @@
-"""Shared test fixtures: evalkit's own fixtures (built once per session), the demo run, real data."""
+"""Shared test fixtures: evalkit's own fixtures (built once per session), the demo run, real data.
+
+The README's test command runs the test files in pytest-xdist worker processes, one per core (``-n auto``). The two costly
+session fixtures, the built fixtures and the demo run, are still made once per test session: the first
+worker to need one makes it under a file lock, in a folder both workers see; the other waits and reuses it
+(``once_per_session``). Without xdist (``python -m pytest`` alone) they are made as usual.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 
 from evalkit.media.ffmpeg import probe_video
 from evalkit.fixtures.build import build_fixtures
@@ -86,11 +95,32 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
     return data
 
 
+def once_per_session(request, tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
+    """``make(folder)``'s result, made once per test session however many xdist workers ask for it.
+
+    Under xdist every worker has its own base temporary folder; their common parent holds ``name``: the
+    first worker makes it there under a lock and writes ``.made`` (the result's path) last, so a folder left
+    half made by a worker that died is made again.
+    """
+    if not hasattr(request.config, "workerinput"):  # one process: no one to share with
+        return make(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / name
+    made = folder / ".made"
+    with FileLock(f"{folder}.lock"):
+        if not made.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            made.write_text(str(make(folder)))
+    return Path(made.read_text())
+
+
 @pytest.fixture(scope="session")
-def fixtures_dir(tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("fixtures") / "fixtures"
-    build_fixtures(dest)
-    return dest
+def fixtures_dir(request, tmp_path_factory) -> Path:
+    def build(folder: Path) -> Path:
+        build_fixtures(folder / "fixtures")
+        return folder / "fixtures"
+
+    return once_per_session(request, tmp_path_factory, "fixtures", build)
 
 
 @pytest.fixture(scope="session")
@@ -99,8 +129,12 @@ def demo_suite(fixtures_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_run(demo_suite, tmp_path_factory) -> Path:
+def demo_run(request, fixtures_dir, tmp_path_factory) -> Path:
     from evalkit.run import run_suite
     from evalkit.config.suite import load_suite
 
-    return run_suite(load_suite(demo_suite), out=tmp_path_factory.mktemp("reports"), log=lambda *_: None)
+    def run(folder: Path) -> Path:
+        suite = load_suite(write_suite(folder / "demo.yaml", demo_suite_data(fixtures_dir)))
+        return run_suite(suite, out=folder / "reports", log=lambda *_: None)
+
+    return once_per_session(request, tmp_path_factory, "demo_run", run)
