@@ -1,9 +1,10 @@
 """Shared test fixtures: evalkit's own fixtures (built once per session), the demo run, real data.
 
-The README's test command runs the test files in pytest-xdist worker processes, one per core (``-n auto``). The two costly
-session fixtures, the built fixtures and the demo run, are still made once per test session: the first
-worker to need one makes it under a file lock, in a folder both workers see; the other waits and reuses it
-(``once_per_session``). Without xdist (``python -m pytest`` alone) they are made as usual.
+The README's test command runs the test files in pytest-xdist worker processes, one per core
+(``-n auto``). The two costly session fixtures, the built fixtures and the demo run, are still made once
+per test session: the first worker to need one makes it under a file lock, in a folder every worker sees;
+the others wait and reuse it (``once_per_session``). Without xdist (``python -m pytest`` alone) they are
+made as usual.
 """
 
 from __future__ import annotations
