@@ -124,7 +124,6 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
     from evalkit.matrix.executors import check_executor
     from evalkit.record.summary import json_safe, load_run
     from evalkit.run import resume_run, run_suite
-    from evalkit.matrix.jobs import INTERNAL, failure_kind
     from evalkit.config.suite import load_suite
 
     check_executor(executor, workers, ray_address)
@@ -140,14 +139,11 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
     record = load_run(run_dir)
     name = record["suite"]["name"]
     gated = record["gates"] is not None
-    failed = [e for e in record["runs"] if e["status"] == "failed"]
+    failed, bug = _failures(record)
     results = [GateResult(**g) for g in record["gates"]] if gated else run_checks(record)
     if gated:  # a failed combination fails the run whatever the gates say: shown as a failed run check
         results += run_checks({"runs": failed})
-    code = EXIT_OK if all(results) else EXIT_GATE_FAILED
-    kinds = {failure_kind(e) for e in failed}
-    if kinds:
-        code = EXIT_INTERNAL if INTERNAL in kinds else EXIT_GATE_FAILED
+    code = EXIT_INTERNAL if bug else EXIT_OK if all(results) and not failed else EXIT_GATE_FAILED
     if junit:
         _write_text(junit, junit_xml(name, results, record))
     if summary_md:
@@ -162,7 +158,7 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
             "skipped": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "reason": e.get("reason")}
                         for e in record["runs"] if e["status"] == "skipped"],
             "failed": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
-                        "reason": e["reason"], "bug": failure_kind(e) == INTERNAL} for e in failed],
+                        "reason": e["reason"], "bug": e["bug"]} for e in failed],
             "passed": code == EXIT_OK, "exit_code": code,
         }), allow_nan=False))
         return code
@@ -467,6 +463,7 @@ def cmd_signoff(args) -> int:
         return EXIT_GATE_FAILED if problems else EXIT_OK
     from evalkit.run import run_suite
     from evalkit.config.suite import load_suite
+    from evalkit.record.summary import load_run
 
     if not args.model or args.record or args.public_key:
         raise UserError("usage: evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--key KEY.pem] "
@@ -477,9 +474,12 @@ def cmd_signoff(args) -> int:
     record = signoff.build_signoff(loaded, Path(args.model), run_dir, private_key)
     json_path, html_path = signoff.write_signoff(record, run_dir)
     failed = [g for g in record["criteria"] if not g["passed"]]
-    code = EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
-    if _failed_by_a_bug(run_dir):  # the verdict is FAIL, but the cause is evalkit's, not the model's
-        code = EXIT_INTERNAL
+    failed_runs, bug = _failures(load_run(run_dir))
+    # a bug's verdict is FAIL, but the cause is evalkit's, not the model's: exit 3, and its error line
+    code = EXIT_INTERNAL if bug else EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
+    for e in failed_runs:
+        if e["bug"]:
+            _stderr(_failure_line(e))
     if args.json:
         import json
 
@@ -506,15 +506,13 @@ def _failure_line(entry: dict) -> str:
             f"{entry['reason']}")
 
 
-def _failed_by_a_bug(run_dir: Path) -> bool:
-    """Whether a combination of the run failed because of a bug in evalkit (its error line goes to stderr)."""
+def _failures(record: dict) -> tuple[list[dict], bool]:
+    """The record's failed combinations, each with ``bug`` set (it failed because of a bug in evalkit, not
+    because of its input or its backend), and whether any did: the one place that decides exit code 3."""
     from evalkit.matrix.jobs import INTERNAL, failure_kind
-    from evalkit.record.summary import load_run
 
-    bugs = [e for e in load_run(run_dir)["runs"] if e["status"] == "failed" and failure_kind(e) == INTERNAL]
-    for e in bugs:
-        _stderr(_failure_line(e))
-    return bool(bugs)
+    failed = [dict(e, bug=failure_kind(e) == INTERNAL) for e in record["runs"] if e["status"] == "failed"]
+    return failed, any(e["bug"] for e in failed)
 
 
 def cmd_compare(args) -> int:
