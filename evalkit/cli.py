@@ -27,8 +27,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from evalkit import __version__  # noqa: E402 (after the BLAS setting, before anything imports numpy)
-from evalkit.errors import (EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError, clear_stop_requests,
-                            request_stop)
+from evalkit.errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UserError
 from evalkit.media.ffmpeg import FFMPEG_ENV
 
 from evalkit.locations import FIXTURES_ENV, default_fixtures_dir, source_checkout
@@ -976,14 +975,7 @@ class Terminated(BaseException):
 
 
 def _on_sigterm(signum, frame):
-    request_stop(Terminated)
     raise Terminated()
-
-
-def _on_sigint(signum, frame):
-    """Ctrl-C: Python's KeyboardInterrupt, and the stop noted (``errors.request_stop``)."""
-    request_stop(KeyboardInterrupt)
-    raise KeyboardInterrupt
 
 
 def _run_command(args) -> int:
@@ -1011,11 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
     bars = os.environ.pop("TQDM_DISABLE", None) if args.quiet else None
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # no progress bars (tqdm's own variable; read by the pipeline too)
-    handlers = {}  # signal: the handler it had, restored at the end
-    if threading.current_thread() is threading.main_thread():
-        handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_sigterm)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
-            handlers[signal.SIGINT] = signal.signal(signal.SIGINT, _on_sigint)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return _run_command(args)
     except Terminated as exc:
@@ -1042,9 +1031,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         return _internal_error()
     finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-        clear_stop_requests()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if args.quiet:  # as it was: a later main() in the same process (tests) is not quiet by accident
             os.environ.pop("TQDM_DISABLE", None)
             if bars is not None:

@@ -26,7 +26,7 @@ from evalkit.record import io
 from evalkit.record.environment import content_sha256, machine_info, versions
 from evalkit.measure.golden import save_golden
 from evalkit.ci.history import HISTORY_DB, record_run
-from evalkit.errors import UserError, stop_if_requested
+from evalkit.errors import UserError
 from evalkit.matrix.executors import Executor, default_workers, execute
 from evalkit.pipeline.generate import check_protocol, prepare_input
 from evalkit.ci.baseline import load_baseline
@@ -347,7 +347,6 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
                              log)) as results:
             for job, entry in results:
                 entries[job] = entry
-                stop_if_requested()  # a Ctrl-C or SIGTERM that something on its way up swallowed
         record["runs"] = [entries[job] for job in jobs]
         failed = [e for e in record["runs"] if e["status"] == "failed"]
         if failed:
@@ -371,7 +370,6 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
         log("writing the report (summary.csv, frames.csv, report.html) ...")
         make_view_assets(partial, checked, log=log)
         render_run(partial, checked, log=log)
-        stop_if_requested()
         partial.rename(final)
         log(f"recording the run in {base / HISTORY_DB} ...")
         record_run(base / HISTORY_DB, checked, final)

@@ -96,6 +96,20 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
     return data
 
 
+# Under xdist each test file goes whole to a worker, in collection order (`--no-loadscope-reorder` in
+# pyproject.toml; xdist's default order is the files with the most tests first). These files take the
+# longest (the demo run's builder; a Ray cluster; every backend; the bad-input runs: 60 to 100 s each here)
+# and go first, so the two workers finish together. In xdist's own order the Ray file, with two tests, went
+# last and ran alone for its last minute.
+LONGEST_FIRST = ["tests/ci/test_records_ci.py", "tests/matrix/test_ray_tasks.py", "tests/pipeline/test_backends.py",
+                 "tests/test_bad_inputs.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: k for k, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest as collected
+
+
 def once_per_session(request, tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
     """``make(folder)``'s result, made once per test session however many xdist workers ask for it.
 

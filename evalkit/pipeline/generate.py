@@ -32,7 +32,7 @@ from evalkit.pipeline import mel as mel_stage
 from evalkit.pipeline.audio_encoder import encode_mel_windows, load_features, pad_feature_ends
 from evalkit.config.contract import Contract
 from evalkit.pipeline.crop import CropPreparer, check_boxes_fit, load_crop_boxes, load_landmark_boxes
-from evalkit.errors import UserError, stop_if_requested
+from evalkit.errors import UserError
 from evalkit.pipeline.feature_windows import feature_window
 from evalkit.metrics.output_stats import OutputStats
 from evalkit.media.ffmpeg import VideoInfo, probe_video
@@ -453,7 +453,6 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         try:
             pending: list[FrameSlot] = []  # prepared, waiting for their batch to be inferred
             for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=bars_off):
-                stop_if_requested()  # a Ctrl-C or SIGTERM that something swallowed on its way up (errors.py)
                 slot = stages.get(ready)
                 t1 = time.perf_counter()
                 image = preparer.prepare(slot.frame, boxes[slot.t_index])
