@@ -575,16 +575,17 @@ def test_internal_bugs_stay_exit_3(tmp_path, capsys, monkeypatch):
 
 # --- real processes: signals and a closed pipe ---------------------------------------------------------
 
-def _evalkit(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "evalkit", *args], cwd=REPO, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, **kwargs)
-
-
 # `python -m evalkit` as a terminal starts it: Ctrl-C raises KeyboardInterrupt. A child inherits an ignored
-# SIGINT, and Python then leaves it ignored; twice in eight runs of the tests in two xdist workers, this test's
-# Ctrl-C went unanswered and the run finished with exit 0, as it would with SIGINT ignored.
+# SIGINT, and Python then leaves it ignored; twice in eight runs of the tests in two xdist workers, the signal
+# test's Ctrl-C went unanswered and the run finished with exit 0, as it would with SIGINT ignored.
 AS_FROM_A_TERMINAL = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
                       "runpy.run_module('evalkit', run_name='__main__')")
+
+
+def _evalkit(*args, **kwargs) -> subprocess.Popen:
+    """``evalkit ARGS`` in a child process, started as from a terminal (``AS_FROM_A_TERMINAL``)."""
+    return subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL, *args], cwd=REPO, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, **kwargs)
 
 
 @pytest.mark.parametrize("signum, code, after_one", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
@@ -602,8 +603,7 @@ def test_signal_during_a_run_leaves_no_finished_folder(signum, code, after_one, 
     path = tmp_path / "s.yaml"
     path.write_text(dumped(data))
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL, "run", str(path), "--out", str(out),
-                             "--workers", "1"], cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = _evalkit("run", str(path), "--out", str(out), "--workers", "1")
     started = "*/.*.partial/*/entry.json" if after_one else "*/.*.partial"
     try:
         deadline = time.monotonic() + 180
