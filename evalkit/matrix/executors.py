@@ -2,6 +2,8 @@
 
 Every executor takes the same jobs (jobs.Job) and yields ``(job, entry)`` as each finishes, in the order
 they finish; the driver (run.run_suite) orders the entries and does the rest (parity, gates, report) alone.
+Workers and Ray take the jobs longest first (jobs.longest_first), so that no worker is left alone at the end
+with the longest one.
 
 - one worker: the jobs run here, one after the other (no pool);
 - N workers: a ``ProcessPoolExecutor`` of N processes started with ``spawn`` (ONNX Runtime is not fork-safe
@@ -20,7 +22,7 @@ from typing import Iterator, Literal
 
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import UserError
-from evalkit.matrix.jobs import Job, run_job
+from evalkit.matrix.jobs import Job, longest_first, run_job
 
 Executor = Literal["local", "ray"]
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -41,12 +43,12 @@ def execute(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int, e
     if executor == "ray":
         from evalkit.matrix.ray_tasks import run_on_ray
 
-        yield from run_on_ray(loaded, jobs, run_dir, ray_address, log)
+        yield from run_on_ray(loaded, longest_first(loaded.suite, jobs), run_dir, ray_address, log)
     elif workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
+        for job in jobs:  # in the suite's order: one after the other, the order does not change the time
             yield job, run_job(loaded, job, run_dir, log)
     else:
-        yield from _run_in_pool(loaded, jobs, run_dir, min(workers, len(jobs)), log)
+        yield from _run_in_pool(loaded, longest_first(loaded.suite, jobs), run_dir, min(workers, len(jobs)), log)
 
 
 def _worker_init() -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from evalkit.config.suite import BackendSpec, SessionOptions
+from evalkit.config.suite import BackendSpec, SessionOptions, load_suite
 from evalkit.matrix.executors import default_workers
-from tests.conftest import write_suite
+from evalkit.matrix.jobs import longest_first, plan_jobs
+from tests.conftest import short_audio, write_suite
 from tests.matrix.test_jobs import run_cli, tiny_suite
 
 TIMING = re.compile(r"fps|_ms$|latency|seconds|timed_inferences|warmup_iterations")
@@ -37,6 +38,18 @@ def test_two_workers_give_the_numbers_of_one(capsys, fixtures_dir, tmp_path):
         assert ("in 2 worker processes" in err) == (workers == 2)
         dirs.append(Path(out.strip().splitlines()[-1]))
     assert_same_quality(*dirs)
+
+
+def test_workers_take_the_longest_jobs_first(fixtures_dir, tmp_path):
+    """Guessed length = seconds of speech x (1 + generator MB): mobile_unet (4.3 MB) on 6 s, 31.6; on 2 s, 10.5;
+    reference (7 KB) on 6 s, 6.04; on 2 s, 2.01; copycat (0.4 KB) on 6 s, 6.002: just after reference."""
+    data = tiny_suite(fixtures_dir, tmp_path, models=("reference", "copycat", "mobile_unet"))
+    data["inputs"] = [dict(data["inputs"][0], name=f"s{seconds}", audio=str(short_audio(fixtures_dir, tmp_path, seconds)))
+                      for seconds in (2, 6)]
+    suite = load_suite(write_suite(tmp_path / "s.yaml", data)).suite
+    order = [(job.model, job.input) for job in longest_first(suite, plan_jobs(suite))]
+    assert order == [("mobile_unet", "s6"), ("mobile_unet", "s2"), ("reference", "s6"), ("copycat", "s6"),
+                     ("reference", "s2"), ("copycat", "s2")]
 
 
 def test_default_workers_fit_the_cores(monkeypatch):
