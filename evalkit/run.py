@@ -202,8 +202,17 @@ def _check_ground_truth(spec, truth, template, frames: int, trim: bool) -> None:
 
 
 def _file_facts(path: Path | None) -> dict | None:
-    """Where an input was and what identifies its content (a file's, a folder's or a frame list's frames')."""
-    return None if path is None else {"path": str(path), "sha256": content_sha256(path)}
+    """Where an input was and what identifies its content (a file's, a folder's or a frame list's frames').
+
+    An image folder read as a video (a dataset's frames, ``video: DIR``) is recorded as that folder, with the
+    frame list evalkit read it through (in its cache) as ``frame_list``."""
+    from evalkit.config.dataset import frame_list_folder, is_frame_list
+
+    if path is None:
+        return None
+    if is_frame_list(path):
+        return {"path": str(frame_list_folder(path)), "sha256": content_sha256(path), "frame_list": str(path)}
+    return {"path": str(path), "sha256": content_sha256(path)}
 
 
 def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_golden_to: Path | None = None,

@@ -129,6 +129,12 @@ def frame_list_files(listing: Path) -> list[str]:
     return [line[5:].strip() for line in Path(listing).read_text().splitlines() if line.startswith("file ")]
 
 
+def frame_list_folder(listing: Path) -> Path:
+    """The image folder a frame list (``write_frame_list``) reads its frames from: the user's folder, where the
+    list itself lives in evalkit's cache."""
+    return Path(os.readlink(Path(listing).parent / _LINK_NAME))
+
+
 def write_frame_list(frames_dir: Path, frames: tuple[Path, ...], fps: float) -> Path:
     """An ffconcat list of ``frames`` (all inside ``frames_dir``), each shown 1/fps s; the same folder and
     frames always give the same path, so a suite loaded twice names the same list."""

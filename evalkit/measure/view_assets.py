@@ -35,7 +35,8 @@ def make_view_assets(run_dir: Path, record: dict, log=print) -> None:
         if entry["status"] != "ok" or not entry["fidelity"]:
             continue
         folder = run_dir / entry["folder"]
-        truth = Path(record["inputs"][entry["input"]]["ground_truth"]["path"])
+        facts = record["inputs"][entry["input"]]["ground_truth"]
+        truth = Path(facts.get("frame_list") or facts["path"])  # an image folder is read through its frame list
         missing = [p for p in (folder / WORST_FRAMES_JSON, folder / SIDE_BY_SIDE) if not p.is_file()]
         if not missing:
             continue

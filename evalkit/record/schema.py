@@ -15,7 +15,10 @@ Versions:
   record may lack ``parity``; keys that older code wrote and today's does not
   are dropped. (Old speed names in summaries, ``fps``, ..., are renamed in
   records of every version.)
-- 2: this module. Every key a view reads exists (optional parts are null).
+- 2: every key a view reads exists (optional parts are null).
+- 3: this module. An image folder read as a video (a dataset's frames) is recorded as that folder, with
+  ``frame_list`` naming the list evalkit read it through (version 2 recorded only the list, in evalkit's
+  cache, as the path). Nothing to fill in: a version-2 record is a version-3 record.
 
 Non-finite floats are stored as the strings "inf", "-inf", "nan" (JSON has
 none): a ``Real`` field reads them back as floats and writes them as those
@@ -37,7 +40,7 @@ from evalkit.metrics.latency import SPEED_ALIASES
 from evalkit.record.vocabulary import RUN_STATUSES
 
 RECORD_KIND = "evalkit.run"
-RECORD_SCHEMA_VERSION = 2
+RECORD_SCHEMA_VERSION = 3
 
 
 def _real_to_json(value: float) -> float | str:
@@ -72,6 +75,7 @@ class FileFacts(RecordPart):
 
     path: str
     sha256: str
+    frame_list: str | None = None  # an image folder read as a video (path): the list evalkit read it through
 
 
 class SuiteFacts(RecordPart):
@@ -351,7 +355,12 @@ def _speed_names_of_today(record: dict) -> dict:
     return record
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
+def _v2_to_v3(record: dict) -> dict:
+    """Version 2 to 3: only the number (``FileFacts.frame_list`` is new and optional)."""
+    return dict(record, schema_version=3)
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """``MIGRATIONS[n]`` brings a version-n record to version n + 1."""
 KNOWN_SCHEMA_VERSIONS = (*MIGRATIONS, RECORD_SCHEMA_VERSION)
 

@@ -107,6 +107,12 @@ def test_dataset_input_matches_video_and_crop_boxes(dataset, fixtures_dir, tmp_p
     assert psnr.min() > SAME_INPUT_PSNR_DB, psnr.min()
     record = json.loads((run_dir / "run.json").read_text())
     assert all(entry["status"] == "ok" for entry in record["runs"])
+    # the record names the dataset's own image folder, and the list in evalkit's cache it was read through
+    for role in ("video", "ground_truth"):
+        facts = record["inputs"]["ds"][role]
+        assert facts["path"] == str((dataset / "full_body_img").resolve()), facts
+        assert facts["frame_list"] == str(ds.video)
+    assert "frame_list" not in record["inputs"]["vid"]["video"] or record["inputs"]["vid"]["video"]["frame_list"] is None
 
 
 def test_dataset_frames_out_of_order_would_not_match(dataset, fixtures_dir, tmp_path):
