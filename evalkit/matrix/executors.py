@@ -58,6 +58,36 @@ def _worker_init() -> None:
     os.environ["TQDM_DISABLE"] = "1"
 
 
+class CombinationsBar:
+    """A progress bar over the run's combinations (elapsed time, and the time left as tqdm guesses it) where
+    stderr is a terminal, for the executors whose workers show no bars of their own. No bar with ``-q``
+    (TQDM_DISABLE). ``done(line)`` logs a line above the bar and counts one more combination; ``tick()`` redraws
+    it, so that the elapsed time moves while a long combination runs."""
+
+    TICK_SECONDS = 1.0  # how often a waiting executor calls tick()
+
+    def __init__(self, total: int, log):
+        from tqdm import tqdm
+
+        self.log = log
+        self.bar = tqdm(total=total, desc="combinations", unit="combination", leave=False,
+                        disable=True if os.environ.get("TQDM_DISABLE") else None)
+
+    def done(self, line: str) -> None:
+        with self.bar.external_write_mode():
+            self.log(line)
+        self.bar.update(1)
+
+    def tick(self) -> None:
+        self.bar.refresh()
+
+    def __enter__(self) -> "CombinationsBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
 def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int,
                  log) -> Iterator[tuple[Job, dict]]:
     log(f"running {len(jobs)} combinations in {workers} worker processes ...")
@@ -66,13 +96,15 @@ def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: i
     finished = False
     try:
         pending = {pool.submit(run_job, loaded, job, run_dir): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = pending.pop(future)
-                entry = future.result()
-                log(_finished_line(job, entry))
-                yield job, entry
+        with CombinationsBar(len(jobs), log) as bar:
+            while pending:
+                done, _ = wait(pending, timeout=bar.TICK_SECONDS, return_when=FIRST_COMPLETED)
+                bar.tick()
+                for future in done:
+                    job = pending.pop(future)
+                    entry = future.result()
+                    bar.done(_finished_line(job, entry))
+                    yield job, entry
         finished = True
     finally:
         if not finished:  # interrupted, or a worker died: stop the others now, not after their jobs

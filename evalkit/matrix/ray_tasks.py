@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from evalkit.config.dataset import frame_list_files, is_frame_list
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import UserError
+from evalkit.matrix.executors import CombinationsBar
 from evalkit.record.io import write_bytes_atomic
 from evalkit.matrix.jobs import (ENTRY_JSON, Job, failed_entry, job_specs, protocol_audio, run_job, skipped_entry,
                                 write_entry)
@@ -172,23 +173,28 @@ def run_on_ray(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, address: str
             _, backend, _, _ = job_specs(suite, job)
             shipment = [(str(p), store[p]) for p in shipments[job]]
             pending[task.options(**_resources(backend)).remote(loaded, job, shipment)] = job
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(done[0])
-            try:
-                result = ray.get(done[0])
-            except Exception as exc:  # the task itself failed (its node died, evalkit missing there): this job only
-                why = UserError(f"its Ray task failed: {type(exc).__name__}: {exc}")  # the cluster's, not a bug
-                entry = failed_entry(job, suite, why, Path(run_dir) / job.folder)
-                write_entry(Path(run_dir) / job.folder, entry)
-                log(f"FAILED {job.label}: {entry['reason']}")
+        with CombinationsBar(len(pending), log) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=bar.TICK_SECONDS)
+                bar.tick()
+                if not done:
+                    continue
+                job = pending.pop(done[0])
+                try:
+                    result = ray.get(done[0])
+                except Exception as exc:  # the task itself failed (its node died, evalkit missing there): this job
+                    why = UserError(f"its Ray task failed: {type(exc).__name__}: {exc}")  # the cluster's, not a bug
+                    entry = failed_entry(job, suite, why, Path(run_dir) / job.folder)
+                    write_entry(Path(run_dir) / job.folder, entry)
+                    bar.done(f"FAILED {job.label}: {entry['reason']}")
+                    yield job, entry
+                    continue
+                write_files(Path(run_dir) / job.folder, result["files"])
+                entry = result["entry"]
+                status = "finished" if entry["status"] == "ok" else entry["status"]
+                bar.done(f"{status} {job.label} on {result['node']}"
+                         + (f": {entry.get('reason')}" if entry["status"] != "ok" else ""))
                 yield job, entry
-                continue
-            write_files(Path(run_dir) / job.folder, result["files"])
-            entry = result["entry"]
-            log(f"{'finished' if entry['status'] == 'ok' else entry['status']} {job.label} on {result['node']}"
-                + (f": {entry.get('reason')}" if entry["status"] != "ok" else ""))
-            yield job, entry
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)

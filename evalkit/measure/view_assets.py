@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.config.contract import Contract
+from evalkit.errors import UserError
 from evalkit.media.decode import FrameReader, ping_pong_index
 from evalkit.media.ffmpeg import probe_video
 from evalkit.media.side_by_side import side_by_side
@@ -40,8 +41,8 @@ def make_view_assets(run_dir: Path, record: dict, log=print) -> None:
         missing = [p for p in (folder / WORST_FRAMES_JSON, folder / SIDE_BY_SIDE) if not p.is_file()]
         if not missing:
             continue
-        if not truth.is_file():
-            log(f"{run_label(entry)}: the ground truth {truth} is not on this machine: no "
+        if not (truth.is_file() and Path(facts["path"]).exists()):  # an image folder: the list and the images
+            log(f"{run_label(entry)}: the ground truth {facts['path']} is not on this machine: no "
                 + " or ".join(p.name for p in missing))
             continue
         if folder / SIDE_BY_SIDE in missing and (folder / OUTPUT_MP4).is_file():
@@ -49,7 +50,7 @@ def make_view_assets(run_dir: Path, record: dict, log=print) -> None:
         if folder / WORST_FRAMES_JSON in missing and (folder / FRAMES_INNER).is_file():
             try:
                 boxes = input_boxes(record, entry)
-            except OSError as exc:  # the crop boxes or landmarks are not on this machine
+            except (OSError, UserError) as exc:  # the crop boxes or landmarks are not on this machine (any more)
                 log(f"{run_label(entry)}: cannot read the crop boxes ({exc}): no worst frames")
                 continue
             save_worst_frames(folder, record, entry, truth, boxes)

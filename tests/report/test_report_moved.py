@@ -8,7 +8,7 @@ import shutil
 
 from evalkit.cli import main
 from evalkit.record.layout import RUN_RECORD, SIDE_BY_SIDE, WORST_FRAMES_JSON
-from evalkit.record.summary import load_run
+from evalkit.record.summary import load_run, run_label
 
 
 def _unreachable(value, key=None):
@@ -70,3 +70,30 @@ def test_worst_frames_crop_the_truth_with_the_runs_own_template_walk(demo_run, t
     saved = json.loads(view_assets.save_worst_frames(folder, record, entry, truth, boxes).read_text())
     picked = sorted(f["frame"] for f in saved["frames"])
     assert list(used.values()) == [entry["template_indices"][i] for i in picked]
+
+
+def test_view_assets_whose_inputs_went_away_are_skipped_with_a_message(demo_run, tmp_path):
+    """At the end of a run the driver makes each combination's worst frames from the ground truth and crop boxes
+    on its own disk; an input gone by then (a landmark folder, an image folder read as the ground truth) costs
+    those pictures and says so, never the finished run (a Ray test once lost its run to a UserError here)."""
+    from evalkit.measure.view_assets import make_view_assets
+
+    record = load_run(demo_run)
+    entry = next(e for e in record["runs"] if e["fidelity"])
+    (tmp_path / entry["folder"]).mkdir()
+    shutil.copy2(demo_run / entry["folder"] / "frames_inner.mkv", tmp_path / entry["folder"])
+    (tmp_path / entry["folder"] / SIDE_BY_SIDE).write_bytes(b"made by the task")
+    facts = record["inputs"][entry["input"]]
+    one = dict(record, runs=[entry])
+    gone = tmp_path / "gone"
+    lines = []
+    facts.update(crop_boxes=None, landmarks={"path": str(gone / "landmarks"), "sha256": "0" * 64})
+    make_view_assets(tmp_path, one, log=lines.append)
+    assert len(lines) == 1 and "cannot read the crop boxes" in lines[0] and "no worst frames" in lines[0], lines
+    assert not (tmp_path / entry["folder"] / WORST_FRAMES_JSON).exists()
+    truth = facts["ground_truth"]
+    facts["ground_truth"] = dict(truth, path=str(gone / "full_body_img"), frame_list=truth["path"])  # list kept
+    lines.clear()
+    make_view_assets(tmp_path, one, log=lines.append)
+    assert lines == [f"{run_label(entry)}: the ground truth {gone / 'full_body_img'} is not on this machine: no "
+                     f"{WORST_FRAMES_JSON}"], lines
