@@ -44,7 +44,7 @@ from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
 from evalkit.media.decode import check_decodes, decoded_once
 from evalkit.config.suite import BackendSpec, LoadedSuite, SessionOptions, SuiteError, cross_check, load_suite
 from evalkit.matrix.jobs import (combo_folder, finished_entries, mark_stopped, one_blas_thread, plan_jobs,  # noqa: F401 (re-exported)
-                                protocol_audio, read_state, write_state)
+                                protocol_audio, read_state, write_state, writer_running)
 
 
 class RequiredBackendMissing(UserError):
@@ -266,6 +266,9 @@ def _resume_run(partial: Path, log, save_golden_to: Path | None, workers: int | 
                 ray_address: str | None) -> Path:
     state = read_state(partial)
     run_id = state["run_id"]
+    if writer_running(state):
+        raise UserError(f"--resume {partial}: run {run_id} is still running (process {state['pid']} on this "
+                        "machine); wait for it to finish, or stop it (Ctrl-C) and resume then")
     if partial.name != f".{run_id}{PARTIAL_SUFFIX}":
         raise UserError(f"--resume {partial}: run {run_id}'s folder is named .{run_id}{PARTIAL_SUFFIX} (renamed "
                         "folders cannot be resumed)")

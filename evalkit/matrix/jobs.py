@@ -346,14 +346,14 @@ def write_state(partial: Path, loaded: LoadedSuite, run_id: str, created_utc: st
         "kind": STATE_KIND, "run_id": run_id, "created_utc": created_utc,
         "suite_path": str(loaded.path), "suite_sha256": loaded.sha256, "kept_suite": keep_suite_as,
         "combinations": combinations, "host": socket.gethostname(), "pid": os.getpid(),
-        "models": record["models"], "inputs": record["inputs"],
+        "pid_started": process_started(os.getpid()), "models": record["models"], "inputs": record["inputs"],
     })
 
 
 def mark_stopped(partial: Path) -> None:
     """The run writing ``partial`` has stopped (interrupted): no process owns the folder now."""
     state = json.loads((Path(partial) / STATE_JSON).read_text())
-    write_json_atomic(Path(partial) / STATE_JSON, {**state, "pid": None})
+    write_json_atomic(Path(partial) / STATE_JSON, {**state, "pid": None, "pid_started": None})
 
 
 def read_state(partial: Path) -> dict:
@@ -390,12 +390,33 @@ class PartialRun:
     running: bool
 
 
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started: this boot's id and the process's start time in clock ticks since boot
+    (field 22 of /proc/PID/stat). With the pid, it names one process: a pid is reused once its process is gone.
+    None where there is no such process or no /proc to ask."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except (OSError, ValueError, TypeError):
+        return None
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # fields from the 3rd, after the name (which may hold ')')
+
+
 def _alive(pid) -> bool:
     try:
         os.kill(int(pid), 0)
     except (OSError, ValueError, TypeError):
         return False
     return True
+
+
+def writer_running(state: dict) -> bool:
+    """Whether the process that wrote a run_state.json is still running, on this machine: its pid lives and, where
+    the state recorded when that process started, it is the same process (not another one given the same pid)."""
+    if state.get("host") != socket.gethostname() or not _alive(state.get("pid")):
+        return False
+    started = state.get("pid_started")
+    return started is None or process_started(state["pid"]) in (None, started)
 
 
 def partial_runs(where: Path) -> list[PartialRun]:
@@ -412,7 +433,7 @@ def partial_runs(where: Path) -> list[PartialRun]:
         except (OSError, ValueError):
             pass
         stamps = [p.stat().st_mtime for p in (folder, *folder.glob(f"*/{ENTRY_JSON}")) if p.exists()]
-        running = state.get("host") == socket.gethostname() and _alive(state.get("pid"))
+        running = writer_running(state)
         found.append(PartialRun(folder, now - max(stamps), len(finished_entries(folder)),
                                 state.get("combinations"), running))
     return found

@@ -181,3 +181,29 @@ def test_a_combination_runs_with_one_blas_thread():
         with one_blas_thread():
             assert blas_threads() == {1}
         assert blas_threads() == {2}
+
+
+def test_a_run_still_running_is_told_from_a_reused_pid(capsys, tmp_path):
+    """A .partial folder's writer is running only if its pid lives and is the same process (its recorded start):
+    a pid given to another process after a crash (here: this test's own) reads as stopped, and may be removed; a
+    run really running is never removed, and `--resume` refuses it."""
+    import os
+    import socket
+
+    from evalkit.matrix.jobs import STATE_KIND, process_started
+
+    def partial(name: str, **state) -> Path:
+        folder = tmp_path / "out" / "tiny" / f".{name}.partial"
+        folder.mkdir(parents=True)
+        (folder / STATE_JSON).write_text(json.dumps({"kind": STATE_KIND, "run_id": name, "combinations": 2,
+                                                     "host": socket.gethostname(), "pid": os.getpid(), **state}))
+        return folder
+
+    mine = partial("running", pid_started=process_started(os.getpid()))
+    reused = partial("crashed", pid_started=process_started(1))  # another process's start: the pid was reused
+    code, stdout, _ = run_cli(capsys, "runs", "partial", tmp_path / "out", "--remove")
+    assert code == 0 and f"{mine}  running" in stdout and f"{reused}  removed" in stdout, stdout
+    assert mine.is_dir() and not reused.exists()
+    code, _, err = run_cli(capsys, "run", "--resume", mine)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"run running is still running (process {os.getpid()} on this machine)" in err, err
