@@ -120,20 +120,23 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
     """
     import json
 
-    from evalkit.ci.gates import GateResult, junit_xml, run_checks, summary_markdown, summary_text
+    from evalkit.config.suite import load_suite
     from evalkit.matrix.executors import check_executor
+
+    # the options and the suite first: a mistake in either is told before the pipeline's imports (2 s here)
+    check_executor(executor, workers, ray_address)
+    loaded = load_suite(suite_path) if resume is None else None
+
+    from evalkit.ci.gates import GateResult, junit_xml, run_checks, summary_markdown, summary_text
     from evalkit.record.summary import json_safe, load_run
     from evalkit.run import resume_run, run_suite
-    from evalkit.config.suite import load_suite
 
-    check_executor(executor, workers, ray_address)
     how = dict(log=_progress, save_golden_to=save_golden, workers=workers, executor=executor,
                ray_address=ray_address)
     if resume is not None:
         _debug(f"resuming {resume}")
         run_dir = resume_run(resume, **how)
     else:
-        loaded = load_suite(suite_path)
         _debug(f"suite {loaded.path} (sha256 {loaded.sha256[:16]}), output folder {out or 'the suite default'}")
         run_dir = run_suite(loaded, out=out, keep_suite_as=keep_suite_as, **how)
     record = load_run(run_dir)

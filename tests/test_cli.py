@@ -127,3 +127,16 @@ def test_help_and_module_entry_point():
     assert result.returncode == 0 and "SUITE.yaml" in result.stdout and "last line" in result.stdout
     result = subprocess.run([sys.executable, "-m", "evalkit", "frobnicate"], capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["run", "MISSING"], ["run", "BAD"], ["run", "BAD", "--workers", "0"]])
+def test_a_mistake_in_the_suite_or_options_is_told_before_the_pipeline_is_imported(args, tmp_path):
+    """`evalkit run` checks its options and its suite before it imports the pipeline (onnxruntime, scipy,
+    matplotlib: about 2 s here), so the commonest mistakes are told at once."""
+    (tmp_path / "bad.yaml").write_text("name: x\nmodels: 3\n")
+    args = [{"MISSING": str(tmp_path / "missing.yaml"), "BAD": str(tmp_path / "bad.yaml")}.get(a, a) for a in args]
+    code = ("import sys\nfrom evalkit.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(rc, sorted(m for m in ('evalkit.run', 'onnxruntime', 'matplotlib', 'scipy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert done.stdout.split("\n")[-2] == "2 []", (done.stdout, done.stderr)
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("evalkit: error:"), done.stderr

@@ -18,11 +18,14 @@ import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
-from evalkit.config.suite import LoadedSuite
 from evalkit.errors import UserError
-from evalkit.matrix.jobs import Job, longest_first, run_job
+
+if TYPE_CHECKING:  # the jobs (and the whole pipeline behind them) are imported when a run starts: `evalkit run`
+    # checks its options and its suite first, so a mistake there is told in a fraction of a second
+    from evalkit.config.suite import LoadedSuite
+    from evalkit.matrix.jobs import Job
 
 Executor = Literal["local", "ray"]
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -40,6 +43,8 @@ def execute(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int, e
             ray_address: str | None = None, log=print) -> Iterator[tuple[Job, dict]]:
     """Run ``jobs`` into ``run_dir``; yields each job with its entry as it finishes. Close the iterator (or let
     it finish) so that workers still running are stopped: an interruption stops them all."""
+    from evalkit.matrix.jobs import longest_first, run_job
+
     if executor == "ray":
         from evalkit.matrix.ray_tasks import run_on_ray
 
@@ -90,6 +95,8 @@ class CombinationsBar:
 
 def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int,
                  log) -> Iterator[tuple[Job, dict]]:
+    from evalkit.matrix.jobs import run_job
+
     log(f"running {len(jobs)} combinations in {workers} worker processes ...")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init)
