@@ -58,8 +58,9 @@ def run_on_a_terminal(*args) -> tuple[int, str, str]:
 
 
 def test_two_workers_give_the_numbers_of_one(capsys, fixtures_dir, tmp_path):
-    """... and on a terminal, a bar counts the combinations the workers finished (theirs show no bars)."""
-    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path))
+    """... in the suite's order, though the workers take reference (7 KB) before copycat (0.4 KB), longest first;
+    and on a terminal, a bar counts the combinations the workers finished (theirs show no bars)."""
+    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path, models=("copycat", "reference")))
     code, out, err = run_cli(capsys, "run", suite, "--out", tmp_path / "w1", "--workers", 1)
     assert code == 0 and "worker processes" not in err and "combinations:" not in err, err
     one = Path(out.strip().splitlines()[-1])
@@ -67,7 +68,9 @@ def test_two_workers_give_the_numbers_of_one(capsys, fixtures_dir, tmp_path):
     assert code == 0 and "running 2 combinations in 2 worker processes" in err, err
     assert re.search(r"combinations: +50%\|.*\| 1/2 ", err), err  # the bar, after the first one finished
     assert err.count("finished reference on cpu") == 1 and err.count("finished copycat on cpu") == 1, err
-    assert_same_quality(one, Path(out.strip().splitlines()[-1]))
+    two = Path(out.strip().splitlines()[-1])
+    assert_same_quality(one, two)
+    assert list(pd.read_csv(two / "summary.csv")["model"]) == ["copycat", "reference"]
 
 
 def test_workers_take_the_longest_jobs_first(fixtures_dir, tmp_path):
