@@ -101,9 +101,9 @@ def expected_cost(suite, job: Job) -> float:
 
 def longest_first(suite, jobs: list[Job]) -> list[Job]:
     """``jobs`` in the order parallel workers should take them: the longest expected first (``expected_cost``),
-    ties in the suite's order. Workers that take the long jobs first finish together: the classic
-    longest-processing-time rule, at most 4/3 of the best schedule's length, where the suite's order can leave
-    one worker running the longest job alone at the end."""
+    ties in the suite's order. Workers that take the long jobs first finish closer together: the classic
+    longest-processing-time rule (with exact lengths, never more than 4/3 of the best schedule's), where the
+    suite's order can leave one worker running the longest job alone at the end."""
     cost = {job: expected_cost(suite, job) for job in jobs}
     return sorted(jobs, key=lambda job: -cost[job])  # sorted() is stable: equal guesses keep the suite's order
 
