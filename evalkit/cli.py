@@ -681,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "gates and report are made by this process when all have finished)")
     g.add_argument("--workers", type=int, metavar="N", help="run N jobs at once in local worker processes (default: "
                    "this machine's cores over the largest intra_op_num_threads of the suite's backends, unset "
-                   "counting as all cores; 1 runs them in this process)")
+                   "counting as all cores; 1 runs them in this process). Workers take the longest jobs first; on a "
+                   "terminal a bar counts the finished ones")
     g.add_argument("--executor", choices=EXECUTOR_CHOICES, default="local", help="local (default): this machine; "
                    "ray: each job a task on a Ray cluster, its files sent through Ray's object store and its "
                    'results written here (needs pip install "evalkit[ray]")')
