@@ -474,10 +474,11 @@ def cmd_signoff(args) -> int:
     private_key = signoff.load_private_key(Path(args.key)) if args.key else None  # before the run: fail early
     loaded = signoff.with_model(load_suite(Path(args.target)), Path(args.model), args.model_name)
     run_dir = run_suite(loaded, out=Path(args.out) if args.out else None, log=_progress)
-    record = signoff.build_signoff(loaded, Path(args.model), run_dir, private_key)
+    run = load_run(run_dir)
+    record = signoff.build_signoff(loaded, Path(args.model), run_dir, run, private_key)
     json_path, html_path = signoff.write_signoff(record, run_dir)
     failed = [g for g in record["criteria"] if not g["passed"]]
-    failed_runs, bug = _failures(load_run(run_dir))
+    failed_runs, bug = _failures(run)
     # a bug's verdict is FAIL, but the cause is evalkit's, not the model's: exit 3, and its error line
     code = EXIT_INTERNAL if bug else EXIT_OK if record["verdict"] == "PASS" else EXIT_GATE_FAILED
     for e in failed_runs:

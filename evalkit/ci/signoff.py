@@ -31,7 +31,7 @@ from evalkit.ci.gates import run_checks
 from evalkit.record.environment import sha256_file
 from evalkit.errors import UserError
 from evalkit.record.io import write_text_atomic
-from evalkit.record.summary import json_safe, load_run
+from evalkit.record.summary import json_safe
 from evalkit.report.templating import render
 from evalkit.config.suite import LoadedSuite, Suite
 
@@ -144,9 +144,9 @@ def with_model(loaded: LoadedSuite, model_path: Path, model_name: str | None) ->
     return LoadedSuite(suite=Suite.model_validate(data), path=loaded.path, sha256=loaded.sha256, text=loaded.text)
 
 
-def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, private_key=None) -> dict:
-    """The sign-off record of a finished run; signed with ``private_key`` (Ed25519) when given."""
-    record = load_run(run_dir)
+def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record: dict, private_key=None) -> dict:
+    """The sign-off record of the finished run in ``run_dir`` (``record``: its run.json, as ``load_run`` reads
+    it); signed with ``private_key`` (Ed25519) when given."""
     failed = [e for e in record["runs"] if e["status"] == "failed"]  # a combination that failed fails the sign-off
     criteria = (record["gates"] or []) + [r.to_dict() for r in run_checks({"runs": failed})]
     passed = bool(criteria) and all(g["passed"] for g in criteria)
