@@ -206,6 +206,11 @@ def cmd_run(args) -> int:
 FLAG_SUITE_FILE = "suite.yaml"  # what a run described by flags keeps of its suite, in its run folder
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names (argparse type): 'a, b' -> ['a', 'b']."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _run_flags(args, out: Path | None, options: dict) -> int:
     """A run described by flags: the suite they describe is written to a temporary file and run like any suite
     file; the run folder keeps it as suite.yaml (absolute paths, so it can be copied and grown)."""
@@ -316,7 +321,7 @@ def cmd_demo(args) -> int:
         _progress(f"wrote the demo fixtures into {fixtures}")
     else:
         _progress(f"using the demo fixtures in {fixtures}")
-    suite = demo_suite_for(fixtures)
+    suite = demo_suite_for(fixtures, args.models)
     # From a checkout: reports/ of the checkout (the demo suite's output_dir); installed: ./reports here.
     checkout = source_checkout()
     out = Path(args.out) if args.out else (checkout / "reports" if checkout else Path.cwd() / "reports")
@@ -659,6 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", metavar="DIR", help="where the run folder goes (default: reports/ of the checkout; "
                       "installed from a wheel: ./reports of the working directory)")
     demo.add_argument("--rebuild-fixtures", action="store_true", help="rebuild the fixtures even if present")
+    demo.add_argument("--models", metavar="NAMES", type=_names,
+                      help="run only these of the demo's models, comma-separated (e.g. reference,copycat: a quicker "
+                      "look; the default runs all six)")
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run a suite", description="Run every model x backend x input of SUITE. "

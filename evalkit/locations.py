@@ -58,22 +58,34 @@ def default_fixtures_dir() -> Path:
     return Path(platformdirs.user_cache_dir("evalkit")) / "fixtures"
 
 
-def demo_suite_for(fixtures: Path) -> Path:
-    """The demo suite whose fixture paths point into ``fixtures``.
+def demo_suite_for(fixtures: Path, models: list[str] | None = None) -> Path:
+    """The demo suite whose fixture paths point into ``fixtures``, with only ``models`` when given.
 
-    In a checkout with the default fixtures folder that is ``suites/demo.yaml`` itself (its paths are
-    relative to it). Otherwise a copy is written into the fixtures folder (``fixtures/demo.yaml``) with every
-    ``../data/fixtures/...`` path made absolute and no ``output_dir``: where the run goes is the caller's choice.
+    In a checkout with the default fixtures folder and every model that is ``suites/demo.yaml`` itself (its
+    paths are relative to it). Otherwise a copy is written into the fixtures folder (``fixtures/demo.yaml``)
+    with every ``../data/fixtures/...`` path made absolute, no ``output_dir`` (where the run goes is the
+    caller's choice) and only the models asked for, in the suite's order. A name the demo does not have is a
+    UserError that lists the names it has.
     """
     source = shipped("suites/demo.yaml")
     root = source_checkout()
     fixtures = Path(fixtures).resolve()
-    if root is not None and fixtures == (root / "data" / "fixtures").resolve():
+    if models is None and root is not None and fixtures == (root / "data" / "fixtures").resolve():
         return source
     data = yaml.safe_load(source.read_text())
     data.pop("output_dir", None)
     header = (f"# evalkit's demo suite ({source}), written by `evalkit demo` with its fixture paths pointing\n"
               f"# into {fixtures}. Rewritten on every `evalkit demo`: copy it elsewhere to edit it.\n")
+    if models is not None:
+        names = [m["name"] for m in data["models"]]
+        unknown = [m for m in models if m not in names]
+        if unknown or not models:
+            from evalkit.errors import UserError
+
+            raise UserError(f"--models {','.join(models)}: the demo has no model {', '.join(unknown) or '(none named)'}; "
+                            f"its models are {','.join(names)}")
+        data["models"] = [m for m in data["models"] if m["name"] in models]
+        header += f"# Only the models asked for (`evalkit demo --models {','.join(models)}`).\n"
     copy = fixtures / DEMO_COPY
     return write_text_atomic(copy, header + yaml.safe_dump(_point_into(data, fixtures), sort_keys=False))
 

@@ -252,3 +252,21 @@ def test_the_demo_suite_outside_the_checkout_points_into_the_fixtures(fixtures_d
     code, out, err = run_cli(capsys, "suite", "check", copy)
     assert code == 0, err
     assert locations.demo_suite_for(REPO / "data" / "fixtures") == REPO / "suites" / "demo.yaml"
+
+
+def test_the_demo_runs_only_the_models_asked_for(fixtures_dir, capsys, monkeypatch):
+    copy = locations.demo_suite_for(fixtures_dir, ["copycat", "reference"])
+    data = yaml.safe_load(copy.read_text())
+    assert [m["name"] for m in data["models"]] == ["reference", "copycat"]  # the suite's order, not the flag's
+    assert data["models"][1]["generator"] == str(fixtures_dir / "models" / "copycat.onnx")
+    assert "--models copycat,reference" in copy.read_text()
+    # even in the checkout's own fixtures folder a selection is a copy, never suites/demo.yaml cut down
+    full = yaml.safe_load((REPO / "suites" / "demo.yaml").read_text())
+    assert len(full["models"]) == 6
+    monkeypatch.setenv(locations.FIXTURES_ENV, str(fixtures_dir))
+    code, out, err = run_cli(capsys, "demo", "--models", "reference,nope")
+    assert code == 2
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert errors == ["evalkit: error: --models reference,nope: the demo has no model nope; its models are "
+                      "reference,lag2,noisy,reference_fp16,mobile-unet,copycat"]
+    assert yaml.safe_load(copy.read_text())["models"][1]["name"] == "copycat"  # the refused call wrote nothing
