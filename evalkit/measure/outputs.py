@@ -137,12 +137,14 @@ VIEWER_THREADS = 2  # SSIM workers (OpenCV and numpy release the GIL); each keep
 
 
 def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path, frames: int,
-                          side_by_side: Path | None = None, audio: Path | None = None) -> None:
+                          side_by_side: Path | None = None, audio: Path | None = None,
+                          window: tuple[int, int, int, int] | None = None) -> None:
     """Region mp4_full: output.mp4 decoded once, beside the ground truth, for the first ``frames`` frames.
 
     Frames are scored by VIEWER_THREADS workers while the next ones decode. With ``side_by_side``, the same
     decoded frames are also written there as ground truth | output (H.264, with ``audio``), so the page's
-    comparison video costs no second decode.
+    comparison video costs no second decode; ``window`` (x0, y0, x1, y1; ``media.frames.face_window``) is the
+    part of each frame it shows, the whole frame when None.
     """
     from evalkit.media.encode import VideoWriter
 
@@ -164,7 +166,8 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
         pool = stack.enter_context(ThreadPoolExecutor(VIEWER_THREADS, thread_name_prefix="evalkit-viewer"))
         writer = None
         if side_by_side is not None:
-            both = np.empty((truth_info.height, truth_info.width + mp4_info.width, 3), np.uint8)
+            x0, y0, x1, y1 = window or (0, 0, truth_info.width, truth_info.height)
+            both = np.empty((y1 - y0, 2 * (x1 - x0), 3), np.uint8)
             writer = stack.enter_context(VideoWriter(side_by_side, both.shape[1], both.shape[0],
                                                      measures.contract.fps, kind="mp4", audio=audio, crf=23,
                                                      preset=SIDE_BY_SIDE_PRESET))
@@ -179,8 +182,8 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
                 raise UserError(f"{ground_truth} ended after {i} frames, expected {frames}")
             pending.append(pool.submit(score, i, k))
             if writer is not None:
-                both[:, : truth_info.width] = truths[k]
-                both[:, truth_info.width:] = outs[k]
+                both[:, : x1 - x0] = truths[k, y0:y1, x0:x1]
+                both[:, x1 - x0:] = outs[k, y0:y1, x0:x1]
                 writer.write(both)
         for job in pending:
             job.result()

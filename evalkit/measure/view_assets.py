@@ -19,6 +19,7 @@ from evalkit.config.contract import Contract
 from evalkit.errors import UserError
 from evalkit.media.decode import FrameReader, ping_pong_index
 from evalkit.media.ffmpeg import probe_video
+from evalkit.media.frames import face_window
 from evalkit.media.side_by_side import side_by_side
 from evalkit.media.thumbnails import DIFF_AMPLIFY, WORST_FRAMES, WORST_MIN_GAP_SECONDS, difference_strip_jpeg, distinct_worst
 from evalkit.pipeline.crop import CropPreparer, load_crop_boxes, load_landmark_boxes
@@ -45,15 +46,24 @@ def make_view_assets(run_dir: Path, record: dict, log=print) -> None:
             log(f"{run_label(entry)}: the ground truth {facts['path']} is not on this machine: no "
                 + " or ".join(p.name for p in missing))
             continue
+        try:
+            boxes = input_boxes(record, entry)
+        except (OSError, UserError) as exc:  # the crop boxes or landmarks are not on this machine (any more)
+            boxes = None
+            log(f"{run_label(entry)}: cannot read the crop boxes ({exc}): no worst frames"
+                + (", and a side-by-side video of whole frames" if folder / SIDE_BY_SIDE in missing else ""))
         if folder / SIDE_BY_SIDE in missing and (folder / OUTPUT_MP4).is_file():
-            side_by_side(truth, folder / OUTPUT_MP4, folder / SIDE_BY_SIDE, entry["frames"])
-        if folder / WORST_FRAMES_JSON in missing and (folder / FRAMES_INNER).is_file():
-            try:
-                boxes = input_boxes(record, entry)
-            except (OSError, UserError) as exc:  # the crop boxes or landmarks are not on this machine (any more)
-                log(f"{run_label(entry)}: cannot read the crop boxes ({exc}): no worst frames")
-                continue
+            window = None if boxes is None else face_window_of(record, entry, boxes)
+            side_by_side(truth, folder / OUTPUT_MP4, folder / SIDE_BY_SIDE, entry["frames"], window=window)
+        if folder / WORST_FRAMES_JSON in missing and (folder / FRAMES_INNER).is_file() and boxes is not None:
             save_worst_frames(folder, record, entry, truth, boxes)
+
+
+def face_window_of(record: dict, entry: dict, boxes: np.ndarray) -> tuple[int, int, int, int]:
+    """The side-by-side video's window: every box the entry's frames were cropped with, and a margin."""
+    facts = record["inputs"][entry["input"]]
+    shown = entry["template_indices"] or [ping_pong_index(i, facts["video_frames"]) for i in range(entry["frames"])]
+    return face_window(boxes[shown[: entry["frames"]]], *facts["size"])
 
 
 def input_boxes(record: dict, entry: dict) -> np.ndarray:

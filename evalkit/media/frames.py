@@ -79,3 +79,32 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
     if w <= 0 or h <= 0 or x < 0 or y < 0:
         raise UserError(f"--roi {text!r}: x and y must be >= 0, w and h > 0")
     return x, y, w, h
+
+
+FACE_WINDOW_MARGIN = 0.15  # of the boxes' union's larger side, on every side: the paste's seams stay in view
+
+
+def face_window(boxes: np.ndarray, width: int, height: int,
+                margin: float = FACE_WINDOW_MARGIN) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), half-open: the part of a width x height frame that shows every box of ``boxes``
+    ([N, 4] x1 y1 x2 y2, half-open, as crop_boxes.txt) with ``margin`` around their union, clipped to the
+    frame, its width and height even (H.264's 4:2:0 needs them even) where the frame allows.
+
+    >>> face_window(np.array([[176, 176, 464, 464], [166, 171, 454, 459]]), 640, 480)
+    (121, 126, 509, 480)
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return 0, 0, width, height
+    x0, y0 = boxes[:, 0].min(), boxes[:, 1].min()
+    x1, y1 = boxes[:, 2].max(), boxes[:, 3].max()
+    pad = margin * max(x1 - x0, y1 - y0)
+    x0, y0 = max(0, int(np.floor(x0 - pad))), max(0, int(np.floor(y0 - pad)))
+    x1, y1 = min(width, int(np.ceil(x1 + pad))), min(height, int(np.ceil(y1 + pad)))
+    if x1 <= x0 or y1 <= y0:  # boxes wholly outside the frame: show the frame
+        return 0, 0, width, height
+    if (x1 - x0) % 2:  # grow by one where there is room, else shrink by one
+        x1, x0 = (x1 + 1, x0) if x1 < width else (x1, x0 - 1) if x0 > 0 else (x1 - 1, x0)
+    if (y1 - y0) % 2:
+        y1, y0 = (y1 + 1, y0) if y1 < height else (y1, y0 - 1) if y0 > 0 else (y1 - 1, y0)
+    return x0, y0, x1, y1

@@ -42,6 +42,7 @@ from evalkit.pipeline.latency import time_inference
 from evalkit.config.suite import InputSpec, MetricsSpec, ProtocolSpec, TimingSpec
 from evalkit.pipeline.stages import Stages, StageFailed, Timer
 from evalkit.media.decode import FrameReader, SpilledFrames, ping_pong_index, template_frames
+from evalkit.media.frames import face_window
 from evalkit.media.encode import VideoWriter
 
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4, SIDE_BY_SIDE  # noqa: F401 (names)
@@ -503,7 +504,8 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     t0 = time.perf_counter()
     if ground_truth is not None:
         measure_viewer_frames(measures, mp4_path, ground_truth, compared, side_by_side=out_dir / SIDE_BY_SIDE,
-                              audio=audio.path or prepared.spec.audio)
+                              audio=audio.path or prepared.spec.audio,
+                              window=face_window(boxes[indices[:compared]], w, h))
     measured = measures.result(audio.wav, contract.sample_rate, ground_truth is not None)
     times.add("output_stats", time.perf_counter() - t0)
     digest = None

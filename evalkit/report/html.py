@@ -243,6 +243,20 @@ def _side_by_side_video(run_dir: Path, record: dict, entry: dict) -> str | None:
     return None
 
 
+def _side_by_side_caption(video: Path, input_facts: dict) -> str:
+    """What the side-by-side video shows: the face (``media.frames.face_window``) or, where the crop boxes were
+    not at hand when it was made, whole frames: told by its width against the input's."""
+    from evalkit.errors import UserError
+    from evalkit.media.ffmpeg import probe_video
+
+    caption = "ground truth | output, side by side"
+    try:
+        whole = probe_video(video).width >= 2 * input_facts["size"][0]
+    except (UserError, OSError):  # unreadable here (ffmpeg cannot parse it): the browser may still play it
+        return caption
+    return caption + (", whole frames" if whole else ", around the face (every crop box and a margin)")
+
+
 def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> dict:
     """Everything the page shows about one run, for its collapsible section: what it has, never an empty part."""
     s = entry["summary"]
@@ -259,7 +273,7 @@ def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> 
         section["output_mp4"] = f"{entry['folder']}/{OUTPUT_MP4}"
     if entry["fidelity"]:
         section["video"] = _side_by_side_video(run_dir, record, entry)
-        section["video_caption"] = "ground truth | output, side by side"
+        section["video_caption"] = _side_by_side_caption(folder / SIDE_BY_SIDE, record["inputs"][entry["input"]])
         section["worst"] = worst_frames(run_dir, record, entry)
     else:
         section["video"] = section["output_mp4"]

@@ -13,6 +13,7 @@ from evalkit.config.suite import BackendSpec, InputSpec, MetricsSpec, ProtocolSp
 from evalkit.measure.outputs import measure_run
 from evalkit.media.decode import SpilledFrames, template_frames
 from evalkit.media.ffmpeg import probe_video
+from evalkit.media.frames import face_window
 from evalkit.pipeline.generate import compute_audio_features, generate, prepare_input
 from evalkit.pipeline.runner import OnnxRuntimeRunner
 from evalkit.pipeline.stages import StageFailed, Stages
@@ -53,9 +54,23 @@ def test_measured_in_memory_equals_measured_from_the_written_files(fixtures_dir,
         for name in ("psnr", "ssim"):
             assert streamed["fidelity"][region][name] == from_files["fidelity"][region][name], (region, name)
     assert streamed["sync"] == from_files["sync"]
-    # the side-by-side video was written from the viewer pass's frames: ground truth | output, every frame
+    # the side-by-side video was written from the viewer pass's frames: ground truth | output around the face,
+    # every frame
+    x0, y0, x1, y1 = face_window(prepared.boxes[generated.template_indices], prepared.video.width,
+                                 prepared.video.height)
+    assert x1 - x0 < prepared.video.width  # the fixture's face does not fill the frame: a real cut
     info = probe_video(out / SIDE_BY_SIDE)
-    assert (info.width, info.frames) == (2 * prepared.video.width, generated.frames)
+    assert (info.width, info.height, info.frames) == (2 * (x1 - x0), y1 - y0, generated.frames)
+    both = decode(out / SIDE_BY_SIDE).astype(np.float64)
+    truth = decode(prepared.spec.ground_truth, generated.frames)[:, y0:y1, x0:x1]
+    mp4 = decode(out / OUTPUT_MP4)[:, y0:y1, x0:x1]
+    def db(a, b):
+        return 10 * np.log10(255**2 / np.mean((a - b) ** 2))
+
+    for half, source in ((both[:, :, : x1 - x0], truth), (both[:, :, x1 - x0 :], mp4)):
+        assert db(half, source) > 30  # the same pictures, re-encoded once
+    shifted = decode(prepared.spec.ground_truth, generated.frames)[:, y0 - 4 : y1 - 4, x0 + 4 : x1 + 4]
+    assert db(both[:, :, : x1 - x0], shifted) < db(both[:, :, : x1 - x0], truth) - 10  # the very window, not near it
     assert (out / FRAMES_FULL).is_file() and (out / FRAMES_INNER).is_file() and (out / OUTPUT_MP4).is_file()
 
 

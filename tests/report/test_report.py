@@ -83,3 +83,5 @@ def test_report_is_self_contained_with_every_section(demo_run):
     for entry in record["runs"]:
         assert (demo_run / entry["folder"] / "side_by_side.mp4").is_file()
         assert f'<video controls preload="none" src="{entry["folder"]}/side_by_side.mp4">' in html
+    assert html.count("ground truth | output, side by side, around the face (every crop box and a margin)") == len(
+        record["runs"])

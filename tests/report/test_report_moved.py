@@ -7,6 +7,7 @@ import re
 import shutil
 
 from evalkit.cli import main
+from evalkit.media.ffmpeg import probe_video
 from evalkit.record.layout import RUN_RECORD, SIDE_BY_SIDE, WORST_FRAMES_JSON
 from evalkit.record.summary import load_run, run_label
 
@@ -91,9 +92,42 @@ def test_view_assets_whose_inputs_went_away_are_skipped_with_a_message(demo_run,
     make_view_assets(tmp_path, one, log=lines.append)
     assert len(lines) == 1 and "cannot read the crop boxes" in lines[0] and "no worst frames" in lines[0], lines
     assert not (tmp_path / entry["folder"] / WORST_FRAMES_JSON).exists()
+    # without the boxes a missing side-by-side video is still made, of whole frames, and the line says so
+    (tmp_path / entry["folder"] / SIDE_BY_SIDE).unlink()
+    shutil.copy2(demo_run / entry["folder"] / "output.mp4", tmp_path / entry["folder"])
+    lines.clear()
+    make_view_assets(tmp_path, one, log=lines.append)
+    assert len(lines) == 1 and lines[0].endswith("no worst frames, and a side-by-side video of whole frames"), lines
+    assert probe_video(tmp_path / entry["folder"] / SIDE_BY_SIDE).width == 2 * facts["size"][0]
+    (tmp_path / entry["folder"] / SIDE_BY_SIDE).write_bytes(b"made by the task")
     truth = facts["ground_truth"]
     facts["ground_truth"] = dict(truth, path=str(gone / "full_body_img"), frame_list=truth["path"])  # list kept
     lines.clear()
     make_view_assets(tmp_path, one, log=lines.append)
     assert lines == [f"{run_label(entry)}: the ground truth {gone / 'full_body_img'} is not on this machine: no "
                      f"{WORST_FRAMES_JSON}"], lines
+
+
+def test_a_side_by_side_made_after_the_run_shows_the_same_face_window(demo_run, tmp_path):
+    """An external backend's side-by-side video is made at the end of the run, through ffmpeg, from the files;
+    evalkit's own pipeline writes it during the viewer pass. Both show the same window around the face."""
+    import numpy as np
+
+    from evalkit.measure.view_assets import make_view_assets
+    from tests.conftest import decode
+
+    record = load_run(demo_run)
+    entry = next(e for e in record["runs"] if e["fidelity"] and e["model"] == "noisy")
+    folder = tmp_path / entry["folder"]
+    folder.mkdir()
+    for name in ("output.mp4", WORST_FRAMES_JSON):
+        shutil.copy2(demo_run / entry["folder"] / name, folder)
+    lines = []
+    make_view_assets(tmp_path, dict(record, runs=[entry]), log=lines.append)
+    assert lines == []
+    made, streamed = probe_video(folder / SIDE_BY_SIDE), probe_video(demo_run / entry["folder"] / SIDE_BY_SIDE)
+    width, height = record["inputs"][entry["input"]]["size"]
+    assert (made.width, made.height, made.frames) == (streamed.width, streamed.height, streamed.frames)
+    assert made.width < 2 * width and made.height <= height and made.has_audio
+    a, b = decode(folder / SIDE_BY_SIDE, 20).astype(np.float64), decode(demo_run / entry["folder"] / SIDE_BY_SIDE, 20)
+    assert 10 * np.log10(255**2 / np.mean((a - b) ** 2)) > 30  # the same pictures, encoded apart
