@@ -32,7 +32,7 @@ from evalkit.errors import UserError
 from evalkit.measure.outputs import measure_run
 from evalkit.pipeline.external import run_external
 from evalkit.pipeline.generate import compute_audio_features, generate, prepare_input, template_index
-from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
+from evalkit.pipeline.runner import OnnxRuntimeRunner, ProviderDidNotStart, available_providers
 from evalkit.record.io import write_json_atomic, write_text_atomic
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, HEAD_OUTPUTS, OUTPUT_MP4, PARTIAL_SUFFIX
 
@@ -323,8 +323,18 @@ def _run_one(partial: Path, suite, model, contract, spec, prep, protocol, backen
         indices = [template_index(i, prep.video.frames, contract) for i in range(entry["frames"])]
         entry["template_indices"] = indices
     else:
-        generated = _generate_on(backend, model, contract, audio, prep, partial / folder, suite, entry, protocol,
-                                 ground_truth)
+        try:
+            generated = _generate_on(backend, model, contract, audio, prep, partial / folder, suite, entry, protocol,
+                                     ground_truth)
+        except ProviderDidNotStart as exc:  # listed, but not usable here: as if not available, unless required
+            if backend.required:
+                raise
+            shutil.rmtree(partial / folder)
+            for made in ("folder", "outputs"):
+                entry.pop(made)
+            entry.update(status="skipped", reason=str(exc))
+            log(f"skipped {what}: {exc}")
+            return entry
         np.savez_compressed(partial / folder / HEAD_OUTPUTS, outputs=generated.head_outputs)
     entry["generate_seconds"] = time.perf_counter() - t0
     log(f"generated and measured {what}: {entry['frames']} frames in {entry['generate_seconds']:.1f} s")

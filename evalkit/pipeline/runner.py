@@ -35,6 +35,12 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+class ProviderDidNotStart(UserError):
+    """ONNX Runtime lists the provider but ran the session on another one (it falls back to the CPU, logging
+    why on stderr, when a CUDA, cuDNN or TensorRT library is missing or there is no GPU): numbers measured
+    there would be the CPU's under the backend's name."""
+
+
 class Runner:
     """Base class: state and shape checks around a backend's ``*_impl`` methods."""
 
@@ -124,6 +130,15 @@ class OnnxRuntimeRunner(Runner):
         except Exception as exc:
             raise UserError(f"cannot load generator {self.model_path} on {provider}: {exc}") from exc
         self.providers_used = self.session.get_providers()
+        if provider not in self.providers_used:
+            self.session = None
+            offered = available_providers()
+            listed = provider in offered
+            raise ProviderDidNotStart(
+                f"{provider} {'is installed but did not start' if listed else 'is not available'} here: ONNX "
+                f"Runtime fell back to {', '.join(self.providers_used)}"
+                + (" (its log on stderr says why: usually a missing CUDA, cuDNN or TensorRT library, or no GPU)"
+                   if listed else f" (this ONNX Runtime offers {', '.join(offered)})"))
         self._bind_inputs()
 
     def _bind_inputs(self) -> None:

@@ -132,6 +132,38 @@ def test_missing_provider_is_skipped_and_reported(backends_run):
     assert "skipped: not available here" in (backends_run / "report.html").read_text()
 
 
+def test_a_provider_that_does_not_start_is_never_measured_under_its_name(fixtures_dir, one_second_audio, tmp_path,
+                                                                        monkeypatch):
+    """onnxruntime-gpu lists CUDA and TensorRT even where they cannot start (no GPU, a missing libcublasLt or
+    cuDNN): ONNX Runtime then runs the session on the CPU, saying so only on stderr. Measured as it was, a
+    "cuda" backend's numbers were the CPU's. Here the session and its fallback are real (this ONNX Runtime has
+    no CUDA); only the list of what is installed is made to read as onnxruntime-gpu's."""
+    from evalkit.config.contract import Contract
+    from evalkit.config.suite import BackendSpec
+    from evalkit.pipeline.runner import OnnxRuntimeRunner, ProviderDidNotStart
+
+    runner = OnnxRuntimeRunner(fixtures_dir / "models" / "reference.onnx", Contract(),
+                               BackendSpec(name="cuda", provider="CUDAExecutionProvider"))
+    with pytest.raises(ProviderDidNotStart, match="CUDAExecutionProvider is not available here: ONNX Runtime fell "
+                                                  "back to CPUExecutionProvider"):
+        runner.activate()
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    for required, status in ((False, "skipped"), (True, "failed")):
+        data = suite_data(fixtures_dir, one_second_audio, ["reference"],
+                          [{"name": "cuda", "provider": "CUDAExecutionProvider", "required": required}],
+                          ground_truth=False)
+        run = run_suite(load_suite(write_suite(tmp_path / f"s{required}.yaml", data)), out=tmp_path / f"r{required}",
+                        workers=1, **QUIET)
+        entry = entries(run)[("reference", "cuda")]
+        assert entry["status"] == status, entry
+        assert entry["reason"].startswith("CUDAExecutionProvider is installed but did not start here: ONNX Runtime "
+                                          "fell back to CPUExecutionProvider")
+        assert "inference_ms" not in entry or not entry["inference_ms"]  # nothing measured under its name
+        assert not (run / "reference__cuda__talking_head" / "output.mp4").exists()
+
+
 def test_required_missing_provider_fails_with_exit_1(fixtures_dir, short_audio, tmp_path, capsys):
     data = suite_data(fixtures_dir, short_audio, ["reference"],
                       [{"name": "cpu"}, {"name": "trt", "provider": "TensorrtExecutionProvider", "required": True}])
