@@ -55,7 +55,9 @@ def cut_audio(seconds: float, out: Path) -> Path:
 
 
 def suite_file(folder: Path, models: list[str], audio: Path, threads: int = 2, timing: dict | None = None,
-               name: str = "bench") -> Path:
+               name: str = "bench", backend: dict | None = None) -> Path:
+    """A one-input suite of fixture ``models`` on the fixture clip cut to ``audio``, with its ground truth; on
+    the CPU with ``threads`` unless ``backend`` (a suite backend mapping) says otherwise."""
     clip = FIXTURES / "clip"
     data = {
         "name": name,
@@ -63,8 +65,8 @@ def suite_file(folder: Path, models: list[str], audio: Path, threads: int = 2, t
                     "audio_encoder": str(FIXTURES / "models" / "audio_encoder.onnx")} for m in models],
         "inputs": [{"name": "talking_head", "video": str(clip / "talking_head.mkv"), "audio": str(audio),
                     "crop_boxes": str(clip / "crop_boxes.txt"), "ground_truth": str(clip / "talking_head.mkv")}],
-        "backends": [{"name": "cpu", "provider": "CPUExecutionProvider",
-                      "session_options": {"intra_op_num_threads": threads}}],
+        "backends": [backend or {"name": "cpu", "provider": "CPUExecutionProvider",
+                                 "session_options": {"intra_op_num_threads": threads}}],
         "metrics": {"trim_to_shortest": True},
     }
     if timing:
@@ -100,12 +102,9 @@ def evalkit_run(suite: Path, out: Path, *extra: str) -> tuple[float, int, Path]:
     return wall, rss, Path(done.stdout.strip().splitlines()[-1])
 
 
-def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int) -> dict[bool, float]:
-    """A bare ONNX Runtime loop over the same frames' real inputs (prepared once beforehand, not timed), timed
-    with ONNX Runtime's pool threads spinning between runs (its own default: key True) and not (evalkit's
-    default: key False), one session after the other on the same inputs."""
-    import onnxruntime as ort
-
+def real_inputs(audio: Path, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's inputs for the first ``frames`` frames of the fixture clip driven by ``audio``, prepared as
+    evalkit's pipeline prepares them: images [n, 1, 6, H, W] and audio windows [n, 1, ...]."""
     from evalkit.config.contract import Contract
     from evalkit.config.suite import InputSpec
     from evalkit.pipeline.crop import CropPreparer
@@ -124,15 +123,31 @@ def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int) -> di
     for i, (t, frame, _, _) in zip(range(n), walk_template(prepared.video, n, contract, None)):
         images[i] = preparer.prepare(frame, prepared.boxes[t])
         feature_window(features.features, i, contract, out=audios[i])
+    return images, audios
+
+
+def input_names(session) -> tuple[str, str]:
+    """(image input, audio input) of a generator session: the image is the 6-channel one."""
+    names = [i.name for i in session.get_inputs()]
+    image_name = next(i.name for i in session.get_inputs() if len(i.shape) == 4 and i.shape[1] == 6)
+    return image_name, next(x for x in names if x != image_name)
+
+
+def bare_loop_seconds(model: Path, audio: Path, frames: int, threads: int) -> dict[bool, float]:
+    """A bare ONNX Runtime loop over the same frames' real inputs (prepared once beforehand, not timed), timed
+    with ONNX Runtime's pool threads spinning between runs (its own default: key True) and not (evalkit's
+    default: key False), one session after the other on the same inputs."""
+    import onnxruntime as ort
+
+    images, audios = real_inputs(audio, frames)
+    n = len(images)
     seconds = {}
     for spinning in (True, False):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-        image_name = next(i.name for i in session.get_inputs() if len(i.shape) == 4 and i.shape[1] == 6)
-        audio_name = next(x for x in names if x != image_name)
+        image_name, audio_name = input_names(session)
         for i in range(3):
             session.run(None, {image_name: images[i], audio_name: audios[i]})
         t0 = time.perf_counter()
