@@ -132,6 +132,7 @@ def test_missing_provider_is_skipped_and_reported(backends_run):
     assert "skipped: not available here" in (backends_run / "report.html").read_text()
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")  # ONNX Runtime's, expected here
 def test_a_provider_that_does_not_start_is_never_measured_under_its_name(fixtures_dir, one_second_audio, tmp_path,
                                                                         monkeypatch):
     """onnxruntime-gpu lists CUDA and TensorRT even where they cannot start (no GPU, a missing libcublasLt or
