@@ -316,7 +316,7 @@ def cmd_demo(args) -> int:
     _debug(f"fixtures folder: ${FIXTURES_ENV}, else data/fixtures of a checkout, else the user's cache (this "
            f"evalkit runs from {source_checkout() or 'an installed package'})")
     if args.rebuild_fixtures or not fixtures_ready(fixtures):
-        _progress(f"building the demo fixtures into {fixtures} (once, about half a minute) ...")
+        _progress(f"building the demo fixtures into {fixtures} (once, a few seconds) ...")
         build_fixtures(fixtures)
         _progress(f"wrote the demo fixtures into {fixtures}")
     else:
