@@ -89,8 +89,11 @@ def compare_runs(run_a: Path, run_b: Path, out: Path) -> Path:
                        "tensor": tensor, "picture": picture})
         if _both_have(dir_a, dir_b, OUTPUT_MP4):
             name = f"{'__'.join(key)}_a_vs_b.mp4"
-            side_by_side(dir_a / OUTPUT_MP4, dir_b / OUTPUT_MP4, out / name, min(ea["frames"], eb["frames"]))
-            videos.append({"label": " / ".join(key), "href": name})
+            window = _face_window(a, ea)
+            side_by_side(dir_a / OUTPUT_MP4, dir_b / OUTPUT_MP4, out / name, min(ea["frames"], eb["frames"]),
+                         window=window)
+            videos.append({"label": " / ".join(key) + (", around the face" if window else ", whole frames"),
+                           "href": name})
     table = pd.DataFrame(rows)
     with atomic_output(out / "comparison.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -104,6 +107,17 @@ def compare_runs(run_a: Path, run_b: Path, out: Path) -> Path:
     )
     write_text_atomic(out / "comparison.html", html)
     return out
+
+
+def _face_window(record: dict, entry: dict) -> tuple[int, int, int, int] | None:
+    """The part of the frames that run A's crop boxes show, with a margin (as the report's side-by-side video),
+    or None (whole frames) when those boxes are not on this machine."""
+    from evalkit.measure.view_assets import face_window_of, input_boxes
+
+    try:
+        return face_window_of(record, entry, input_boxes(record, entry))
+    except (OSError, UserError):
+        return None
 
 
 def _both_have(dir_a: Path, dir_b: Path, name: str) -> bool:

@@ -224,7 +224,17 @@ def test_compare_two_runs(backends_run, tmp_path, capsys):
     assert psnr["delta"] == 0 and {"a", "b", "ratio_b_over_a"} <= set(table.columns)
     html = (tmp_path / "cmp" / "comparison.html").read_text()
     assert "Parity of B against A" in html and "different machines" not in html
-    assert list((tmp_path / "cmp").glob("*_a_vs_b.mp4"))
+    video = tmp_path / "cmp" / "reference__cpu__talking_head__reconstruction_a_vs_b.mp4"
+    assert video.is_file() and "reference / cpu / talking_head / reconstruction, around the face" in html
+    from evalkit.media.ffmpeg import probe_video
+    from evalkit.media.frames import face_window
+
+    record = json.loads((backends_run / "run.json").read_text())
+    entry = next(e for e in record["runs"] if e["model"] == "reference" and e["backend"] == "cpu")
+    boxes = np.loadtxt(record["inputs"]["talking_head"]["crop_boxes"]["path"])
+    x0, y0, x1, y1 = face_window(boxes[entry["template_indices"]], *record["inputs"]["talking_head"]["size"])
+    info = probe_video(video)
+    assert (info.width, info.height, info.frames) == (2 * (x1 - x0), y1 - y0, entry["frames"])
 
 
 def test_compare_a_baseline_with_a_run_by_numbers(backends_run, tmp_path, capsys):
