@@ -59,11 +59,19 @@ def make_view_assets(run_dir: Path, record: dict, log=print) -> None:
             save_worst_frames(folder, record, entry, truth, boxes)
 
 
+def template_walk(record: dict, entry: dict) -> list[int]:
+    """The template frame each of the entry's output frames re-drew: its ``template_indices`` (the run's own walk,
+    protocols and template_start included), or, in a record without them (older external runs), the template
+    walked forwards and backwards from its start."""
+    if entry["template_indices"] is not None:
+        return entry["template_indices"]
+    return [ping_pong_index(i, record["inputs"][entry["input"]]["video_frames"]) for i in range(entry["frames"])]
+
+
 def face_window_of(record: dict, entry: dict, boxes: np.ndarray) -> tuple[int, int, int, int]:
     """The side-by-side video's window: every box the entry's frames were cropped with, and a margin."""
-    facts = record["inputs"][entry["input"]]
-    shown = entry["template_indices"] or [ping_pong_index(i, facts["video_frames"]) for i in range(entry["frames"])]
-    return face_window(boxes[shown[: entry["frames"]]], *facts["size"])
+    width, height = record["inputs"][entry["input"]]["size"]
+    return face_window(boxes[template_walk(record, entry)[: entry["frames"]]], width, height)
 
 
 def input_boxes(record: dict, entry: dict) -> np.ndarray:
@@ -80,14 +88,13 @@ def save_worst_frames(folder: Path, record: dict, entry: dict, truth: Path, boxe
     """The WORST_FRAMES distinct frames of lowest inner-region PSNR as JPEG strips (ground truth | output |
     |difference| x DIFF_AMPLIFY) and ``worst_frames.json`` listing them; returns the JSON's path.
 
-    The ground truth's frame i is cropped with the box of the template frame output frame i re-drew (the entry's
-    ``template_indices``: the run's own walk, protocols and template_start included); a record without them
-    (older external runs) walks the template forwards and backwards from its start."""
+    The ground truth's frame i is cropped with the box of the template frame output frame i re-drew
+    (``template_walk``)."""
     facts = record["inputs"][entry["input"]]
     psnr = np.array([number(v) for v in entry["fidelity"]["inner"]["psnr"]], dtype=np.float64)
     min_gap = max(1, round(WORST_MIN_GAP_SECONDS * facts["fps"]))
     order = distinct_worst(psnr, WORST_FRAMES, min_gap)
-    indices = entry["template_indices"]
+    walk = template_walk(record, entry)
     contract = Contract(**record["models"][entry["model"]]["contract"])
     cropper = CropPreparer(contract)
     gt_info, out_info = probe_video(truth), probe_video(folder / FRAMES_INNER)
@@ -100,8 +107,7 @@ def save_worst_frames(folder: Path, record: dict, entry: dict, truth: Path, boxe
             gt_reader.read_into(gt)
             out_reader.read_into(out)
             if i in wanted:
-                template = indices[i] if indices is not None else ping_pong_index(i, facts["video_frames"])
-                reference = cropper.crop_frame(gt, boxes[template]).copy()
+                reference = cropper.crop_frame(gt, boxes[walk[i]]).copy()
                 write_bytes_atomic(folder / worst_frame_jpeg(i), difference_strip_jpeg(reference, out.copy(),
                                                                                          DIFF_AMPLIFY))
     for i in order:
