@@ -79,8 +79,19 @@ def machine_info() -> dict:
     }
 
 
+def source_sha256(package: Path | None = None) -> str:
+    """What identifies the evalkit code that ran: the SHA-256 of its package files' ``path sha256`` lines, in
+    path order (Python sources and report templates; compiled caches left out). The version number stays the
+    same between releases; this changes with any edit, so a record says which exact code made it."""
+    root = Path(package or Path(__file__).resolve().parent.parent)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.suffix not in (".pyc", ".pyo"))
+    lines = [f"{p.relative_to(root).as_posix()} {sha256_file(p)}" for p in files]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def versions() -> dict:
-    found = {"evalkit": __version__}
+    found = {"evalkit": __version__, "evalkit_source_sha256": source_sha256()}
     for name in PACKAGES:
         try:
             found[name] = metadata.version(name)

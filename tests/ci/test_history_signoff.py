@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from evalkit.cli import main
+from evalkit.record.environment import source_sha256
 from tests.conftest import release_suite_data, write_suite
 
 
@@ -38,6 +39,7 @@ def test_signoff_passes_and_records_hashes_and_criteria(signed, release_suite, f
     assert record["model"]["sha256"] == json.loads((fixtures_dir / "manifest.json").read_text())[
         "files"]["models/reference.onnx"]["sha256"]
     assert len(record["suite"]["sha256"]) == 64 and record["evalkit"] and len(record["digest"]) == 64
+    assert record["environment"]["versions"]["evalkit_source_sha256"] == source_sha256()  # the code that signed
     assert "PASS" in (run_dir / "signoff.html").read_text()
 
 

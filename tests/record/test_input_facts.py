@@ -62,3 +62,24 @@ def test_resume_refuses_changed_landmarks(tmp_path):
     old = {"run_id": "r1", "models": {}, "inputs": {"th": {"landmarks": "/data/lms"}}}  # a path alone: older runs
     with pytest.raises(UserError, match="changed since"):
         check_unchanged(tmp_path, old, head("a" * 64))
+
+
+def test_source_sha256_names_the_code_that_ran(tmp_path):
+    """Hand-computed on a two-file package; compiled caches do not count, an edit or a new file does."""
+    import hashlib
+
+    from evalkit.record.environment import source_sha256
+
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "t.j2").write_text("{{ x }}")
+    digest = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in (("a", "x = 1\n"), ("t", "{{ x }}"))}
+    expected = hashlib.sha256(f"a.py {digest['a']}\nsub/t.j2 {digest['t']}".encode()).hexdigest()
+    assert source_sha256(package) == expected
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"compiled")
+    (package / "sub" / "b.pyc").write_bytes(b"compiled")
+    assert source_sha256(package) == expected
+    (package / "a.py").write_text("x = 2\n")
+    assert source_sha256(package) != expected
