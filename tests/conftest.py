@@ -5,10 +5,18 @@ The README's test command runs the test files in pytest-xdist worker processes, 
 per test session: the first worker to need one makes it under a file lock, in a folder every worker sees;
 the others wait and reuse it (``once_per_session``). Without xdist (``python -m pytest`` alone) they are
 made as usual.
+
+The demo run is the README's: when ``evalkit demo`` has already run in this checkout (as it has in CI, which
+runs the README's first command before its second) and its newest run in ``reports/demo/`` was made by this
+very code (the record's ``evalkit_source_sha256``), with the same packages, on this machine, from the same
+``suites/demo.yaml`` and fixture files as the tests', the tests read a copy of that run instead of making the
+same run again (``readme_demo_run``; pytest's header says which). Otherwise, or with ``EVALKIT_TESTS_OWN_DEMO=1``,
+they make it themselves from the same suite.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +34,8 @@ from evalkit.media.decode import template_frames
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EVALKIT_SHARED", REPO.parent / "shared"))
 REAL = SHARED / "data" / "real"
+README_DEMO_SUITE = REPO / "suites" / "demo.yaml"  # what the README's `evalkit demo` runs in a checkout
+README_FIXTURES = REPO / "data" / "fixtures"  # and where it builds the fixtures
 
 
 def real_file(name: str) -> Path:
@@ -49,8 +59,18 @@ def write_suite(path: Path, data: dict) -> Path:
 
 
 def demo_suite_data(fixtures: Path) -> dict:
-    """suites/demo.yaml with its fixture paths pointing into ``fixtures``."""
-    data = yaml.safe_load((REPO / "suites" / "demo.yaml").read_text())
+    """suites/demo.yaml with its fixture paths pointing into ``fixtures``, a shorter latency pass and the full
+    frames stored (for the tests' own runs; the demo run itself is ``moved_demo_suite_data``)."""
+    data = moved_demo_suite_data(fixtures)
+    data["timing"] = {"warmup": 5, "min_timed_frames": 50, "min_seconds": 0.2}  # shorter than the demo's
+    data["store_full_frames"] = True  # tests check the pasted-back frames exactly (tests/pipeline/test_pipeline.py)
+    return data
+
+
+def moved_demo_suite_data(fixtures: Path) -> dict:
+    """suites/demo.yaml as the README's demo runs it, but with its fixture paths pointing into ``fixtures`` and
+    without its ``output_dir``."""
+    data = yaml.safe_load(README_DEMO_SUITE.read_text())
 
     def move(value):
         if isinstance(value, str) and value.startswith("../data/fixtures/"):
@@ -63,8 +83,6 @@ def demo_suite_data(fixtures: Path) -> dict:
 
     data = move(data)
     data.pop("output_dir", None)
-    data["timing"] = {"warmup": 5, "min_timed_frames": 50, "min_seconds": 0.2}  # shorter than the demo's
-    data["store_full_frames"] = True  # tests check the pasted-back frames exactly (tests/pipeline/test_pipeline.py)
     return data
 
 
@@ -98,11 +116,11 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
 
 # Under xdist each test file goes whole to a worker, in collection order (`--no-loadscope-reorder` in
 # pyproject.toml; xdist's default order is the files with the most tests first). These files take the
-# longest (the demo run's builder; a Ray cluster; every backend; the bad-input runs: 60 to 100 s each here)
-# and go first, so the two workers finish together. In xdist's own order the Ray file, with two tests, went
-# last and ran alone for its last minute.
-LONGEST_FIRST = ["tests/ci/test_records_ci.py", "tests/matrix/test_ray_tasks.py", "tests/pipeline/test_backends.py",
-                 "tests/test_bad_inputs.py"]
+# longest (a Ray cluster; every backend; the pipeline's known answers; the streamed pass: 40 to 115 s each
+# here, measured with --durations=0) and go first, so the two workers finish together. In xdist's own order
+# the Ray file, with two tests, went last and ran alone for its last minute.
+LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/pipeline/test_backends.py", "tests/pipeline/test_pipeline.py",
+                 "tests/pipeline/test_streamed.py"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -143,13 +161,68 @@ def demo_suite(fixtures_dir, tmp_path_factory) -> Path:
     return write_suite(tmp_path_factory.mktemp("suite") / "demo.yaml", demo_suite_data(fixtures_dir))
 
 
+def readme_demo_run(reports: Path = REPO / "reports" / "demo", suite: Path = README_DEMO_SUITE,
+                    fixtures: Path = README_FIXTURES) -> tuple[Path | None, str]:
+    """The newest complete run of the README's demo in this checkout (``reports/demo/``) that is what the
+    ``demo_run`` fixture would make, and why; (None, why not) when there is none.
+
+    The same: the record names ``suites/demo.yaml`` with its current SHA-256; its versions (evalkit's source
+    files' SHA-256 among them, and ffmpeg's path: the same virtual environment) and machine are today's; every
+    combination is ``ok``; every model and input file it names still has the SHA-256 it recorded, which is the
+    one the checkout's fixture manifest lists for it. (``demo_run`` also compares that manifest with the tests'
+    own fixtures.)"""
+    if os.environ.get("EVALKIT_TESTS_OWN_DEMO"):
+        return None, "EVALKIT_TESTS_OWN_DEMO is set"
+    runs = sorted((p for p in reports.glob("*/run.json") if not p.parent.name.startswith(".")),
+                  reverse=True)  # run ids begin with their UTC time
+    if not runs:
+        return None, f"no run of `evalkit demo` in {reports}"
+    from evalkit.config.suite import load_suite
+    from evalkit.record.environment import content_sha256, machine_info, versions
+
+    try:
+        manifest = json.loads((fixtures / "manifest.json").read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        return None, f"no fixture manifest in {fixtures}"
+    wanted = {"suite": (str(suite), load_suite(suite).sha256), "versions": versions(),
+              "machine": machine_info()}
+    for run_json in runs:
+        try:
+            record = json.loads(run_json.read_text())
+            same = ((record["suite"]["path"], record["suite"]["sha256"]) == wanted["suite"]
+                    and record["versions"] == wanted["versions"] and record["machine"] == wanted["machine"]
+                    and all(entry["status"] == "ok" for entry in record["runs"]))
+            facts = [fact for model in record["models"].values() for fact in (model["generator"], model["audio_encoder"])]
+            facts += [fact for facts_ in record["inputs"].values() for fact in facts_.values()
+                      if isinstance(fact, dict) and "sha256" in fact]
+            same = same and all(
+                manifest.get(Path(fact["path"]).relative_to(fixtures).as_posix(), {}).get("sha256")
+                == fact["sha256"] == content_sha256(Path(fact["path"])) for fact in facts)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if same:
+            return run_json.parent, (f"reusing the README demo's run {run_json.parent} (same code, suite, fixtures, "
+                                     "packages and machine)")
+    return None, f"none of the {len(runs)} runs in {reports} was made by this code, suite, fixtures and machine"
+
+
+def pytest_report_header(config):
+    return f"demo run: {readme_demo_run()[1]}"
+
+
 @pytest.fixture(scope="session")
 def demo_run(request, fixtures_dir, tmp_path_factory) -> Path:
+    """The demo suite's run, as the README's `evalkit demo` makes it (``readme_demo_run``): a copy of that run
+    when it is the same, else made here from the same suite on the tests' fixtures."""
     from evalkit.run import run_suite
     from evalkit.config.suite import load_suite
 
     def run(folder: Path) -> Path:
-        suite = load_suite(write_suite(folder / "demo.yaml", demo_suite_data(fixtures_dir)))
+        found, _ = readme_demo_run()
+        if found is not None and (json.loads((fixtures_dir / "manifest.json").read_text())["files"]
+                                  == json.loads((README_FIXTURES / "manifest.json").read_text())["files"]):
+            return Path(shutil.copytree(found, folder / "reports" / "demo" / found.name))
+        suite = load_suite(write_suite(folder / "demo.yaml", moved_demo_suite_data(fixtures_dir)))
         return run_suite(suite, out=folder / "reports", log=lambda *_: None)
 
     return once_per_session(request, tmp_path_factory, "demo_run", run)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import filecmp
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -52,13 +54,37 @@ def outputs(run_dir, model, kind):
     return decode(run_dir / f"{model}__cpu__talking_head" / f"frames_{kind}.mkv")
 
 
-def test_reference_redraws_the_ground_truth(demo_run, ground_truth):
+def pasted_back(template: np.ndarray, boxes: np.ndarray, walk: list[int], inner: np.ndarray) -> np.ndarray:
+    """Full frames from the model's inner outputs, by hand as the reference script does it: the box cut from
+    template frame walk[i], resized to 328 (bicubic), its inner region replaced, resized back, pasted in.
+    (The demo run keeps only the inner outputs; the full frames are this, by design.)"""
+    c = Contract()
+    ix1, iy1, ix2, iy2 = c.inner_box
+    full = np.empty((len(inner), *template.shape[1:]), np.uint8)
+    for i, t in enumerate(walk):
+        x1, y1, x2, y2 = (int(v) for v in boxes[t])
+        crop = cv2.resize(template[t][y1:y2, x1:x2], (c.crop_size, c.crop_size), interpolation=cv2.INTER_CUBIC)
+        crop[iy1:iy2, ix1:ix2] = inner[i]
+        full[i] = template[t]
+        full[i][y1:y2, x1:x2] = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=cv2.INTER_CUBIC)
+    return full
+
+
+def test_reference_redraws_the_ground_truth(demo_run, ground_truth, fixtures_dir):
+    """The reference model's inner outputs, and the full frames pasted back by hand from them, against the
+    ground truth; the run's own full-frame PSNR (measured on the frames it pasted, in memory) is the same."""
     full, inner = ground_truth
-    got_inner = psnr_per_frame(inner, outputs(demo_run, "reference", "inner"))
-    got_full = psnr_per_frame(full, outputs(demo_run, "reference", "full"))
+    record = json.loads((demo_run / "run.json").read_text())
+    entry = next(e for e in record["runs"] if e["model"] == "reference")
+    got_inner_frames = outputs(demo_run, "reference", "inner")
+    boxes = load_crop_boxes(fixtures_dir / "clip" / "crop_boxes.txt")
+    got_full = psnr_per_frame(full, pasted_back(full, boxes, entry["template_indices"], got_inner_frames))
+    got_inner = psnr_per_frame(inner, got_inner_frames)
     assert abs(got_inner.mean() - REFERENCE_INNER_PSNR) < PSNR_TOLERANCE
     assert abs(got_full.mean() - REFERENCE_FULL_PSNR) < PSNR_TOLERANCE
     assert got_inner.min() > 45  # every frame, not just on average
+    np.testing.assert_allclose(entry["fidelity"]["full"]["psnr"], got_full, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(entry["fidelity"]["inner"]["psnr"], got_inner, rtol=0, atol=1e-9)
 
 
 def test_noisy_is_lower_by_its_pattern(demo_run, ground_truth):
@@ -82,11 +108,14 @@ def test_lag2_and_mobile_unet_are_off_as_designed(demo_run, ground_truth):
     assert unet < 20  # random weights
 
 
-def test_run_folder_is_self_describing(demo_run, demo_suite):
+def test_run_folder_is_self_describing(demo_run):
+    from evalkit.record.environment import source_sha256
+
     record = json.loads((demo_run / "run.json").read_text())
     assert record["schema_version"] == RECORD_SCHEMA_VERSION and record["suite"]["name"] == "demo"
-    assert record["suite"]["sha256"] == load_suite(demo_suite).sha256
+    assert record["suite"]["sha256"] == load_suite(Path(record["suite"]["path"])).sha256
     assert {"onnxruntime", "numpy", "ffmpeg", "evalkit"} <= set(record["versions"])
+    assert record["versions"]["evalkit_source_sha256"] == source_sha256()  # made by this very code
     assert record["machine"]["cpu"] and record["created_utc"].endswith("+00:00")
     assert len(record["models"]["reference"]["generator"]["sha256"]) == 64
     assert len(record["runs"]) == 6  # the six demo models, one protocol
@@ -104,18 +133,22 @@ def test_two_runs_give_identical_frames(demo_run, fixtures_dir, tmp_path):
     """Two of the demo's models again, in a second run, the other way round: the same pixels, whatever ran
     before them (mobile-unet's determinism across runs: tests/pipeline/test_streamed.py, batches).
     The second run has no ground truth: the frames compared here do not depend on it, and measuring against it
-    is most of a run's time (the demo run measured these frames; a ground truth that changed them would fail)."""
+    is most of a run's time (the demo run measured these frames; a ground truth that changed them would fail).
+    It stores its full frames; the demo run does not, so its are pasted back by hand from its inner outputs."""
     data = demo_suite_data(fixtures_dir)
     data["models"] = [m for m in data["models"] if m["name"] in ("noisy", "reference")][::-1]
     data["inputs"][0].pop("ground_truth")
     again = run_suite(load_suite(write_suite(tmp_path / "again.yaml", data)), out=tmp_path, log=lambda *_: None)
     assert again != demo_run
+    template = decode(fixtures_dir / "clip" / "talking_head.mkv", FRAMES)
+    boxes = load_crop_boxes(fixtures_dir / "clip" / "crop_boxes.txt")
+    walk = [ping_pong_index(i, len(template)) for i in range(FRAMES)]
     for model in ["reference", "noisy"]:
-        for kind in ["inner", "full"]:
-            a, b = (run / f"{model}__cpu__talking_head" / f"frames_{kind}.mkv" for run in (again, demo_run))
-            if filecmp.cmp(a, b, shallow=False):
-                continue  # the same bytes of a lossless file decode to the same pixels (evalkit writes bit-exact)
-            assert np.array_equal(outputs(again, model, kind), outputs(demo_run, model, kind)), (model, kind)
+        a, b = (run / f"{model}__cpu__talking_head" / "frames_inner.mkv" for run in (again, demo_run))
+        if not filecmp.cmp(a, b, shallow=False):  # the same bytes of a lossless file decode to the same pixels
+            assert np.array_equal(outputs(again, model, "inner"), outputs(demo_run, model, "inner")), model
+        demo_full = pasted_back(template, boxes, walk, outputs(demo_run, model, "inner"))
+        assert np.array_equal(outputs(again, model, "full"), demo_full), model
 
 
 def test_audio_longer_than_template_walks_it_forward_and_back(fixtures_dir, tmp_path):

@@ -53,10 +53,12 @@ def test_frames_csv_is_tidy(demo_run):
     assert list(one["frame"]) == list(range(317)) and one["latency_ms"].notna().all()
 
 
-def test_warmup_is_recorded_apart_and_counts_match_the_suite(demo_run, demo_suite):
+def test_warmup_is_recorded_apart_and_counts_match_the_suite(demo_run):
     import yaml
 
-    timing = yaml.safe_load(demo_suite.read_text())["timing"]
+    from tests.conftest import README_DEMO_SUITE
+
+    timing = yaml.safe_load(README_DEMO_SUITE.read_text())["timing"]  # the demo run is suites/demo.yaml's
     record = json.loads((demo_run / "run.json").read_text())
     for entry in record["runs"]:
         assert len(entry["warmup_ms"]) == timing["warmup"]
