@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -288,17 +289,24 @@ def _resume_run(partial: Path, log, save_golden_to: Path | None, workers: int | 
     return _complete(loaded, record, partial, baseline, done, log, save_golden_to, workers, executor, ray_address)
 
 
+def recorded_files(record: dict) -> Iterator[tuple[str, str, str, dict]]:
+    """(group, name, role, facts) for every model and input file (and landmark folder) a record names with its
+    content hash: group "models" or "inputs", e.g. ("models", "reference", "generator", {"path", "sha256"})."""
+    for group in ("models", "inputs"):
+        for name, facts in record[group].items():
+            for role, fact in facts.items():
+                if isinstance(fact, dict) and "sha256" in fact:
+                    yield group, name, role, fact
+
+
 def check_unchanged(partial: Path, state: dict, record: dict) -> None:
     """Every model and input file (and landmark folder) a resumed run reads must be what the run started with:
     the same content hash in ``state`` (run_state.json) as in the fresh ``record`` head; UserError otherwise."""
-    for group in ("models", "inputs"):
-        for name, facts in record[group].items():
-            for role, now in facts.items():
-                then = state[group].get(name, {}).get(role)
-                if isinstance(now, dict) and "sha256" in now and (then if isinstance(then, dict) else {}).get(
-                        "sha256") != now["sha256"]:
-                    raise UserError(f"--resume {partial}: {group[:-1]} '{name}': {role} {now['path']} changed since "
-                                    f"run {state['run_id']} started; start a new run")
+    for group, name, role, now in recorded_files(record):
+        then = state[group].get(name, {}).get(role)
+        if (then if isinstance(then, dict) else {}).get("sha256") != now["sha256"]:
+            raise UserError(f"--resume {partial}: {group[:-1]} '{name}': {role} {now['path']} changed since "
+                            f"run {state['run_id']} started; start a new run")
 
 
 def _new_record(loaded: LoadedSuite, run_id: str, created_utc: str, suite_path: Path, prepared: dict) -> dict:

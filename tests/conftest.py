@@ -179,6 +179,7 @@ def readme_demo_run(reports: Path = REPO / "reports" / "demo", suite: Path = REA
         return None, f"no run of `evalkit demo` in {reports}"
     from evalkit.config.suite import load_suite
     from evalkit.record.environment import content_sha256, machine_info, versions
+    from evalkit.run import recorded_files
 
     try:
         manifest = json.loads((fixtures / "manifest.json").read_text())["files"]
@@ -192,12 +193,9 @@ def readme_demo_run(reports: Path = REPO / "reports" / "demo", suite: Path = REA
             same = ((record["suite"]["path"], record["suite"]["sha256"]) == wanted["suite"]
                     and record["versions"] == wanted["versions"] and record["machine"] == wanted["machine"]
                     and all(entry["status"] == "ok" for entry in record["runs"]))
-            facts = [fact for model in record["models"].values() for fact in (model["generator"], model["audio_encoder"])]
-            facts += [fact for facts_ in record["inputs"].values() for fact in facts_.values()
-                      if isinstance(fact, dict) and "sha256" in fact]
             same = same and all(
                 manifest.get(Path(fact["path"]).relative_to(fixtures).as_posix(), {}).get("sha256")
-                == fact["sha256"] == content_sha256(Path(fact["path"])) for fact in facts)
+                == fact["sha256"] == content_sha256(Path(fact["path"])) for *_, fact in recorded_files(record))
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if same:
