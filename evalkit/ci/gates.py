@@ -97,6 +97,7 @@ SYNC_RELIABILITY = {
     "sync_offset_frames": ("sync_reliable",), "sync_offset_ms": ("sync_reliable",),
     "sync_confidence": ("sync_reliable",), "gt_sync_offset_frames": ("gt_sync_reliable",),
     "sync_offset_vs_ground_truth_frames": ("sync_reliable", "gt_sync_reliable"),
+    "video_lag_frames": ("video_lag_reliable",), "video_lag_confidence": ("video_lag_reliable",),
 }
 
 
@@ -110,6 +111,8 @@ def _unreliable(field: str, summary: dict) -> str | None:
     """Why a sync field's value cannot be trusted, or None when it can."""
     for column in SYNC_RELIABILITY.get(field, ()):
         if summary.get(column) != 1:
+            if column == "video_lag_reliable":
+                return "the video-to-video lag (output against ground truth) is not reliable"
             which = "the ground truth's own" if column.startswith("gt_") else "the output's"
             reason = summary.get("sync_reason") if column == "sync_reliable" else None
             return f"{which} sync estimate is not reliable" + (f" ({reason})" if reason else "")

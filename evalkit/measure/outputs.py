@@ -34,7 +34,7 @@ from evalkit.errors import UserError
 from evalkit.media.ffmpeg import probe_video
 from evalkit.metrics import psnr
 from evalkit.metrics.fidelity import SsimKernel
-from evalkit.metrics.sync import THUMBNAIL_SHAPE, estimate_sync, mouth_thumbnails
+from evalkit.metrics.sync import MouthTrack, estimate_sync, mouth_thumbnails, video_lag
 from evalkit.metrics.syncnet import SyncNetRunner
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
 from evalkit.config.suite import MetricsSpec
@@ -79,7 +79,8 @@ class FrameMeasures:
         self.fidelity = {region: {"psnr": [], "ssim": []} for region in REGIONS}
         # the regions measured in memory; mp4_full is scored by measure_viewer_frames' own per-thread kernels
         self.kernels = {region: SsimKernel() for region in ("inner", "mouth", "full")}
-        self.thumbs: dict[str, list[np.ndarray]] = {"output": [], "ground_truth": []}
+        # the mouths followed for sync, a frame at a time (3 KB a frame each, nothing else grows with the clip)
+        self.tracks = {"output": MouthTrack(), "ground_truth": MouthTrack()}
         self.syncnet = None
         if metrics.syncnet is not None:
             spec = metrics.syncnet
@@ -100,11 +101,11 @@ class FrameMeasures:
     def add_face(self, inner: np.ndarray, truth_inner: np.ndarray | None = None) -> None:
         """Regions inner and mouth, and the sync thumbnails. ``add_face`` and ``add_full`` keep separate
         series, so two threads may feed them side by side (each in frame order)."""
-        self.thumbs["output"].append(mouth_thumbnails(inner[self.mouth][None])[0])
+        self.tracks["output"].add(mouth_thumbnails(inner[self.mouth][None])[0])
         if self.syncnet is not None:
             self.syncnet.add_frame(inner if self.metrics.syncnet.region == "face" else inner[self.mouth])
         if truth_inner is not None:
-            self.thumbs["ground_truth"].append(mouth_thumbnails(truth_inner[self.mouth][None])[0])
+            self.tracks["ground_truth"].add(mouth_thumbnails(truth_inner[self.mouth][None])[0])
             self._add("inner", truth_inner, inner)
             self._add("mouth", truth_inner[self.mouth], inner[self.mouth])
 
@@ -115,21 +116,18 @@ class FrameMeasures:
     def result(self, wav: np.ndarray, sample_rate: int, with_truth: bool) -> dict:
         """What ``measure_run`` returns (see there)."""
         fps, max_offset = self.contract.fps, self.metrics.sync_max_offset
-        result = {"sync": estimate_sync(wav, sample_rate, _stack(self.thumbs["output"]), fps, max_offset).to_dict()}
+        output, truth = self.tracks["output"], self.tracks["ground_truth"]
+        result = {"sync": estimate_sync(wav, sample_rate, output, fps, max_offset).to_dict()}
         if with_truth:
             n = len(self.fidelity["inner"]["psnr"])
             if len(self.fidelity["mp4_full"]["psnr"]) != n:
                 raise RuntimeError(f"{len(self.fidelity['mp4_full']['psnr'])} viewer frames measured for {n} frames")
             result.update(compared_frames=n, fidelity=self.fidelity,
-                          ground_truth_sync=estimate_sync(wav, sample_rate, _stack(self.thumbs["ground_truth"]),
-                                                          fps, max_offset).to_dict())
+                          ground_truth_sync=estimate_sync(wav, sample_rate, truth, fps, max_offset).to_dict(),
+                          video_lag=video_lag(truth, output, fps, max_offset).to_dict())
         if self.syncnet is not None:
             result["syncnet"] = self.syncnet.result(wav, sample_rate, fps)
         return result
-
-
-def _stack(thumbs: list[np.ndarray]) -> np.ndarray:
-    return np.stack(thumbs) if thumbs else np.zeros((0, *THUMBNAIL_SHAPE), np.uint8)
 
 
 VIEWER_RING = 8  # decoded frame pairs in flight in the viewer pass
@@ -198,7 +196,8 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
 
     Returns ``compared_frames`` and ``fidelity`` ({region: {"psnr": [...], "ssim": [...]}}) when there is
     a ground truth; ``sync`` (the output's mouth against the audio), ``ground_truth_sync`` (the ground
-    truth's own, so a report can say "2 frames later than the source") and ``syncnet`` (LSE-D / LSE-C,
+    truth's own, so a report can say "2 frames later than the source"), ``video_lag`` (the output's mouth
+    motion against the ground truth's, no audio: ``metrics.sync.video_lag``) and ``syncnet`` (LSE-D / LSE-C,
     when the suite names a SyncNet). ``template_indices[i]`` is the template frame output frame i re-drew:
     the ground truth's frame i is cropped with that frame's box, as the output was.
     """

@@ -77,7 +77,7 @@ def sync_of_video(video: Path, audio: Path | None, roi: tuple[int, int, int, int
     if max_offset < 1:
         raise UserError(f"--max-offset must be at least 1 frame, got {max_offset}")
     from evalkit.pipeline.audio import load_audio
-    from evalkit.metrics.sync import estimate_sync, mouth_thumbnails
+    from evalkit.metrics.sync import MouthTrack, estimate_sync, mouth_thumbnails
 
     source = open_frames(video)
     if source.fps is None:
@@ -86,7 +86,7 @@ def sync_of_video(video: Path, audio: Path | None, roi: tuple[int, int, int, int
     if x + w > source.width or y + h > source.height:
         raise UserError(f"--roi {x},{y},{w},{h} reaches outside the {source.width}x{source.height} frame")
     wav = load_audio(audio, sample_rate) if audio is not None else read_audio_track(video, sample_rate)
-    thumbs = []
+    track = MouthTrack()  # streamed: 3 KB a frame, whatever the video's length
     batch = np.empty((BATCH, h, w, 3), np.uint8)
     with source.reader() as frames:
         k = 0
@@ -94,11 +94,11 @@ def sync_of_video(video: Path, audio: Path | None, roi: tuple[int, int, int, int
             batch[k] = frame[y : y + h, x : x + w]
             k += 1
             if k == BATCH:
-                thumbs.append(mouth_thumbnails(batch))
+                track.extend(mouth_thumbnails(batch))
                 k = 0
         if k:
-            thumbs.append(mouth_thumbnails(batch[:k]))
-    result = estimate_sync(wav, sample_rate, np.concatenate(thumbs), source.fps, max_offset).to_dict()
+            track.extend(mouth_thumbnails(batch[:k]))
+    result = estimate_sync(wav, sample_rate, track, source.fps, max_offset).to_dict()
     note = "" if roi else ("no --roi: the whole frame was used; the estimate follows the mouth, so give its region "
                            "(--roi x,y,w,h) unless the mouth is the main thing that moves")
     return {"video": str(video), "audio": str(audio) if audio else "(the video's own audio)", "roi": [x, y, w, h],

@@ -66,7 +66,14 @@ STILL_MOUTH = 0.5  # grey levels: a mouth region whose pixels vary less than thi
 DEFAULT_MAX_OFFSET = 15  # frames, as SyncNet's vshift
 THUMBNAIL_SHAPE = (36, 84)  # (height, width): the mouth box shrunk about 3x; 3 KB a frame as uint8
 DRIFT_SECONDS = 0.5  # Gaussian sigma of the slow per-pixel drift (lighting, residual head motion) removed
+PCA_SHAPE = (18, 42)  # the stabilised thumbnail halved for the principal components: 756 pixels
+TRACK_CHUNK = 256  # frames a MouthTrack stores (and detrends) together
+TRACK_BLUR = 1.0  # thumbnail pixels: Gaussian sigma of the images registered
+KEY_AGREEMENT = 1.0  # thumbnail pixels: a keyframe's answer further than this from the step's prediction re-keys
+VIDEO_LAG_COMPONENTS = 8  # principal components of the ground truth's mouth compared by video_lag
+VIDEO_LAG_RELIABLE_CONFIDENCE = 7.5  # chance units, as the audio's (calibrated in tests/benchmarks/sync_calibration.py)
 RELIABLE_CONFIDENCE = 7.5  # chance units (see above): whole clip, unrelated speech <= 6.2, true >= 8.4
+ENVELOPE_BLOCK, ENVELOPE_CONTEXT = 30.0, 0.5  # seconds: audio band-passed a block at a time, with context
 MIN_AUDIO_COVERAGE = 0.9  # the audio must last at least this fraction of the video to give a reliable verdict
 
 
@@ -105,17 +112,29 @@ def no_signal(fps: float, reason: str) -> SyncResult:
 def audio_envelope(wav: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:
     """RMS amplitude of ``SPEECH_BAND`` over each video frame's interval, shape [frames] (full scale 1.0).
 
-    Frames past the end of the audio get 0 (silence).
+    Frames past the end of the audio get 0 (silence). Long audio is filtered in blocks of ``ENVELOPE_BLOCK``
+    seconds, each with ``ENVELOPE_CONTEXT`` seconds of the real signal on both sides (the filter's response
+    has died away long before), so memory stays a few MB whatever the audio's length.
     """
     low, high = SPEECH_BAND
     high = min(high, 0.45 * sample_rate)
     sos = scipy.signal.butter(4, [low, high], btype="bandpass", fs=sample_rate, output="sos")
-    band = scipy.signal.sosfiltfilt(sos, np.asarray(wav, np.float64)) if len(wav) > 50 else np.zeros(len(wav))
-    energy = np.concatenate([[0.0], np.cumsum(band * band)])
     edges = np.round(np.arange(frames + 1) * sample_rate / fps).astype(np.int64)
-    edges = np.minimum(edges, len(band))
+    edges = np.minimum(edges, len(wav))
+    cumulative = np.zeros(frames + 1)  # the band's energy from the start to each frame edge
+    if len(wav) > 50:
+        block, context = int(ENVELOPE_BLOCK * sample_rate), int(ENVELOPE_CONTEXT * sample_rate)
+        before = 0.0
+        for start in range(0, len(wav), block):
+            stop = min(start + block, len(wav))
+            lo, hi = max(0, start - context), min(len(wav), stop + context)
+            band = scipy.signal.sosfiltfilt(sos, np.asarray(wav[lo:hi], np.float64))[start - lo : stop - lo]
+            energy = np.concatenate([[0.0], np.cumsum(band * band)])
+            inside = (edges >= start) & (edges <= stop)
+            cumulative[inside] = before + energy[edges[inside] - start]
+            before += energy[-1]
     counts = np.maximum(np.diff(edges), 1)
-    return np.sqrt(np.diff(energy[edges]) / counts)
+    return np.sqrt(np.maximum(np.diff(cumulative), 0.0) / counts)
 
 
 def is_silent(wav: np.ndarray) -> bool:
@@ -128,68 +147,273 @@ def mouth_thumbnails(mouth_frames: np.ndarray) -> np.ndarray:
     All the estimator keeps of the mouth: 3 KB a frame, enough to follow the lips under head motion.
     """
     h, w = THUMBNAIL_SHAPE
-    grey = np.asarray(mouth_frames, np.float32).mean(axis=3)  # (N, H, W)
-    return np.stack([np.rint(cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA)).astype(np.uint8)
-                     for g in grey]) if len(grey) else np.zeros((0, h, w), np.uint8)
-
-
-def mouth_translations(thumbnails: np.ndarray) -> np.ndarray:
-    """Each thumbnail's (dx, dy) translation against the first one, in thumbnail pixels, shape [N, 2].
-
-    Found between neighbouring frames (``cv2.findTransformECC``, translation only, on lightly blurred
-    images) and summed; a pair ECC cannot align counts as no motion.
-    """
-    t = np.asarray(thumbnails, np.float32)
-    steps = np.zeros((len(t), 2))
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
-    for i in range(1, len(t)):
-        warp = np.eye(2, 3, dtype=np.float32)
-        try:
-            _, warp = cv2.findTransformECC(t[i - 1], t[i], warp, cv2.MOTION_TRANSLATION, criteria, None, 5)
-        except cv2.error:  # featureless or diverging: keep the previous position
-            continue
-        steps[i] = warp[:, 2]
-    return np.cumsum(steps, axis=0)
-
-
-def stabilise(thumbnails: np.ndarray, translations: np.ndarray) -> np.ndarray:
-    """The thumbnails shifted back by their translations (edges repeated), float32 [N, h, w]."""
-    t = np.asarray(thumbnails, np.float32)
-    out = np.empty_like(t)
-    for i, (image, (dx, dy)) in enumerate(zip(t, translations)):
-        shift = np.float32([[1, 0, -dx], [0, 1, -dy]])
-        out[i] = cv2.warpAffine(image, shift, image.shape[::-1], flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+    out = np.empty((len(mouth_frames), h, w), np.uint8)
+    grey = None
+    for i, frame in enumerate(mouth_frames):  # one frame at a time: no float copy of the whole batch
+        grey = np.mean(frame, axis=2, dtype=np.float32, out=grey)
+        out[i] = np.rint(cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA))
     return out
 
 
-def mouth_opening(thumbnails: np.ndarray, fps: float) -> tuple[np.ndarray, float]:
-    """Mouth opening per frame from mouth thumbnails (N, h, w); returns (signal, pixel variation).
+_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
 
-    Stabilised against head motion, each pixel's slow drift (``DRIFT_SECONDS``) removed, then the
-    first principal component over time, signed so that darker is more open. The pixel variation
-    (the standard deviation along that component, in grey levels per pixel) says whether the mouth
-    moves at all.
+
+def _ecc_shift(template: np.ndarray, image: np.ndarray, guess: np.ndarray) -> np.ndarray | None:
+    """Where ``template``'s content lies in ``image`` (dx, dy), by ECC (translation only) from ``guess``; None when
+    ECC cannot align them (featureless, or diverging)."""
+    warp = np.array([[1, 0, guess[0]], [0, 1, guess[1]]], np.float32)
+    try:
+        _, warp = cv2.findTransformECC(template, image, warp, cv2.MOTION_TRANSLATION, _ECC_CRITERIA, None, 5)
+    except cv2.error:
+        return None
+    return warp[:, 2].astype(np.float64)
+
+
+class MouthTrack:
+    """The mouth of one video, streamed a frame at a time: tracked without drift, kept small.
+
+    ``add`` takes each frame's grey mouth thumbnail (``mouth_thumbnails``), finds where the mouth has moved
+    since the first frame and keeps the thumbnail shifted back (stabilised) as uint8: 3 KB a frame, whatever
+    the clip's length; nothing else grows with it. ``opening`` then derives the mouth signal in bounded
+    chunks (no n x n matrix, no float copy of the clip).
+
+    Tracking registers each frame to a **keyframe** (ECC, translation only, on lightly blurred thumbnails),
+    not to the previous frame, so errors do not add up: summed frame-to-frame steps wandered 68 thumbnail
+    pixels over 523 frames of a drawn mouth. A frame-to-frame step predicts the position and guards the
+    keyframe's answer; when they disagree by more than ``KEY_AGREEMENT`` pixels (the mouth has moved out of
+    the keyframe's reach, or changed too much), the previous frame becomes the keyframe.
     """
-    n = len(thumbnails)
-    if n < 2:
-        return np.zeros(n), 0.0
-    x = stabilise(thumbnails, mouth_translations(thumbnails)).reshape(n, -1).astype(np.float64)
-    x -= scipy.ndimage.gaussian_filter1d(x, DRIFT_SECONDS * fps, axis=0, mode="nearest")
-    x -= x.mean(axis=0)
-    if not np.any(x):
-        return np.zeros(n), 0.0
-    # the leading principal component through the smaller of the two Gram matrices (exact, and fast)
-    if n <= x.shape[1]:
-        eigenvalues, vectors = np.linalg.eigh(x @ x.T)
-        signal = vectors[:, -1] * math.sqrt(max(eigenvalues[-1], 0.0))
-    else:
-        eigenvalues, vectors = np.linalg.eigh(x.T @ x)
-        signal = x @ vectors[:, -1]
-    top = math.sqrt(max(eigenvalues[-1], 0.0))
-    if np.dot(signal, x.mean(axis=1)) > 0:  # brighter along the component: flip, so that darker is more open
-        signal = -signal
-    return signal, float(top / math.sqrt(n * x.shape[1]))
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._chunks: list[np.ndarray] = []  # stabilised uint8 thumbnails, TRACK_CHUNK frames each
+        self._positions: list[np.ndarray] = []  # (dx, dy) per frame, TRACK_CHUNK frames each
+        self._sum = np.zeros(THUMBNAIL_SHAPE, np.float64)  # of the stabilised thumbnails: their mean image
+        self._key = self._prev = None
+        self._key_at = self._prev_at = np.zeros(2)
+        self.keyframes = 0
+
+    def add(self, thumbnail: np.ndarray) -> None:
+        """One frame's ``THUMBNAIL_SHAPE`` uint8 grey mouth thumbnail, in order."""
+        image = cv2.GaussianBlur(np.asarray(thumbnail, np.float32), (0, 0), TRACK_BLUR)
+        if self._key is None:
+            at = np.zeros(2)
+            self._key, self._key_at = image, at
+            self.keyframes = 1
+        else:
+            step = _ecc_shift(self._prev, image, np.zeros(2))
+            predicted = self._prev_at + (step if step is not None else 0.0)
+            found = _ecc_shift(self._key, image, predicted - self._key_at)
+            if found is not None and np.max(np.abs(self._key_at + found - predicted)) <= KEY_AGREEMENT:
+                at = self._key_at + found
+            else:  # out of the keyframe's reach: the previous frame (its place known) becomes the keyframe
+                self._key, self._key_at = self._prev, self._prev_at
+                self.keyframes += 1
+                found = _ecc_shift(self._key, image, predicted - self._key_at)
+                at = self._key_at + found if found is not None else predicted
+        self._prev, self._prev_at = image, at
+        i = self.frames % TRACK_CHUNK
+        if i == 0:
+            self._chunks.append(np.empty((TRACK_CHUNK, *THUMBNAIL_SHAPE), np.uint8))
+            self._positions.append(np.empty((TRACK_CHUNK, 2)))
+        shift = np.float32([[1, 0, -at[0]], [0, 1, -at[1]]])
+        stable = cv2.warpAffine(np.asarray(thumbnail, np.uint8), shift, THUMBNAIL_SHAPE[::-1],
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        self._chunks[-1][i] = stable
+        self._positions[-1][i] = at
+        self._sum += stable
+        self.frames += 1
+
+    def extend(self, thumbnails: np.ndarray) -> MouthTrack:
+        for thumbnail in thumbnails:
+            self.add(thumbnail)
+        return self
+
+    @classmethod
+    def of(cls, mouth: np.ndarray | MouthTrack) -> MouthTrack:
+        """A track of (N, H, W, 3) uint8 mouth crops or their (N, h, w) thumbnails (a track is returned as is)."""
+        if isinstance(mouth, MouthTrack):
+            return mouth
+        if np.ndim(mouth) == 4:
+            track = cls()
+            for start in range(0, len(mouth), TRACK_CHUNK):
+                track.extend(mouth_thumbnails(mouth[start : start + TRACK_CHUNK]))
+            return track
+        return cls().extend(np.asarray(mouth))
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Where the mouth is in each frame against the first, (dx, dy) in thumbnail pixels, shape [N, 2]."""
+        return np.concatenate(self._positions)[: self.frames] if self.frames else np.zeros((0, 2))
+
+    def stabilised(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The stabilised uint8 thumbnails [start, stop) (a copy)."""
+        stop = self.frames if stop is None else min(stop, self.frames)
+        if stop <= start:
+            return np.zeros((0, *THUMBNAIL_SHAPE), np.uint8)
+        first, last = start // TRACK_CHUNK, (stop - 1) // TRACK_CHUNK
+        part = np.concatenate(self._chunks[first : last + 1]) if last > first else self._chunks[first]
+        return part[start - first * TRACK_CHUNK : stop - first * TRACK_CHUNK].copy()
+
+    def _detrended(self, fps: float, frames: int):
+        """(start, stop, x): the first ``frames`` stabilised thumbnails, halved to ``PCA_SHAPE`` (2x2 means),
+        each pixel's slow drift (a Gaussian of ``DRIFT_SECONDS``) removed, float32 [stop - start, pixels], in
+        chunks. Each chunk is filtered with ``margin`` frames of context on each side, the Gaussian's whole
+        reach, so the chunks join into exactly the filter of the whole clip."""
+        sigma = DRIFT_SECONDS * fps
+        margin = int(4.0 * sigma + 0.5)  # scipy's reach at its default truncate=4.0
+        h, w = PCA_SHAPE
+        for start in range(0, frames, TRACK_CHUNK):
+            stop = min(start + TRACK_CHUNK, frames)
+            lo, hi = max(0, start - margin), min(frames, stop + margin)
+            x = self.stabilised(lo, hi).astype(np.float32).reshape(hi - lo, h, 2, w, 2).mean(axis=(2, 4))
+            x = x.reshape(hi - lo, h * w)
+            x -= scipy.ndimage.gaussian_filter1d(x, sigma, axis=0, mode="nearest") if hi - lo > 1 else x.mean(0)
+            yield start, stop, x[start - lo : stop - lo]
+
+    def components(self, fps: float, count: int = 1, frames: int | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                         np.ndarray]:
+        """The leading principal components of the detrended thumbnails: (mean [pixels], components [count,
+        pixels], variances [count]), from the covariance accumulated chunk by chunk (``PCA_SHAPE``: 756
+        pixels, so the matrix is 4.6 MB whatever the clip's length)."""
+        n = self.frames if frames is None else frames
+        d = PCA_SHAPE[0] * PCA_SHAPE[1]
+        total, outer = np.zeros(d), np.zeros((d, d))
+        for _, _, x in self._detrended(fps, n):
+            total += x.sum(axis=0, dtype=np.float64)
+            outer += (x.T @ x).astype(np.float64)
+        mean = total / max(n, 1)
+        covariance = outer / max(n, 1) - np.outer(mean, mean)
+        variances, vectors = np.linalg.eigh(covariance)
+        order = slice(None, -count - 1, -1)
+        return mean, vectors[:, order].T.copy(), np.maximum(variances[order], 0.0)
+
+    def project(self, fps: float, mean: np.ndarray, components: np.ndarray, frames: int | None = None) -> np.ndarray:
+        """The detrended thumbnails' coordinates along ``components`` (from ``components``, this track's or
+        another's), float64 [frames, count]."""
+        n = self.frames if frames is None else frames
+        out = np.empty((n, len(components)))
+        for start, stop, x in self._detrended(fps, n):
+            out[start:stop] = (x - mean.astype(np.float32)) @ components.T.astype(np.float32)
+        return out
+
+    def lip_separation(self, fps: float, frames: int | None = None) -> np.ndarray:
+        """How far apart the lips are, per frame, in thumbnail pixels against the clip's mean mouth (detrended).
+
+        Geometry, not appearance: the lower half of each stabilised thumbnail (lower lip, jaw) is registered
+        to the lower half of the clip's mean thumbnail, the upper half (upper lip) to the upper half, and the
+        lower half's vertical shift minus the upper half's is the separation: positive when the mouth opens,
+        whatever an open mouth looks like (a dark inside, teeth, a tongue). Frames ECC cannot align read as
+        their neighbours.
+        """
+        n = self.frames if frames is None else frames
+        mean = (self._sum / max(self.frames, 1)).astype(np.float32)
+        half = THUMBNAIL_SHAPE[0] // 2
+        upper, lower = np.ascontiguousarray(mean[:half]), np.ascontiguousarray(mean[half:])
+        separation = np.full(n, np.nan)
+        for start in range(0, n, TRACK_CHUNK):
+            part = self.stabilised(start, min(start + TRACK_CHUNK, n)).astype(np.float32)
+            for i, image in enumerate(part):
+                top = _ecc_shift(upper, np.ascontiguousarray(image[:half]), np.zeros(2))
+                bottom = _ecc_shift(lower, np.ascontiguousarray(image[half:]), np.zeros(2))
+                if top is not None and bottom is not None:
+                    separation[start + i] = bottom[1] - top[1]
+        good = np.isfinite(separation)
+        if not good.any():
+            return np.zeros(n)
+        separation = np.interp(np.arange(n), np.flatnonzero(good), separation[good])
+        return separation - scipy.ndimage.gaussian_filter1d(separation, DRIFT_SECONDS * fps, mode="nearest")
+
+    def opening(self, fps: float, frames: int | None = None) -> tuple[np.ndarray, float]:
+        """The mouth's opening per frame (unit variance, larger = more open) and its pixel variation.
+
+        Two measures of the stabilised, detrended mouth, each scaled to unit variance and added:
+
+        - appearance: the first principal component of the thumbnails (what changes most in the mouth);
+        - geometry: ``lip_separation``, the lips' vertical distance.
+
+        The geometry fixes the component's sign (the sign that agrees with the lips moving apart), so no
+        rule about how an open mouth looks is needed: "darker is more open" read the teeth of an opening
+        mouth backwards (-0.61 with the true opening on a real face showing its teeth). On the real clips
+        of ../shared/data/real the sum follows the true inner-lip area with r 0.83 (motion), 0.72 (face1),
+        0.67 (face4) (tests/benchmarks/sync_calibration.py).
+
+        The pixel variation, the standard deviation along the component in grey levels per (halved) pixel,
+        says whether the mouth moves at all.
+        """
+        n = self.frames if frames is None else frames
+        if n < 2:
+            return np.zeros(n), 0.0
+        mean, component, variance = self.components(fps, 1, n)
+        variation = float(math.sqrt(variance[0] / component.shape[1]))
+        appearance = self.project(fps, mean, component, n)[:, 0]
+        geometry = self.lip_separation(fps, n)
+        if np.dot(appearance - appearance.mean(), geometry - geometry.mean()) < 0:
+            appearance = -appearance
+        return _unit(appearance) + _unit(geometry), variation
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """x centred and scaled to unit standard deviation (zeros when it does not vary)."""
+    x = x - x.mean()
+    scale = x.std()
+    return x / scale if scale > 1e-12 else np.zeros_like(x)
+
+
+def mouth_translations(thumbnails: np.ndarray) -> np.ndarray:
+    """Each thumbnail's (dx, dy) translation against the first one, in thumbnail pixels, shape [N, 2]
+    (``MouthTrack``'s keyframe tracking)."""
+    return MouthTrack.of(np.asarray(thumbnails)).positions
+
+
+def mouth_opening(mouth: np.ndarray | MouthTrack, fps: float) -> tuple[np.ndarray, float]:
+    """Mouth opening per frame of mouth crops, thumbnails or a ``MouthTrack``; see ``MouthTrack.opening``."""
+    return MouthTrack.of(mouth).opening(fps)
+
+
+def video_lag(reference: np.ndarray | MouthTrack, candidate: np.ndarray | MouthTrack, fps: float,
+              max_offset: int = DEFAULT_MAX_OFFSET) -> SyncResult:
+    """How many frames ``candidate``'s mouth motion lags ``reference``'s (the same face: an output and its
+    ground truth), with no audio and no rule for what "open" looks like.
+
+    Both tracks' detrended thumbnails are projected onto the reference's ``VIDEO_LAG_COMPONENTS`` leading
+    principal components, and for each lag the Pearson r of reference[t] and candidate[t + lag] over all
+    those coordinates of the overlapping frames is taken; the offset is the best lag (+2: the candidate shows
+    two frames late what the reference shows), the confidence (best r - median r) * sqrt(n) as for the
+    audio. ``reliable`` needs ``VIDEO_LAG_RELIABLE_CONFIDENCE`` and the peak inside the range.
+    """
+    reference, candidate = MouthTrack.of(reference), MouthTrack.of(candidate)
+    n = min(reference.frames, candidate.frames)
+    need = 2 * max_offset + 3
+    if n < need:
+        return no_signal(fps, f"{n} frames are too few for lags of +/-{max_offset} (need {need})")
+    mean, components, variances = reference.components(fps, VIDEO_LAG_COMPONENTS, n)
+    if variances[0] <= 1e-9:
+        return no_signal(fps, "the ground truth's mouth does not change")
+    a = reference.project(fps, mean, components, n)
+    b = candidate.project(fps, mean, components, n)
+    lags = np.arange(-max_offset, max_offset + 1)
+    curve = np.full(len(lags), np.nan)
+    for j, lag in enumerate(lags):
+        x = a[max(0, -lag) : n - max(0, lag)]
+        y = b[max(0, lag) : n + min(0, lag)]
+        x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+        norm = math.sqrt(float(np.sum(x * x)) * float(np.sum(y * y)))
+        if norm > 0:
+            curve[j] = float(np.sum(x * y)) / norm
+    if np.all(np.isnan(curve)):
+        return no_signal(fps, "the output's mouth does not change")
+    best = int(np.nanargmax(curve))
+    confidence = float((curve[best] - np.nanmedian(curve)) * math.sqrt(n))
+    offset = int(lags[best])
+    reasons = []
+    if abs(offset) == max_offset:
+        reasons.append(f"the best lag is at the edge of the search range (+/-{max_offset})")
+    if confidence < VIDEO_LAG_RELIABLE_CONFIDENCE:
+        reasons.append(f"confidence {confidence:.1f} is below {VIDEO_LAG_RELIABLE_CONFIDENCE:g}: the output's mouth "
+                       "does not follow the ground truth's at any lag")
+    return SyncResult(offset, offset * 1000.0 / fps, confidence, fps, False, "; ".join(reasons), lags.tolist(),
+                      [float(c) for c in curve], reliable=not reasons, peak_frames=subframe_peak(lags, curve, best))
 
 
 def lag_curve(audio: np.ndarray, video: np.ndarray, max_offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,30 +429,30 @@ def lag_curve(audio: np.ndarray, video: np.ndarray, max_offset: int) -> tuple[np
     return lags, curve
 
 
-def estimate_sync(wav: np.ndarray, sample_rate: int, mouth: np.ndarray, fps: float,
+def estimate_sync(wav: np.ndarray, sample_rate: int, mouth: np.ndarray | MouthTrack, fps: float,
                   max_offset: int = DEFAULT_MAX_OFFSET) -> SyncResult:
     """The sync offset of a mouth region against the audio that started with it.
 
-    ``mouth``: (N, H, W, 3) uint8 mouth crops, or their ``mouth_thumbnails`` (N, h, w). Only the
-    frames the audio covers are compared.
+    ``mouth``: (N, H, W, 3) uint8 mouth crops, their ``mouth_thumbnails`` (N, h, w), or a ``MouthTrack`` fed
+    while the frames streamed. Only the frames the audio covers are compared.
     """
     if max_offset < 1:
         raise ValueError(f"max_offset must be at least 1 frame, got {max_offset}")
-    thumbnails = mouth_thumbnails(mouth) if np.ndim(mouth) == 4 else np.asarray(mouth)
+    track = MouthTrack.of(mouth)
     need = 2 * max_offset + 3
     audio_frames = int(len(wav) * fps / sample_rate + 1e-6)
-    n = min(len(thumbnails), audio_frames)
-    if len(thumbnails) < need:
-        return no_signal(fps, f"{len(thumbnails)} frames are too few for lags of +/-{max_offset} (need {need})")
+    n = min(track.frames, audio_frames)
+    if track.frames < need:
+        return no_signal(fps, f"{track.frames} frames are too few for lags of +/-{max_offset} (need {need})")
     if n < need:
         return no_signal(fps, f"the audio ({len(wav) / sample_rate:.2f} s) covers only {n} of the "
-                         f"{len(thumbnails)} frames; lags of +/-{max_offset} need {need}")
+                         f"{track.frames} frames; lags of +/-{max_offset} need {need}")
     if is_silent(wav):
         return no_signal(fps, "the audio is silent")
-    opening, variation = mouth_opening(thumbnails[:n], fps)
+    opening, variation = track.opening(fps, n)
     if variation < STILL_MOUTH:
         return no_signal(fps, f"the mouth region does not change (variation {variation:.2f} grey levels)")
-    return sync_of_signals(audio_envelope(wav, sample_rate, fps, n), opening, fps, max_offset, len(thumbnails))
+    return sync_of_signals(audio_envelope(wav, sample_rate, fps, n), opening, fps, max_offset, track.frames)
 
 
 def sync_of_signals(envelope: np.ndarray, opening: np.ndarray, fps: float, max_offset: int,

@@ -279,6 +279,7 @@ class RunEntry(RecordPart):
     fidelity: dict[str, RegionSeries] | None = None
     sync: Sync | None = None
     ground_truth_sync: Sync | None = None
+    video_lag: Sync | None = None  # the output's mouth motion against the ground truth's (metrics.sync.video_lag)
     syncnet: SyncNet | None = None
     # compared with other runs
     parity: ParityComparison | None = None

@@ -45,8 +45,9 @@ PARITY_COLUMNS = ["parity_against", "parity_passed", "parity_max_abs", "parity_p
                   "golden_passed", "golden_max_abs", "golden_failing_elements"]
 SYNC_COLUMNS = ["sync_offset_frames", "sync_offset_ms", "sync_confidence", "sync_reliable", "sync_reason",
                 "sync_no_signal", "gt_sync_offset_frames", "gt_sync_reliable",
-                "sync_offset_vs_ground_truth_frames", "lse_d", "lse_c", "syncnet_offset_frames"]
-COUNT_COLUMNS = {"frames", "copy_flag", "sync_offset_frames", "sync_reliable", "sync_no_signal", "gt_sync_offset_frames",
+                "sync_offset_vs_ground_truth_frames", "video_lag_frames", "video_lag_confidence", "video_lag_reliable",
+                "lse_d", "lse_c", "syncnet_offset_frames"]
+COUNT_COLUMNS = {"frames", "video_lag_frames", "video_lag_reliable", "copy_flag", "sync_offset_frames", "sync_reliable", "sync_no_signal", "gt_sync_offset_frames",
                  "gt_sync_reliable", "sync_offset_vs_ground_truth_frames", "syncnet_offset_frames", "nan_count",
                  "inf_count", "wrap_count", "warmup_iterations", "timed_inferences", "intra_op_threads",
                  "parity_passed", "parity_failing_elements", "parity_nan_mismatches", "golden_passed",
@@ -59,7 +60,7 @@ HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} 
     "throughput_fps": True, "throughput_end_to_end_fps": True, "throughput_batch4_fps": True,
     "latency_mean_ms": False, "latency_p50_ms": False, "latency_p90_ms": False, "latency_p99_ms": False,
     "nan_count": False, "inf_count": False, "out_fraction_outside": False,
-    "sync_confidence": True, "lse_c": True, "lse_d": False,
+    "sync_confidence": True, "video_lag_confidence": True, "lse_c": True, "lse_d": False,
     "copy_mouth_psnr": False, "copy_frames_fraction": False, "copy_flag": False, "wrap_count": False,
 }
 """Direction of the columns that have one (the report marks best and worst by it)."""
@@ -85,6 +86,10 @@ def summary_row(entry: dict) -> dict:
         row["gt_sync_reliable"] = int(sync_reliable(gt_sync))
         if sync and sync["offset_frames"] is not None and gt_sync["offset_frames"] is not None:
             row["sync_offset_vs_ground_truth_frames"] = sync["offset_frames"] - gt_sync["offset_frames"]
+    lag = entry.get("video_lag")
+    if lag:
+        row.update(video_lag_frames=lag["offset_frames"], video_lag_confidence=lag["confidence"],
+                   video_lag_reliable=int(sync_reliable(lag)))
     syncnet = entry.get("syncnet")
     if syncnet:
         row.update(lse_d=syncnet["lse_d"], lse_c=syncnet["lse_c"], syncnet_offset_frames=syncnet["offset_frames"])

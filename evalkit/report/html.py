@@ -182,6 +182,10 @@ def sync_sentence(e: dict) -> str:
         relation = "in step with" if delta == 0 else f"{abs(delta)} frame{'s' if abs(delta) != 1 else ''} " + (
             "later than" if delta > 0 else "earlier than")
         text += f"; the source itself is at {gt['offset_frames']:+d}: the model is {relation} the source"
+    lag = e.get("video_lag")
+    if lag and not lag["no_signal"]:
+        text += (f"; its mouth against the ground truth's (no audio): {lag['offset_frames']:+d} frames, confidence "
+                 f"{lag['confidence']:.1f}, " + ("reliable" if sync_reliable(lag) else "NOT RELIABLE"))
     if e["syncnet"]:
         sn = e["syncnet"]
         text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
