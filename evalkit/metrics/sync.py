@@ -13,16 +13,16 @@ Signals, one value per video frame:
   aperture best (Grant & Seitz 2000; Chandrasekaran et al. 2009); on the real
   motion clip it correlates 0.63 with the true opening, the 200-4000 Hz log
   energy used before only 0.48.
-- video: the mouth's opening, followed on small grey thumbnails of the mouth
-  region (``mouth_thumbnails``). The head moves the mouth around its box far
-  more than the lips move, so first each thumbnail's translation against the
-  previous one is found (``cv2.findTransformECC``, translation only) and
-  accumulated, every thumbnail is shifted back onto the first one
-  (stabilised), each pixel's slow drift over time (a Gaussian of
-  ``DRIFT_SECONDS``) is subtracted, and the first principal component of what
-  is left is the opening, signed so that darker (an open mouth shows its dark
-  inside) is more open. On the real motion clip (H.264) this follows the true
-  inner-lip area with Pearson r 0.81; without the stabilisation, 0.10.
+- video: the mouth's opening (``MouthTrack``), followed on small grey thumbnails of the mouth region
+  (``mouth_thumbnails``, 3 KB a frame, streamed). The head moves the mouth around its box far more than
+  the lips move, so each thumbnail is registered to a keyframe (ECC, translation only; a new keyframe only
+  when the mouth leaves the old one's reach, so errors do not add up) and kept shifted back (stabilised);
+  each pixel's slow drift (a Gaussian of ``DRIFT_SECONDS``) is removed. The opening is the first principal
+  component of what is left plus the lips' vertical separation (geometry: the lower half's shift against
+  the upper half's), each at unit variance; the geometry signs the component, so what an open mouth looks
+  like (dark inside, teeth) does not matter. On the three real clips of ../shared/data/real it follows the
+  true inner-lip area with Pearson r 0.79, 0.68 and 0.62 (the brightness rule before it: 0.82, 0.78 and
+  -0.61, reading the clip whose open mouth shows teeth backwards).
 
 Both are compared by normalised cross-correlation (Pearson's r over the
 frames the two overlap at that lag) for every lag in [-max_offset,
@@ -38,13 +38,13 @@ score the same. The result is ``reliable`` only when the confidence reaches
 ``RELIABLE_CONFIDENCE`` (7.5), the peak is not at the edge of the search
 range (|offset| == max_offset), there are at least ``2 * max_offset + 3``
 frames, and the audio covers at least ``MIN_AUDIO_COVERAGE`` of the video;
-otherwise ``reason`` says which. The threshold was set on the real motion
-clip (tests/benchmarks/sync_calibration.py): true speech shifted by -6..6
-frames scores 8.4-9.7 on the whole 10.5 s clip; reversed speech at most 2.2
-and unrelated speech of the same speaker at most 6.2 (none reliable). On
-3-8 s windows of the clip 5 of 2856 unrelated trials (0.2 %) pass, and true
-speech in 3-5 s windows mostly does not: below about 8 s this estimator says
-"unreliable" rather than risk a wrong answer.
+otherwise ``reason`` says which. The threshold is checked on every real
+clip (tests/benchmarks/sync_calibration.py, per clip in the README): true
+speech shifted by -6..6 frames is right and reliable on each whole clip,
+reversed and unrelated speech never reliable; below about 8 s this estimator
+says "unreliable" rather than risk a wrong answer.
+
+``video_lag`` lines up an output's mouth with its ground truth's the same way, without audio.
 When either signal has nothing to follow (silence, a mouth
 that never changes, too little audio) the answer is ``no_signal`` with
 confidence 0, instead of an arbitrary lag.

@@ -2,7 +2,7 @@
 
 Run from the checkout, with the fixtures built (``evalkit fixtures build``)::
 
-    python tests/benchmarks/pipeline_speed.py all          # or: overhead | demo | memory | workers
+    python tests/benchmarks/pipeline_speed.py all          # or: overhead | demo | memory | memory_long | workers
 
 Each part prints its figures and the machine, and all of them are written to
 ``reports/benchmarks/pipeline_speed.json``. Nothing here is a pass/fail test: the
@@ -16,6 +16,8 @@ README quotes the figures with the machine they were measured on.
 - demo: `evalkit run suites/demo.yaml`, wall clock.
 - memory: peak resident memory of the evalkit process (``VmHWM`` of the Python
   process itself, not its ffmpeg children) for 10 s and 120 s of audio.
+- memory_long: the same without ground truth for 10 s, 120 s and 600 s of audio
+  (``EVALKIT_BENCH_MEMORY_SECONDS=10,120`` for fewer), with the ratios to 10 s.
 - workers: four single-threaded combinations with ``--workers 1`` and ``--workers 2``.
 
 Beside each figure, its floor from the CPU time measured (user + system, the ffmpeg processes included):
@@ -61,9 +63,10 @@ def cut_audio(seconds: float, out: Path) -> Path:
 
 
 def suite_file(folder: Path, models: list[str], audio: Path, threads: int = 2, timing: dict | None = None,
-               name: str = "bench", backend: dict | None = None) -> Path:
-    """A one-input suite of fixture ``models`` on the fixture clip cut to ``audio``, with its ground truth; on
-    the CPU with ``threads`` unless ``backend`` (a suite backend mapping) says otherwise."""
+               name: str = "bench", backend: dict | None = None, ground_truth: bool = True) -> Path:
+    """A one-input suite of fixture ``models`` on the fixture clip cut to ``audio``, with its ground truth
+    (unless ``ground_truth`` is False); on the CPU with ``threads`` unless ``backend`` (a suite backend mapping)
+    says otherwise."""
     clip = FIXTURES / "clip"
     data = {
         "name": name,
@@ -75,6 +78,8 @@ def suite_file(folder: Path, models: list[str], audio: Path, threads: int = 2, t
                                  "session_options": {"intra_op_num_threads": threads}}],
         "metrics": {"trim_to_shortest": True},
     }
+    if not ground_truth:
+        del data["inputs"][0]["ground_truth"]
     if timing:
         data["timing"] = timing
     path = folder / f"{name}.yaml"
@@ -223,6 +228,27 @@ def memory(work: Path) -> dict:
     return out
 
 
+def memory_long(work: Path) -> dict:
+    """Peak RSS of runs without ground truth for 10 s, 120 s and 600 s of audio (issue 23: the sync estimate
+    streams, so nothing grows with the clip; aims 120 s <= 1.15x and 600 s <= 1.25x of 10 s)."""
+    out = {}
+    timing = {"warmup": 2, "min_timed_frames": 10, "min_seconds": 0}
+    seconds_list = [int(s) for s in os.environ.get("EVALKIT_BENCH_MEMORY_SECONDS", "10,120,600").split(",")]
+    for seconds in seconds_list:
+        audio = cut_audio(seconds, work / f"speech_{seconds}s.wav")
+        suite = suite_file(work, ["reference"], audio, timing=timing, name=f"memory_long{seconds}",
+                           ground_truth=False)
+        wall, rss, run = evalkit_run(suite, work / "memory_long")
+        out[f"{seconds}s"] = {"peak_rss_mb": rss / 1024, "seconds": wall, "cpu_seconds": LAST_CPU_SECONDS[0]}
+        print(f"memory_long: {seconds:>3d} s of audio, no ground truth: peak RSS {rss / 1024:.0f} MB "
+              f"({wall:.1f} s, {LAST_CPU_SECONDS[0]:.0f} CPU-s)")
+    base = out[f"{seconds_list[0]}s"]["peak_rss_mb"]
+    for seconds in seconds_list[1:]:
+        out[f"ratio_{seconds}_over_{seconds_list[0]}"] = out[f"{seconds}s"]["peak_rss_mb"] / base
+        print(f"memory_long: {seconds} s / {seconds_list[0]} s = {out[f'{seconds}s']['peak_rss_mb'] / base:.3f}")
+    return out
+
+
 def workers(work: Path) -> dict:
     audio = cut_audio(6.0, work / "speech_6s.wav")
     timing = {"warmup": 2, "min_timed_frames": 20, "min_seconds": 0}
@@ -242,7 +268,7 @@ def workers(work: Path) -> dict:
     return out
 
 
-PARTS = {"overhead": overhead, "demo": demo, "memory": memory, "workers": workers}
+PARTS = {"overhead": overhead, "demo": demo, "memory": memory, "memory_long": memory_long, "workers": workers}
 
 
 def main() -> None:

@@ -133,6 +133,17 @@ def test_lag2_model_is_two_frames_late_and_reference_in_step(demo_run):
     assert runs["lag2"]["summary"]["sync_offset_vs_ground_truth_frames"] == 2
 
 
+def test_the_video_to_video_lag_reads_lag2_late_and_reference_in_step(demo_run):
+    """The output's mouth motion against the ground truth's, no audio: lag2 shows each mouth two frames late."""
+    import json
+
+    runs = {e["model"]: e for e in json.loads((demo_run / "run.json").read_text())["runs"]}
+    for model, lag in (("lag2", 2), ("reference", 0), ("copycat", 0)):
+        video_lag = runs[model]["video_lag"]
+        assert video_lag["offset_frames"] == lag and video_lag["reliable"], (model, video_lag)
+        assert runs[model]["summary"]["video_lag_frames"] == lag and runs[model]["summary"]["video_lag_reliable"] == 1
+
+
 # The drawn mouth in the demo's full frames: centred near (320, 297), up to 24 px high either side, swaying
 # +/-10 px in x and +/-5 px in y. (A box starting at y 300 cuts it in half and reads unreliable.)
 MOUTH_ROI = "240,260,160,80"
