@@ -140,3 +140,18 @@ def test_speed_gate_false_alarm_rate_on_same_distribution():
                                             np.random.default_rng(s + 5000).normal(20, 0.6, 100), 0)[0]
                            for s in range(1000))
     assert significant_only / 1000 <= 2 * SPEED_ALPHA  # the Mann-Whitney test alone: about alpha, as designed
+
+
+@pytest.mark.parametrize("reliable, passed", [(1, True), (0, False)])
+def test_a_video_lag_gate_acts_only_on_a_reliable_lag(reliable, passed):
+    """A gate on the video-to-video lag passes on a reliable 0 and fails, saying why, on an unreliable one."""
+    from evalkit.ci.gates import evaluate_gates
+    from evalkit.config.suite import GateSpec
+
+    entry = {"model": "m", "backend": "cpu", "input": "clip", "status": "ok",
+             "summary": {"video_lag_frames": 0, "video_lag_confidence": 20.0 if reliable else 2.0,
+                         "video_lag_reliable": reliable}}
+    gate = GateSpec.model_validate({"field": "video_lag_frames", "op": "<=", "value": 1, "abs": True})
+    [result] = evaluate_gates({"runs": [entry]}, [gate], None)
+    assert result.passed is passed
+    assert passed or "video-to-video lag" in result.message
