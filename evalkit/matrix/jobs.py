@@ -280,7 +280,7 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
     entry.update(
         frames=generated.frames, providers_used=runner.providers_used, session_seconds=runner.activate_seconds,
         threads={"intra_op": opts.intra_op_num_threads, "inter_op": opts.inter_op_num_threads},
-        stage_seconds=times.seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
+        stage_seconds=times.seconds, stage_cpu_seconds=times.cpu_seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
         first_inference_ms=times.warmup_ms[0] if times.warmup_ms else (times.timed_ms or [None])[0],
         timed_ms=times.timed_ms, timed_seconds=times.timed_seconds, output_stats=generated.stats.result(),
         batch_timed_ms={str(k): v for k, v in generated.batch_timings.items()},

@@ -135,14 +135,17 @@ class StageTimes:
     """
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # the same stages' CPU time (time.thread_time)
     inference_ms: list[float] = field(default_factory=list)
     timed_ms: list[float] = field(default_factory=list)
     warmup_ms: list[float] = field(default_factory=list)
     timed_seconds: float = 0.0
     pipeline_seconds: float = 0.0
 
-    def add(self, stage: str, dt: float) -> None:
+    def add(self, stage: str, dt: float, cpu: float | None = None) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
+        if cpu is not None:
+            self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + cpu
 
 
 @dataclass
@@ -416,9 +419,10 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         for slot in slots:
             slot.crop = np.empty((contract.crop_size, contract.crop_size, 3), np.uint8)
 
-    def finish(slot: FrameSlot, output: np.ndarray, crop: np.ndarray, infer_seconds: float) -> None:
+    def finish(slot: FrameSlot, output: np.ndarray, crop: np.ndarray, infer_seconds: float,
+               infer_cpu: float) -> None:
         """The model's output for one frame: kept, turned into pixels, pasted, handed to encode and measure."""
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.thread_time()
         slot.raw = output
         if slot.index < len(head):
             head[slot.index] = output[0]
@@ -426,9 +430,9 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         paster.paste(crop, slot.inner, slot.frame, boxes[slot.t_index], out=slot.full)
         indices.append(slot.t_index)
         slot.hand_to(3)
-        times.add("inference", infer_seconds)
+        times.add("inference", infer_seconds, infer_cpu)
         times.inference_ms.append(infer_seconds * 1e3)
-        times.add("paste", time.perf_counter() - t3)
+        times.add("paste", time.perf_counter() - t3, time.thread_time() - c3)
         stages.put(to_encode, slot)
         stages.put(to_measure, slot)
         stages.put(to_measure_full, slot)
@@ -455,7 +459,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
             pending: list[FrameSlot] = []  # prepared, waiting for their batch to be inferred
             for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=bars_off):
                 slot = stages.get(ready)
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.thread_time()
                 image = preparer.prepare(slot.frame, boxes[slot.t_index])
                 np.copyto(slot.template_inner, preparer.inner)
                 if distant:
@@ -465,22 +469,23 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
                 if i < kept:
                     kept_images[i], kept_audio[i] = image, audio_input
                 if batch_size == 1:
-                    t2 = time.perf_counter()
-                    times.add("preprocess", t2 - t1)
+                    t2, c2 = time.perf_counter(), time.thread_time()
+                    times.add("preprocess", t2 - t1, c2 - c1)
                     output = runner.infer(image, audio_input)
-                    finish(slot, output, preparer.crop, time.perf_counter() - t2)
+                    finish(slot, output, preparer.crop, time.perf_counter() - t2, time.thread_time() - c2)
                     continue
                 batch_images[len(pending)], batch_audio[len(pending)] = image[0], audio_input[0]
                 np.copyto(slot.crop, preparer.crop)
                 pending.append(slot)
-                times.add("preprocess", time.perf_counter() - t1)
+                times.add("preprocess", time.perf_counter() - t1, time.thread_time() - c1)
                 if len(pending) == batch_size or i == n - 1:
                     k = len(pending)
-                    t2 = time.perf_counter()
+                    t2, c2 = time.perf_counter(), time.thread_time()
                     output = runner.infer(batch_images[:k], batch_audio[:k])
                     share = (time.perf_counter() - t2) / k  # each frame's share of its batch
+                    cpu_share = (time.thread_time() - c2) / k
                     for j, done in enumerate(pending):
-                        finish(done, output[j : j + 1], done.crop, share)
+                        finish(done, output[j : j + 1], done.crop, share, cpu_share)
                     pending.clear()
         except StageFailed:
             pass  # a stage failed: join() raises its error
@@ -491,8 +496,11 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     stages.timed("encode", time.perf_counter() - closing)  # the encoders finishing their queues
     times.pipeline_seconds = time.perf_counter() - start
     for name in ("decode", "encode"):
-        times.add(name, stages.busy.get(name, 0.0))
+        times.add(name, stages.busy.get(name, 0.0), stages.cpu.get(name, 0.0))
+    for name in ("measure", "measure_full"):  # output_stats' wall time is the sum (below); its CPU, each apart
+        times.cpu_seconds[name] = stages.cpu.get(name, 0.0)
     times.add("output_stats", stages.busy.get("measure", 0.0) + stages.busy.get("measure_full", 0.0))
+    c_latency = time.process_time()
     times.warmup_ms, times.timed_ms, times.timed_seconds = time_inference(
         runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames, timing.min_seconds
     )
@@ -501,12 +509,18 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         if size > 1 and runner.dynamic_batch and kept >= size:
             batches[size] = time_inference(runner, batched(kept_images, size), batched(kept_audio, size),
                                            timing.warmup, timing.min_timed_frames // size + 1, timing.min_seconds)[1]
+    times.cpu_seconds["latency"] = time.process_time() - c_latency  # the latency pass, batches included
     t0 = time.perf_counter()
     if ground_truth is not None:
+        c_viewer = time.process_time()
         measure_viewer_frames(measures, mp4_path, ground_truth, compared, side_by_side=out_dir / SIDE_BY_SIDE,
                               audio=audio.path or prepared.spec.audio,
                               window=face_window(boxes[indices[:compared]], w, h))
+        # the viewer pass's threads are the only ones working here: the process's CPU is theirs
+        times.cpu_seconds["viewer"] = time.process_time() - c_viewer
+    c_result = time.process_time()
     measured = measures.result(audio.wav, contract.sample_rate, ground_truth is not None)
+    times.cpu_seconds["sync"] = time.process_time() - c_result
     times.add("output_stats", time.perf_counter() - t0)
     digest = None
     if len(head) <= kept:

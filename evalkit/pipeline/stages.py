@@ -29,6 +29,7 @@ class Stages:
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
         self.busy: dict[str, float] = {}  # seconds each stage spent working (not waiting), by name
+        self.cpu: dict[str, float] = {}  # CPU seconds each stage's thread used while working (time.thread_time)
 
     def start(self, name: str, body: Callable[[], None]) -> None:
         def run() -> None:
@@ -68,8 +69,9 @@ class Stages:
             except queue.Empty:
                 continue
 
-    def timed(self, name: str, seconds: float) -> None:
+    def timed(self, name: str, seconds: float, cpu_seconds: float = 0.0) -> None:
         self.busy[name] = self.busy.get(name, 0.0) + seconds
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu_seconds
 
     def join(self) -> None:
         """Wait for every stage; raise the first error any of them (or the caller) met."""
@@ -80,16 +82,18 @@ class Stages:
 
 
 class Timer:
-    """``with Timer(stages, "encode"):`` adds the block's wall-clock seconds to that stage's busy time."""
+    """``with Timer(stages, "encode"):`` adds the block's wall-clock seconds to that stage's busy time, and the
+    CPU seconds its thread used (``time.thread_time``: this thread's own work, the native code it calls
+    included; not other threads', not ffmpeg's processes')."""
 
-    __slots__ = ("stages", "name", "t0")
+    __slots__ = ("stages", "name", "t0", "c0")
 
     def __init__(self, stages: Stages, name: str):
         self.stages, self.name = stages, name
 
     def __enter__(self) -> "Timer":
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.thread_time()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stages.timed(self.name, time.perf_counter() - self.t0)
+        self.stages.timed(self.name, time.perf_counter() - self.t0, time.thread_time() - self.c0)

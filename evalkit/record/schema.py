@@ -258,6 +258,9 @@ class RunEntry(RecordPart):
     session_seconds: float | None = None
     threads: Threads | None = None
     stage_seconds: dict[str, float] | None = None
+    # CPU seconds by stage: the stage threads' own (time.thread_time), the viewer pass's, sync's and the latency
+    # pass's (time.process_time); ffmpeg's processes not included
+    stage_cpu_seconds: dict[str, float] | None = None
     inference_ms: list[float] | None = None
     warmup_ms: list[float] | None = None
     first_inference_ms: float | None = None
