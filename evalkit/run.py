@@ -40,7 +40,7 @@ from evalkit.report import render_run
 from evalkit.pipeline.audio import load_audio
 from evalkit.pipeline.audio_encoder import load_features
 from evalkit.media.ffmpeg import probe_video
-from evalkit.pipeline.mel import mel_spectrogram, video_frame_count
+from evalkit.pipeline.mel import mel_frame_count, video_frame_count
 from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
 from evalkit.media.decode import check_decodes, decoded_once
 from evalkit.config.suite import BackendSpec, LoadedSuite, SessionOptions, SuiteError, cross_check, load_suite
@@ -176,12 +176,12 @@ def _driven_frames(audio: Path, contract, wavs: dict) -> int:
     key = (audio, contract.sample_rate)
     if key not in wavs:
         wavs[key] = load_audio(audio, contract.sample_rate)
-    mel = mel_spectrogram(wavs[key], contract)
-    if mel.shape[1] < contract.mel_window:
+    mel_frames = mel_frame_count(len(wavs[key]), contract)  # counted, not computed
+    if mel_frames < contract.mel_window:
         seconds = (contract.mel_window - 1) * contract.hop_length / contract.sample_rate
-        raise UserError(f"audio {audio}: the audio gives {mel.shape[1]} mel frames, fewer than one window of "
+        raise UserError(f"audio {audio}: the audio gives {mel_frames} mel frames, fewer than one window of "
                         f"{contract.mel_window} (it must be at least {seconds:.3f} s long)")
-    return video_frame_count(mel.shape[1], contract)
+    return video_frame_count(mel_frames, contract)
 
 
 def _output_frames(windows: int, contract) -> int:

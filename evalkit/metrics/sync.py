@@ -68,12 +68,13 @@ THUMBNAIL_SHAPE = (36, 84)  # (height, width): the mouth box shrunk about 3x; 3 
 DRIFT_SECONDS = 0.5  # Gaussian sigma of the slow per-pixel drift (lighting, residual head motion) removed
 PCA_SHAPE = (18, 42)  # the stabilised thumbnail halved for the principal components: 756 pixels
 TRACK_CHUNK = 256  # frames a MouthTrack stores (and detrends) together
+TRACK_IN_MEMORY = 8  # chunks (2,048 frames, 6 MB) a MouthTrack holds in memory; older ones go to a temporary file
 TRACK_BLUR = 1.0  # thumbnail pixels: Gaussian sigma of the images registered
 KEY_AGREEMENT = 1.0  # thumbnail pixels: a keyframe's answer further than this from the step's prediction re-keys
 VIDEO_LAG_COMPONENTS = 8  # principal components of the ground truth's mouth compared by video_lag
 VIDEO_LAG_RELIABLE_CONFIDENCE = 7.5  # chance units, as the audio's (calibrated in tests/benchmarks/sync_calibration.py)
 RELIABLE_CONFIDENCE = 7.5  # chance units (see above): whole clip, unrelated speech <= 6.2, true >= 8.4
-ENVELOPE_BLOCK, ENVELOPE_CONTEXT = 30.0, 0.5  # seconds: audio band-passed a block at a time, with context
+ENVELOPE_BLOCK, ENVELOPE_CONTEXT = 5.0, 0.5  # seconds: audio band-passed a block at a time, with context
 MIN_AUDIO_COVERAGE = 0.9  # the audio must last at least this fraction of the video to give a reliable verdict
 
 
@@ -186,7 +187,8 @@ class MouthTrack:
 
     def __init__(self) -> None:
         self.frames = 0
-        self._chunks: list[np.ndarray] = []  # stabilised uint8 thumbnails, TRACK_CHUNK frames each
+        self._chunks: list[np.ndarray | None] = []  # stabilised uint8 thumbnails, TRACK_CHUNK frames each (None:
+        self._spill = None  # spilled to this temporary file, at chunk index x chunk bytes)
         self._positions: list[np.ndarray] = []  # (dx, dy) per frame, TRACK_CHUNK frames each
         self._sum = np.zeros(THUMBNAIL_SHAPE, np.float64)  # of the stabilised thumbnails: their mean image
         self._key = self._prev = None
@@ -214,6 +216,7 @@ class MouthTrack:
         self._prev, self._prev_at = image, at
         i = self.frames % TRACK_CHUNK
         if i == 0:
+            self._spill_old_chunks()
             self._chunks.append(np.empty((TRACK_CHUNK, *THUMBNAIL_SHAPE), np.uint8))
             self._positions.append(np.empty((TRACK_CHUNK, 2)))
         shift = np.float32([[1, 0, -at[0]], [0, 1, -at[1]]])
@@ -223,6 +226,30 @@ class MouthTrack:
         self._positions[-1][i] = at
         self._sum += stable
         self.frames += 1
+
+    def _spill_old_chunks(self) -> None:
+        """Full chunks beyond the newest ``TRACK_IN_MEMORY`` go to a temporary file (deleted when the track is),
+        so a long clip's track costs disk, not memory: 600 s of video would otherwise hold 45 MB."""
+        full = len(self._chunks)
+        for k in range(max(0, full - TRACK_IN_MEMORY)):
+            if self._chunks[k] is None:
+                continue
+            if self._spill is None:
+                import tempfile
+
+                self._spill = tempfile.TemporaryFile(prefix="evalkit-mouth-")
+            self._spill.seek(k * self._chunks[k].nbytes)
+            self._spill.write(self._chunks[k].tobytes())
+            self._chunks[k] = None
+
+    def _chunk(self, k: int) -> np.ndarray:
+        chunk = self._chunks[k]
+        if chunk is not None:
+            return chunk
+        chunk = np.empty((TRACK_CHUNK, *THUMBNAIL_SHAPE), np.uint8)
+        self._spill.seek(k * chunk.nbytes)
+        self._spill.readinto(memoryview(chunk).cast("B"))
+        return chunk
 
     def extend(self, thumbnails: np.ndarray) -> MouthTrack:
         for thumbnail in thumbnails:
@@ -252,7 +279,8 @@ class MouthTrack:
         if stop <= start:
             return np.zeros((0, *THUMBNAIL_SHAPE), np.uint8)
         first, last = start // TRACK_CHUNK, (stop - 1) // TRACK_CHUNK
-        part = np.concatenate(self._chunks[first : last + 1]) if last > first else self._chunks[first]
+        part = (np.concatenate([self._chunk(k) for k in range(first, last + 1)]) if last > first
+                else self._chunk(first))
         return part[start - first * TRACK_CHUNK : stop - first * TRACK_CHUNK].copy()
 
     def _detrended(self, fps: float, frames: int):

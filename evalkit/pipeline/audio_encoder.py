@@ -15,8 +15,9 @@ from evalkit.config.contract import Contract
 from evalkit.errors import UserError
 
 
-def encode_mel_windows(encoder_path: Path, windows: np.ndarray, contract: Contract) -> np.ndarray:
-    """Run the encoder on every window ([frames, n_mels, mel_window]); returns [frames, feature_dim] float32."""
+def encode_mel_windows(encoder_path: Path, windows, contract: Contract, out: np.ndarray | None = None) -> np.ndarray:
+    """Run the encoder on every window ([frames, n_mels, mel_window]: an array or ``mel.MelWindows``); returns
+    [frames, feature_dim] float32, written into ``out`` when given (e.g. the middle of a padded matrix)."""
     import onnxruntime as ort
 
     try:
@@ -29,7 +30,7 @@ def encode_mel_windows(encoder_path: Path, windows: np.ndarray, contract: Contra
     expected = [1, 1, contract.n_mels, contract.mel_window]
     _check_shape(f"audio encoder {encoder_path}: input '{inputs[0].name}'", inputs[0].shape, expected)
     name = inputs[0].name
-    rows = np.empty((len(windows), contract.feature_dim), dtype=np.float32)
+    rows = np.empty((len(windows), contract.feature_dim), dtype=np.float32) if out is None else out
     batch = np.empty(expected, dtype=np.float32)
     for i, window in enumerate(windows):
         batch[0, 0] = window
@@ -58,6 +59,23 @@ def load_features(path: Path, frames: int, contract: Contract) -> np.ndarray:
             f"audio features {path}: {features.shape[0]} rows, but the audio drives {frames} video frames"
         )
     return features.astype(np.float32, copy=False)
+
+
+def padded_rows(frames: int, contract: Contract) -> tuple[np.ndarray, np.ndarray]:
+    """(padded, rows): an empty [frames + 2 * feature_pad_repeat, feature_dim] matrix and the view of its
+    middle rows; fill ``rows``, then ``fill_feature_ends(padded, contract)`` (no second copy of the features)."""
+    r = contract.feature_pad_repeat
+    padded = np.empty((frames + 2 * r, contract.feature_dim), np.float32)
+    return padded, padded[r : r + frames]
+
+
+def fill_feature_ends(padded: np.ndarray, contract: Contract) -> np.ndarray:
+    """The first and last ``feature_pad_repeat`` rows of ``padded`` set to its first and last middle rows."""
+    r = contract.feature_pad_repeat
+    if r:
+        padded[:r] = padded[r]
+        padded[-r:] = padded[-r - 1]
+    return padded
 
 
 def pad_feature_ends(features: np.ndarray, contract: Contract) -> np.ndarray:

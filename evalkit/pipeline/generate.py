@@ -2,7 +2,7 @@
 
 Stages, each in its own module::
 
-    audio.load_audio -> mel.mel_spectrogram -> mel.mel_windows_for_frames
+    audio.load_audio -> mel.mel_spectrogram -> mel.MelWindows
       -> audio_encoder.encode_mel_windows (or load_features) -> audio_encoder.pad_feature_ends
       -> feature_windows.feature_window                     (per frame)
     video_decode.template_frames -> crop.CropPreparer.prepare (per frame)
@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from evalkit.pipeline import audio as audio_stage
 from evalkit.pipeline import mel as mel_stage
-from evalkit.pipeline.audio_encoder import encode_mel_windows, load_features, pad_feature_ends
+from evalkit.pipeline.audio_encoder import (encode_mel_windows, fill_feature_ends, load_features, pad_feature_ends,
+                                            padded_rows)
 from evalkit.config.contract import Contract
 from evalkit.pipeline.crop import CropPreparer, check_boxes_fit, load_crop_boxes, load_landmark_boxes
 from evalkit.errors import UserError
@@ -71,14 +72,15 @@ def compute_audio_features(audio_path: Path, encoder: Path | None, features_npy:
     wav = audio_stage.load_audio(audio_path, contract.sample_rate)
     mel = mel_stage.mel_spectrogram(wav, contract)
     try:
-        windows = mel_stage.mel_windows_for_frames(mel, contract)
+        windows = mel_stage.MelWindows(mel, contract)  # views: no [frames, n_mels, window] copy
     except UserError as exc:
         raise UserError(f"audio {audio_path}: {exc}") from None
     if encoder is not None:
-        rows = encode_mel_windows(encoder, windows, contract)
+        padded, rows = padded_rows(len(windows), contract)
+        encode_mel_windows(encoder, windows, contract, out=rows)
+        fill_feature_ends(padded, contract)
     else:
-        rows = load_features(features_npy, len(windows), contract)
-    padded = pad_feature_ends(rows, contract)
+        padded = pad_feature_ends(load_features(features_npy, len(windows), contract), contract)
     return AudioFeatures(
         features=padded,
         wav=wav,

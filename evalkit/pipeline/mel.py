@@ -15,6 +15,14 @@ from evalkit.config.contract import Contract
 from evalkit.errors import UserError
 
 
+def mel_frame_count(samples: int, contract: Contract) -> int:
+    """Mel frames of ``samples`` samples of audio: the centred STFT's 1 + (samples + 2 (n_fft // 2) - n_fft) // hop."""
+    return 1 + (samples + 2 * (contract.n_fft // 2) - contract.n_fft) // contract.hop_length
+
+
+MEL_CHUNK = 1000  # mel frames computed together (10 s at the default hop): memory stays a few MB for any length
+
+
 def mel_spectrogram(wav: np.ndarray, contract: Contract) -> np.ndarray:
     """Normalised mel spectrogram, shape [n_mels, mel_frames], float32.
 
@@ -23,20 +31,38 @@ def mel_spectrogram(wav: np.ndarray, contract: Contract) -> np.ndarray:
         S   = mel_basis @ |stft(preemphasis(wav))|
         db  = 20 * log10(max(min_amplitude, S)) - ref_level_db
         out = clip(2 * A * (db - min_level_db) / -min_level_db - A, -A, A)   (A = max_abs_value)
+
+    The STFT is centred (librosa's ``center=True`` with zero padding): frame t covers samples
+    [t * hop - n_fft // 2, t * hop + n_fft // 2). It is computed ``MEL_CHUNK`` frames at a time, each chunk
+    from exactly the samples its frames cover, so the result equals one STFT of the whole audio while no
+    float64 copy or spectrum of the whole audio is ever held (600 s of audio needed 550 MB that way).
     """
     import librosa
 
     c = contract
-    emphasised = scipy.signal.lfilter([1.0, -c.preemphasis], [1.0], wav)
-    spectrum = np.abs(
-        librosa.stft(y=emphasised, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window="hann")
-    )
+    wav = np.asarray(wav, np.float32)
+    half = c.n_fft // 2
+    frames = mel_frame_count(len(wav), c)
     basis = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
-    mel = basis @ spectrum
-    db = 20.0 * np.log10(np.maximum(c.min_amplitude, mel)) - c.ref_level_db
+    out = np.empty((c.n_mels, frames), np.float32)
     a = c.max_abs_value
-    normalised = np.clip(2 * a * ((db - c.min_level_db) / -c.min_level_db) - a, -a, a)
-    return normalised.astype(np.float32)
+    for first in range(0, frames, MEL_CHUNK):
+        last = min(frames, first + MEL_CHUNK)
+        lo, hi = first * c.hop_length - half, (last - 1) * c.hop_length - half + c.n_fft
+        # pre-emphasis y[n] = x[n] - k x[n - 1] from rest (scipy's lfilter([1, -k], [1]), x[-1] = 0), over
+        # [lo, hi) with zeros outside the audio (the centred STFT's padding)
+        x = np.zeros(hi - lo + 1)
+        start, stop = max(lo - 1, 0), min(hi, len(wav))
+        if stop > start:
+            x[start - (lo - 1) : stop - (lo - 1)] = wav[start:stop]
+        segment = scipy.signal.lfilter([1.0, -c.preemphasis], [1.0], x)[1:]
+        segment[: max(0, -lo)] = 0.0  # the padding before the audio
+        segment[max(0, len(wav) - lo):] = 0.0  # and after it
+        spectrum = np.abs(librosa.stft(y=segment, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
+                                       window="hann", center=False))
+        db = 20.0 * np.log10(np.maximum(c.min_amplitude, basis @ spectrum)) - c.ref_level_db
+        out[:, first:last] = np.clip(2 * a * ((db - c.min_level_db) / -c.min_level_db) - a, -a, a)
+    return out
 
 
 def video_frame_count(mel_frames: int, contract: Contract) -> int:
@@ -51,15 +77,33 @@ def mel_window_start(frame: int, mel_frames: int, contract: Contract) -> int:
     return min(start, mel_frames - contract.mel_window)
 
 
+class MelWindows:
+    """The mel window of every video frame as views into the mel spectrogram (no copy): ``len``, indexing
+    and iteration give [n_mels, mel_window] arrays, as ``mel_windows_for_frames`` stacks them."""
+
+    def __init__(self, mel: np.ndarray, contract: Contract):
+        mel_frames = mel.shape[1]
+        if mel_frames < contract.mel_window:
+            seconds = (contract.mel_window - 1) * contract.hop_length / contract.sample_rate
+            raise UserError(
+                f"the audio gives {mel_frames} mel frames, fewer than one window of {contract.mel_window} "
+                f"(it must be at least {seconds:.3f} s long)"
+            )
+        self.mel, self.width = mel, contract.mel_window
+        self.starts = [mel_window_start(i, mel_frames, contract) for i in range(video_frame_count(mel_frames,
+                                                                                                 contract))]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        start = self.starts[i]
+        return self.mel[:, start : start + self.width]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 def mel_windows_for_frames(mel: np.ndarray, contract: Contract) -> np.ndarray:
     """All mel windows, shape [frames, n_mels, mel_window] (views are copied once)."""
-    mel_frames = mel.shape[1]
-    if mel_frames < contract.mel_window:
-        seconds = (contract.mel_window - 1) * contract.hop_length / contract.sample_rate
-        raise UserError(
-            f"the audio gives {mel_frames} mel frames, fewer than one window of {contract.mel_window} "
-            f"(it must be at least {seconds:.3f} s long)"
-        )
-    n = video_frame_count(mel_frames, contract)
-    starts = [mel_window_start(i, mel_frames, contract) for i in range(n)]
-    return np.stack([mel[:, s : s + contract.mel_window] for s in starts]).astype(np.float32, copy=False)
+    return np.stack(list(MelWindows(mel, contract))).astype(np.float32, copy=False)

@@ -180,3 +180,33 @@ def test_sync_command_rejects_a_max_offset_below_one(capsys, demo_run, max_offse
     assert main(["metrics", "sync", str(mp4), "--max-offset", max_offset]) == 2
     err = capsys.readouterr().err.strip()
     assert "--max-offset" in err and len(err.splitlines()) == 1
+
+
+def test_a_long_track_spilled_to_disk_gives_the_same_signal(fixture_clip, monkeypatch):
+    """A MouthTrack keeps only its newest chunks in memory; the spilled ones read back byte for byte."""
+    import evalkit.metrics.sync as sync
+
+    mouth, _ = fixture_clip
+    thumbnails = sync.mouth_thumbnails(mouth)
+    in_memory = sync.MouthTrack.of(thumbnails)
+    monkeypatch.setattr(sync, "TRACK_IN_MEMORY", 0)  # every full chunk to the temporary file
+    spilled = sync.MouthTrack.of(thumbnails)
+    assert spilled._spill is not None and sum(c is None for c in spilled._chunks) == len(thumbnails) // 256
+    assert np.array_equal(spilled.stabilised(), in_memory.stabilised())
+    assert np.array_equal(spilled.opening(25.0)[0], in_memory.opening(25.0)[0])
+
+
+def test_the_audio_envelope_in_blocks_equals_one_pass():
+    """audio_envelope filters long audio in blocks with context; the result is one zero-phase pass's."""
+    import scipy.signal
+
+    from evalkit.metrics.sync import ENVELOPE_BLOCK, SPEECH_BAND, audio_envelope
+
+    rng = np.random.default_rng(3)
+    wav = (rng.standard_normal(int(SR * ENVELOPE_BLOCK * 3.3)) * 0.1).astype(np.float32)  # four blocks
+    frames = len(wav) // 640
+    sos = scipy.signal.butter(4, SPEECH_BAND, btype="bandpass", fs=SR, output="sos")
+    band = scipy.signal.sosfiltfilt(sos, wav.astype(np.float64))
+    whole = np.sqrt(np.square(band[: frames * 640]).reshape(frames, 640).mean(axis=1))
+    # 1e-9 of the envelope's scale: the filter's response to a block's edge dies away within the 0.5 s context
+    assert np.abs(audio_envelope(wav, SR, 25.0, frames) - whole).max() < 1e-9 * whole.max()
