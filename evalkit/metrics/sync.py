@@ -139,7 +139,14 @@ def audio_envelope(wav: np.ndarray, sample_rate: int, fps: float, frames: int) -
 
 
 def is_silent(wav: np.ndarray) -> bool:
-    return len(wav) == 0 or float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < SILENCE_RMS
+    """Whether the RMS of ``wav`` is below ``SILENCE_RMS`` (summed in float64, a block at a time: no float64 copy
+    of a long clip)."""
+    if len(wav) == 0:
+        return True
+    block = 1 << 20
+    total = sum(float(np.dot(part, part)) for part in
+                (np.asarray(wav[i : i + block], np.float64) for i in range(0, len(wav), block)))
+    return math.sqrt(total / len(wav)) < SILENCE_RMS
 
 
 def mouth_thumbnails(mouth_frames: np.ndarray) -> np.ndarray:
