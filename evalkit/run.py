@@ -34,6 +34,7 @@ from evalkit.ci.baseline import load_baseline
 from evalkit.ci.gates import evaluate_gates, needs_baseline
 from evalkit.record.layout import PARTIAL_SUFFIX, RUN_RECORD
 from evalkit.record.schema import RECORD_KIND, RECORD_SCHEMA_VERSION, RunRecord
+from evalkit.record.verdict import add_verdicts
 from evalkit.record.summary import json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
 from evalkit.measure.view_assets import make_view_assets
 from evalkit.report import render_run
@@ -384,6 +385,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
             if baseline is not None:
                 record["baseline"] = {"run_id": baseline["run_id"], "suite": baseline["suite"]["name"],
                                       "machine": baseline["machine"]}
+        add_verdicts(record)  # each run's verdict, after its summary and the gates
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         checked = RunRecord.model_validate(json_safe(record)).to_json_dict()  # what evalkit writes always loads
         write_json_atomic(partial / RUN_RECORD, checked)

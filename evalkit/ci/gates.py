@@ -14,12 +14,22 @@ Mann-Whitney U test (new latencies greater) on the two runs' raw latency
 samples gives p < ``SPEED_ALPHA``. A faster run is never a drop. Its false-alarm rate on two
 samples of one distribution is at most ``SPEED_ALPHA`` by construction, and
 lower still with the percentage test on top (measured in tests/test_gates.py).
+
+Which clock: a speed gate on a CPU backend judges the CPU time of each timed
+inference (``timed_cpu_ms``, pipeline/latency.py) when the run recorded it, the
+wall clock elsewhere or when the gate says ``clock: wall``: on a shared machine
+the wall clock measures the machine as much as the model. And a relative speed
+gate that would fail while either run's own timing was noisy (coefficient of
+variation of its samples above ``HIGH_CV``, or other processes using more than
+``BUSY_SHARE`` of the machine while timing) says "inconclusive" instead: it
+does not fail the run, and the verdict says so.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import time
 import xml.etree.ElementTree as ET
 import dataclasses
 from dataclasses import asdict, dataclass
@@ -27,13 +37,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.stats
 
-from evalkit.metrics.latency import SAMPLED_STATISTICS, SPEED_ALIASES, latency_summary
+from evalkit.metrics.latency import HIGH_CV, SAMPLED_STATISTICS, SPEED_ALIASES, latency_summary
+from evalkit.record.runkey import RunKey
 from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, number, run_key
 
 SPEED_ALPHA = 0.01  # the one-sided Mann-Whitney test's significance level: its false-alarm rate on equal speeds
 LATENCY_FIELDS = {"latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"}
 SAMPLED_SPEED_FIELDS = set(SAMPLED_STATISTICS)  # fields whose raw samples (timed_ms) a test can use
-SPEED_FIELDS = SAMPLED_SPEED_FIELDS | {"throughput_end_to_end_fps", "throughput_batch4_fps"}
+SPEED_FIELDS = SAMPLED_SPEED_FIELDS | {"throughput_end_to_end_fps", "throughput_batch4_fps", "cpu_throughput_fps",
+                                       "cpu_latency_mean_ms", "cpu_latency_p50_ms", "cpu_latency_p99_ms"}
+BUSY_SHARE = 0.25  # other processes' share of the machine while timing above which a run's timing is noisy
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
 def canonical_field(field: str) -> str:
@@ -56,15 +70,26 @@ class GateResult:
     passed: bool
     message: str
     protocol: str = DEFAULT_PROTOCOL
+    inconclusive: bool = False  # a relative speed gate on noisy timing: not failed, not judged (passed is True)
+    clock: str | None = None  # a speed gate's clock: "cpu" or "wall"
+    seconds: float | None = None  # how long its evaluation took
 
     def __bool__(self) -> bool:
         return self.passed
 
     @property
+    def key(self) -> RunKey:
+        return RunKey(self.model, self.backend, self.input, self.protocol)
+
+    @property
     def where(self) -> str:
         """model/backend/input, and /protocol when it is not the default reconstruction."""
-        ids = f"{self.model}/{self.backend}/{self.input}"
-        return ids if self.protocol == DEFAULT_PROTOCOL else f"{ids}/{self.protocol}"
+        return self.key.where
+
+    @property
+    def outcome(self) -> str:
+        """"pass", "FAIL" or "inconclusive": as the views write it."""
+        return "inconclusive" if self.inconclusive else "pass" if self.passed else "FAIL"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,8 +168,36 @@ def describe(gate) -> str:
     return field
 
 
+def gate_clock(gate, entry: dict) -> str:
+    """The clock a speed gate judges on ``entry``: the gate's ``clock``, else CPU time on a CPU backend whose run
+    recorded it, else the wall clock."""
+    asked = getattr(gate, "clock", None)
+    if asked is not None:
+        return asked
+    return "cpu" if entry.get("provider") == CPU_PROVIDER and entry.get("timed_cpu_ms") else "wall"
+
+
+def _samples(entry: dict, clock: str) -> list[float]:
+    """A run's timed samples (ms) on ``clock`` (CPU: none in records made before CPU time was recorded)."""
+    return [number(v) for v in entry.get("timed_cpu_ms" if clock == "cpu" else "timed_ms") or []]
+
+
+def timing_noise(entry: dict, clock: str) -> str | None:
+    """Why a run's own timing on ``clock`` is too noisy to judge a slowdown by, or None: its samples' coefficient
+    of variation above HIGH_CV, or other processes using more than BUSY_SHARE of the machine while timing."""
+    cv = latency_summary(_samples(entry, clock))["cv"]
+    if cv == cv and cv > HIGH_CV:
+        return f"{RunKey.of(entry).where}'s {clock} timing varies by {cv:.2f} (CV above {HIGH_CV:g})"
+    share = ((entry.get("timing_load") or {}).get("others_share"))
+    if share is not None and share > BUSY_SHARE:
+        return (f"other processes used {100 * share:.0f}% of the machine while {RunKey.of(entry).where} was timed "
+                f"(above {100 * BUSY_SHARE:.0f}%)")
+    return None
+
+
 def evaluate_gates(record: dict, gates, baseline: dict | None) -> list[GateResult]:
-    """Every gate on every finished model x backend x input it names; relative gates need ``baseline``."""
+    """Every gate on every finished model x backend x input x protocol it names; relative gates need
+    ``baseline`` (matched by ``RunKey``)."""
     results = []
     base_entries = {run_key(e): e for e in (baseline or {}).get("runs", []) if e.get("status") == "ok"}
     for gate in gates:
@@ -154,40 +207,56 @@ def evaluate_gates(record: dict, gates, baseline: dict | None) -> list[GateResul
             if entry.get("status") != "ok" or not _matches(gate, entry):
                 continue
             matched += 1
-            ids = (entry["model"], entry["backend"], entry["input"])
-            protocol = run_key(entry)[3]
-            value = number(entry["summary"].get(canonical_field(gate.field)))
-            shown = abs(value) if value is not None and gate.abs else value
-            doubt = _unreliable(canonical_field(gate.field), entry["summary"])
-            if doubt is not None:
-                results.append(GateResult(label, gate.field, *ids, value, "a reliable estimate", None, False,
-                                          f"FAILED: {gate.field} = {_fmt(value)}, but {doubt}", protocol))
-                continue
-            if gate.op is not None:
-                ok = shown is not None and not math.isnan(shown) and OPERATORS[gate.op](shown, gate.value)
-                msg = (f"{gate.field} = {_fmt(value)}" + (f" (abs {_fmt(shown)})" if gate.abs else "")
-                       + f", needs {gate.op} {gate.value:g}")
-                results.append(GateResult(label, gate.field, *ids, value, f"{gate.op} {gate.value:g}", None, bool(ok),
-                                          ("passed: " if ok else "FAILED: ") + msg, protocol))
-                continue
-            result = _relative(gate, label, entry, ids, shown, base_entries.get(run_key(entry)), record, baseline)
-            results.append(dataclasses.replace(result, protocol=protocol))
+            t0 = time.perf_counter()
+            result = _one_gate(gate, label, entry, base_entries.get(run_key(entry)), record, baseline)
+            results.append(dataclasses.replace(result, protocol=run_key(entry).protocol,
+                                               seconds=time.perf_counter() - t0))
         if not matched:
             results.append(_no_match(gate, label, record))
     return results
 
 
-def _relative(gate, label, entry, ids, value, base_entry, record, baseline) -> GateResult:
+def _one_gate(gate, label: str, entry: dict, base_entry: dict | None, record: dict, baseline) -> GateResult:
+    key = run_key(entry)
+    ids = (key.model, key.backend, key.input)
+    field = canonical_field(gate.field)
+    value = number(entry["summary"].get(field))
+    clock = gate_clock(gate, entry) if field in SAMPLED_STATISTICS else None
+    if clock == "cpu":  # the statistic of the CPU-time samples (throughput: inferences per CPU second)
+        value = latency_summary(_samples(entry, "cpu"))[SAMPLED_STATISTICS[field][0]]
+    shown = abs(value) if value is not None and gate.abs else value
+    doubt = _unreliable(field, entry["summary"])
+    if doubt is not None:
+        return GateResult(label, gate.field, *ids, value, "a reliable estimate", None, False,
+                          f"FAILED: {gate.field} = {_fmt(value)}, but {doubt}")
+    if gate.op is not None:
+        ok = shown is not None and not math.isnan(shown) and OPERATORS[gate.op](shown, gate.value)
+        msg = (f"{gate.field}{' (CPU time)' if clock == 'cpu' else ''} = {_fmt(value)}"
+               + (f" (abs {_fmt(shown)})" if gate.abs else "") + f", needs {gate.op} {gate.value:g}")
+        return GateResult(label, gate.field, *ids, value, f"{gate.op} {gate.value:g}", None, bool(ok),
+                          ("passed: " if ok else "FAILED: ") + msg, clock=clock)
+    return _relative(gate, label, entry, ids, shown, base_entry, record, baseline, clock)
+
+
+def _relative(gate, label, entry, ids, value, base_entry, record, baseline, clock=None) -> GateResult:
     field = canonical_field(gate.field)
     if base_entry is None:
         return GateResult(label, gate.field, *ids, value, "vs baseline", None, False,
-                          f"FAILED: the baseline has no finished {'/'.join(ids)} to compare with")
-    base = number(base_entry["summary"].get(field))
+                          f"FAILED: the baseline has no finished {RunKey.of(entry).where} to compare with")
+    if clock == "cpu" and not base_entry.get("timed_cpu_ms"):  # a baseline from before CPU time: the wall clock
+        clock = "wall"
+        value = number(entry["summary"].get(field))
+        value = abs(value) if value is not None and gate.abs else value
+    if clock == "cpu":
+        base = latency_summary(_samples(base_entry, "cpu"))[SAMPLED_STATISTICS[field][0]]
+    else:
+        base = number(base_entry["summary"].get(field))
     if base is not None and gate.abs:
         base = abs(base)
     if value is None or base is None or math.isnan(value) or math.isnan(base):
         return GateResult(label, gate.field, *ids, value, "vs baseline", base, False,
-                          f"FAILED: {gate.field} has no value (this run {_fmt(value)}, baseline {_fmt(base)})")
+                          f"FAILED: {gate.field} has no value (this run {_fmt(value)}, baseline {_fmt(base)})",
+                          clock=clock)
     percent = gate.max_drop_percent if gate.max_drop_percent is not None else gate.max_rise_percent
     absolute = gate.max_drop if gate.max_drop is not None else gate.max_rise
     dropping = gate.max_drop is not None or gate.max_drop_percent is not None
@@ -200,19 +269,25 @@ def _relative(gate, label, entry, ids, value, base_entry, record, baseline) -> G
             field in SPEED_FIELDS:
         machine_note = " (warning: the baseline ran on another machine, speed is not comparable)"
     slow_direction = field in SAMPLED_STATISTICS and dropping == SAMPLED_STATISTICS[field][1] and not gate.abs
-    if slow_direction and percent is not None and entry.get("timed_ms") and base_entry.get("timed_ms"):
-        regressed, ratio, p = speed_regression([number(v) for v in base_entry["timed_ms"]],
-                                               [number(v) for v in entry["timed_ms"]], percent, field)
+    inconclusive = False
+    if slow_direction and percent is not None and _samples(entry, clock) and _samples(base_entry, clock):
+        regressed, ratio, p = speed_regression(_samples(base_entry, clock), _samples(entry, clock), percent, field)
         ok = not regressed
-        msg = (f"{field} ({SAMPLED_STATISTICS[field][2]}) {_fmt(value)} vs baseline {_fmt(base)}: "
+        msg = (f"{field} ({SAMPLED_STATISTICS[field][2]}, {'CPU time' if clock == 'cpu' else 'wall clock'}) "
+               f"{_fmt(value)} vs baseline {_fmt(base)}: "
                f"x{_fmt(ratio)}, {'drop' if dropping else 'rise'} of {_fmt(change)}, allowed {_fmt(limit)}; "
                f"Mann-Whitney p = {p:.2g} (a slowdown needs both beyond {percent:g}% and p < {SPEED_ALPHA:g})")
+        noise = [why for why in (timing_noise(entry, clock), timing_noise(base_entry, clock)) if why]
+        if regressed and noise:
+            inconclusive, ok = True, True
+            msg += f"; but the timing was noisy ({'; '.join(noise)}): repeat on a quiet machine to judge"
     else:
         ok = change <= limit + 1e-12
         msg = (f"{field} {_fmt(value)} vs baseline {_fmt(base)}: "
                f"{'drop' if dropping else 'rise'} of {_fmt(change)}, allowed {_fmt(limit)}")
-    return GateResult(label, gate.field, *ids, value, limit_text, base, bool(ok),
-                      ("passed: " if ok else "FAILED: ") + msg + machine_note)
+    head = "INCONCLUSIVE: " if inconclusive else "passed: " if ok else "FAILED: "
+    return GateResult(label, gate.field, *ids, value, limit_text, base, bool(ok), head + msg + machine_note,
+                      inconclusive=inconclusive, clock=clock)
 
 
 def _fmt(v) -> str:

@@ -140,6 +140,8 @@ class StageTimes:
     warmup_ms: list[float] = field(default_factory=list)
     timed_seconds: float = 0.0
     pipeline_seconds: float = 0.0
+    timed_cpu_ms: list[float] = field(default_factory=list)  # process CPU ms of each timed call (latency.py)
+    timing_load: dict = field(default_factory=dict)  # the machine's load while timing (latency.machine_load)
 
     def add(self, stage: str, dt: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
@@ -493,14 +495,16 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     for name in ("decode", "encode"):
         times.add(name, stages.busy.get(name, 0.0))
     times.add("output_stats", stages.busy.get("measure", 0.0) + stages.busy.get("measure_full", 0.0))
-    times.warmup_ms, times.timed_ms, times.timed_seconds = time_inference(
-        runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames, timing.min_seconds
-    )
+    timed = time_inference(runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames,
+                           timing.min_seconds)
+    times.warmup_ms, times.timed_ms, times.timed_seconds = timed.warmup_ms, timed.timed_ms, timed.seconds
+    times.timed_cpu_ms, times.timing_load = timed.cpu_ms, timed.load
     batches = {}
     for size in timing.batch_sizes:
         if size > 1 and runner.dynamic_batch and kept >= size:
             batches[size] = time_inference(runner, batched(kept_images, size), batched(kept_audio, size),
-                                           timing.warmup, timing.min_timed_frames // size + 1, timing.min_seconds)[1]
+                                           timing.warmup, timing.min_timed_frames // size + 1,
+                                           timing.min_seconds).timed_ms
     t0 = time.perf_counter()
     if ground_truth is not None:
         measure_viewer_frames(measures, mp4_path, ground_truth, compared, side_by_side=out_dir / SIDE_BY_SIDE,

@@ -8,7 +8,7 @@ import pandas as pd
 
 from evalkit.record.io import atomic_output
 from evalkit.record.layout import FRAMES_CSV, PARITY_CSV, SUMMARY_CSV  # noqa: F401 (re-exported)
-from evalkit.record.summary import COUNT_COLUMNS, SUMMARY_COLUMNS, number
+from evalkit.record.summary import COUNT_COLUMNS, SUMMARY_COLUMNS, TEXT_COLUMNS, number
 
 FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim", "latency_ms"]
 
@@ -16,9 +16,7 @@ FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim"
 def summary_table(record: dict) -> pd.DataFrame:
     rows = [entry["summary"] for entry in record["runs"]]
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    text = ("model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "sync_reason",
-            "parity_against")
-    numeric = [c for c in SUMMARY_COLUMNS if c not in text]
+    numeric = [c for c in SUMMARY_COLUMNS if c not in TEXT_COLUMNS]
     table[numeric] = table[numeric].map(number).astype("float64")
     for column in COUNT_COLUMNS:  # whole numbers as such (317, not 317.0); an empty cell stays empty
         values = table[column]
