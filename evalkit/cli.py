@@ -165,7 +165,11 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
             "passed": code == EXIT_OK, "exit_code": code,
         }), allow_nan=False))
         return code
+    from evalkit.report.verdicts import verdict_table_text
+
     print(summary_text(results, gated=gated))
+    print()
+    print(verdict_table_text(record, report=str(Path(run_dir) / "report.html")))
     print(run_dir)
     return code
 

@@ -340,20 +340,22 @@ def run_checks(record: dict) -> list[GateResult]:
 
 
 def summary_text(results: list[GateResult], gated: bool = True) -> str:
-    """The one summary printed after a run: failures first. ``gated=False``: the results are run checks."""
+    """The gates' summary printed after a run: a count, then each failed and each inconclusive result with its
+    numbers (the passed ones are counted, not listed: the verdict table shows every run).
+    ``gated=False``: the results are run checks."""
     failed = [r for r in results if not r]
+    unsure = [r for r in results if r.inconclusive]
     what = "gates" if gated else "no gates; run checks"
-    lines = [f"{what}: {len(results) - len(failed)} of {len(results)} passed" + (f", {len(failed)} FAILED" if failed else "")]
-    for r in failed + [r for r in results if r]:
-        lines.append(f"  {'PASS' if r else 'FAIL'}  {r.where}  {r.gate}: {r.message}")
+    lines = [f"{what}: {len(results) - len(failed)} of {len(results)} passed" + (f", {len(failed)} FAILED" if failed else "")
+             + (f", {len(unsure)} inconclusive (counted as passed)" if unsure else "")]
+    for r in failed + unsure:
+        lines.append(f"  {r.outcome}  {r.where}  {r.gate}: {r.message}")
     return "\n".join(lines)
 
 
 def _where(entry: dict) -> str:
     """model/backend/input[/protocol] of a record entry, as ``GateResult.where`` writes it."""
-    protocol = entry.get("protocol", DEFAULT_PROTOCOL)
-    ids = f"{entry['model']}/{entry['backend']}/{entry['input']}"
-    return ids if protocol == DEFAULT_PROTOCOL else f"{ids}/{protocol}"
+    return RunKey.of(entry).where
 
 
 def _seconds(value) -> str:
@@ -373,26 +375,39 @@ def _duration(record: dict | None) -> float:
 
 
 def junit_xml(suite_name: str, results: list[GateResult], record: dict | None = None) -> str:
-    """JUnit XML: one test case per gate (or run check) per model x backend x input, plus one skipped test
-    case per skipped run (with its reason); failures carry the numbers. Totals (tests, failures, errors,
-    skipped, time) are on ``<testsuite>`` and ``<testsuites>``; ``timestamp`` is the run's start (UTC) and a
-    test case's ``time`` the seconds its model x backend x input took to generate and measure."""
+    """JUnit XML: one test case per run (``run``: the seconds the run took to generate and measure, or its
+    skip with the reason, or its failure), and one per gate per run (a gate's own time: its evaluation's);
+    failures carry the numbers. A suite without gates has its run checks as the runs' cases. Totals (tests,
+    failures, errors, skipped, time: the run's wall clock) are on ``<testsuite>`` and ``<testsuites>``;
+    ``timestamp`` is the run's start (UTC). The cases' times add up to at most the run's time when its
+    combinations ran one after another (parallel workers overlap them)."""
     entries = {_where(e): e for e in (record or {}).get("runs", [])}
+    checked = {r.where for r in results if r.gate == RUN_CHECK}  # runs whose run check is their case
+    runs = [e for w, e in entries.items() if e["status"] == "ok" and w not in checked]
     skipped = [e for e in entries.values() if e["status"] == "skipped"]
-    totals = {"tests": str(len(results) + len(skipped)), "failures": str(sum(1 for r in results if not r)),
-              "errors": "0", "skipped": str(len(skipped)), "time": f"{_duration(record):.3f}"}
+    totals = {"tests": str(len(results) + len(runs) + len(skipped)),
+              "failures": str(sum(1 for r in results if not r)), "errors": "0", "skipped": str(len(skipped)),
+              "time": f"{_duration(record):.3f}"}
     suites = ET.Element("testsuites", name=f"evalkit.{suite_name}", **totals)
     suite = ET.SubElement(suites, "testsuite", name=f"evalkit.{suite_name}", **totals)
     if record is not None and record.get("created_utc"):
         suite.set("timestamp", str(record["created_utc"])[:19])  # JUnit's timestamp has no time zone: it is UTC
+    for e in runs:
+        ET.SubElement(suite, "testcase", classname=f"{suite_name}.{_where(e).replace('/', '.')}", name="run",
+                      time=_seconds(e.get("generate_seconds")))
     for r in results:
-        entry = entries.get(r.where, {})
+        if r.gate == RUN_CHECK:  # the run's own case: the run's time
+            seconds = entries.get(r.where, {}).get("generate_seconds")
+        else:
+            seconds = r.seconds
         case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{r.where.replace('/', '.')}",
-                             name=r.gate, time=_seconds(entry.get("generate_seconds")))
+                             name=r.gate, time=_seconds(seconds))
         if not r:
             failure = ET.SubElement(case, "failure", message=r.message, type="GateFailed")
             failure.text = (f"field: {r.field}\nvalue: {_fmt(r.value)}\nlimit: {r.limit}\n"
                             f"baseline: {_fmt(r.baseline_value)}\n")
+        elif r.inconclusive:
+            ET.SubElement(case, "system-out").text = r.message
     for e in skipped:
         case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{_where(e).replace('/', '.')}", name="run",
                              time="0.000")
@@ -406,21 +421,29 @@ def _cell(text) -> str:
 
 def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], record: dict | None = None,
                      gated: bool = True) -> str:
-    """A short Markdown summary for a pull request or a CI job summary, failures first, then skipped runs.
+    """A short Markdown summary for a pull request or a CI job summary: the outcome, where the report is, the
+    runs' verdicts with their key numbers, then the gates (failures first) and the skipped runs.
 
     ``gated=False``: the suite has no gates and ``results`` are run checks (``run_checks``); the summary says so.
     """
+    from evalkit.report.verdicts import verdict_table_markdown
+
     failed = [r for r in results if not r]
     head = "FAILED" if failed else "passed"
     what = "gates" if gated else "run checks; the suite has no gates"
     lines = [f"## evalkit `{suite_name}`: {head} ({len(results) - len(failed)}/{len(results)} {what})", "",
-             f"Run: `{run_dir}`", ""]
+             f"Report: `{run_dir}/report.html` (with `summary.csv` and `frames.csv` beside it; run folder `{run_dir}`)",
+             ""]
+    if record is not None and record.get("runs") and all("summary" in e for e in record["runs"]):
+        lines += ["### Verdict per run", "", verdict_table_markdown(record), ""]
     if not gated:
         lines += ["No gates: each run was checked only for having run (status ok) with finite fidelity and sync "
                   "metrics.", ""]
-    lines += ["| result | model / backend / input | gate | value | limit | baseline |", "|---|---|---|---|---|---|"]
+    lines += ["### Gates" if gated else "### Run checks", "",
+              "| result | model / backend / input | gate | value | limit | baseline |", "|---|---|---|---|---|---|"]
     for r in failed + [r for r in results if r]:
-        lines.append(f"| {'FAIL' if not r else 'pass'} | {r.where.replace('/', ' / ')} | {_cell(r.gate)} | "
+        lines.append(f"| {'FAIL' if not r else 'inconclusive' if r.inconclusive else 'pass'} | "
+                     f"{r.where.replace('/', ' / ')} | {_cell(r.gate)} | "
                      f"{_fmt(r.value)} | {_cell(r.limit)} | {_fmt(r.baseline_value)} |")
     skipped = [e for e in (record or {}).get("runs", []) if e["status"] == "skipped"]
     if skipped:
