@@ -534,7 +534,8 @@ def cmd_compare(args) -> int:
     a, b = Path(args.run_a), Path(args.run_b)
     # Default: beside the runs it reads (<out>/compare/ for runs in <out>/<suite>/<run-id>), whatever the cwd.
     out = Path(args.out) if args.out else b.resolve().parent.parent / "compare" / f"{a.name}_vs_{b.name}"
-    compare_runs(a, b, out)
+    result = compare_runs(a, b, out, log=_progress)
+    code = EXIT_GATE_FAILED if result.problems else EXIT_OK
     if args.json:
         import json
 
@@ -548,11 +549,18 @@ def cmd_compare(args) -> int:
         print(json.dumps(json_safe({
             "out": str(out), "html": str(out / "comparison.html"), "csv": str(out / "comparison.csv"),
             "compared": sorted({f"{r.model}/{r.backend}/{r.input}/{r.protocol}" for r in table.itertuples()}),
+            "headline": result.headline, "problems": result.problems,
             "significant_speed_changes": significant.to_dict("records"),
         }), allow_nan=False))
-        return EXIT_OK
+        return code
+    if result.problems:  # one line: what cannot be compared (the page lists each)
+        more = f" (and {len(result.problems) - 1} more; see {out / 'comparison.html'})" if len(result.problems) > 1 else ""
+        _stderr(f"evalkit: not comparable: {result.problems[0]}{more}")
+        return code
+    for line in result.headline:
+        print(line)
     print(out / "comparison.html")
-    return EXIT_OK
+    return code
 
 
 def cmd_runs_partial(args) -> int:

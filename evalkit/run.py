@@ -28,6 +28,7 @@ from evalkit.record.environment import content_sha256, machine_info, versions
 from evalkit.measure.golden import save_golden
 from evalkit.ci.history import HISTORY_DB, record_run
 from evalkit.errors import UserError
+from evalkit.progress import Steps
 from evalkit.matrix.executors import Executor, default_workers, execute
 from evalkit.pipeline.generate import check_protocol, prepare_input
 from evalkit.ci.baseline import load_baseline
@@ -363,16 +364,18 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
     jobs = plan_jobs(suite)
     entries = {job: done[job.folder] for job in jobs if job.folder in done}
     todo = [job for job in jobs if job not in entries]
+    steps = Steps(len(jobs), "run", log, already=len(entries))
     try:
         with closing(execute(loaded, todo, partial, workers or default_workers(suite), executor, ray_address,
                              log)) as results:
             for job, entry in results:
                 entries[job] = entry
+                steps.step(f"{job.model}/{job.backend}/{job.input}/{job.protocol}, {entry['status']}")
         record["runs"] = [entries[job] for job in jobs]
         failed = [e for e in record["runs"] if e["status"] == "failed"]
         if failed:
             log(f"{len(failed)} of {len(jobs)} combinations FAILED; the others ran (see their reasons in the record)")
-        log("comparing backends (parity) ...")
+        steps.phase("comparing backends (parity) ...")
         record["parity"] = add_parity(record, suite, partial, log=log)
         if suite.golden is not None:
             compare_with_golden(record, suite, partial)
@@ -389,7 +392,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         checked = RunRecord.model_validate(json_safe(record)).to_json_dict()  # what evalkit writes always loads
         write_json_atomic(partial / RUN_RECORD, checked)
-        log("writing the report (summary.csv, frames.csv, report.html) ...")
+        steps.phase("writing the report (summary.csv, frames.csv, report.html) ...")
         make_view_assets(partial, checked, log=log)
         render_run(partial, checked, log=log)
         partial.rename(final)
