@@ -101,7 +101,25 @@ def cmd_suite_check(args) -> int:
     print(f"{loaded.path}: valid suite '{s.name}': {len(s.models)} models x {len(s.backends)} backends x "
           f"{len(s.inputs)} inputs x {len(s.protocols)} protocols ({', '.join(p.name for p in s.protocols)}) "
           f"= {runs} runs")
+    for line in _backends_skipped_here(s):
+        print(line)
     return EXIT_OK
+
+
+def _backends_skipped_here(suite) -> list[str]:
+    """A line per backend whose provider this machine lacks: its runs will be skipped here (a required one is
+    refused before `suite check` gets here: preflight fails the run)."""
+    from evalkit.pipeline.runner import available_providers
+
+    have = available_providers()
+    lines = []
+    for b in suite.backends:
+        if b.kind == "onnxruntime" and b.provider not in have:
+            per = len(suite.models) * len(suite.inputs) * len(suite.protocols)
+            lines.append(f"backend '{b.name}' ({b.provider}): not available on this machine (it has "
+                         f"{', '.join(have)}): its {per} runs will be skipped here; not required (set "
+                         "`required: true` on the backend to make its absence fail the run)")
+    return lines
 
 
 def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = None, junit: Path | None = None,
@@ -504,10 +522,14 @@ def cmd_signoff(args) -> int:
             "failed": failed, "run_dir": str(run_dir), "signoff_json": str(json_path), "signoff_html": str(html_path),
         }), allow_nan=False))
         return code
+    from evalkit.report.verdicts import verdict_table_text
+
     print(f"sign-off {record['verdict']}: {len(record['criteria']) - len(failed)} of {len(record['criteria'])} "
           f"criteria passed for {args.model}" + ("" if private_key else " (unsigned: pass --key to sign it)"))
     for g in failed:
         print(f"  FAIL  {GateResult(**g).where}  {g['gate']}: {g['message']}")
+    print()
+    print(verdict_table_text(run, report=str(html_path)))
     print(html_path)
     print(json_path)
     return code

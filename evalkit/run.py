@@ -364,7 +364,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
     jobs = plan_jobs(suite)
     entries = {job: done[job.folder] for job in jobs if job.folder in done}
     todo = [job for job in jobs if job not in entries]
-    steps = Steps(len(jobs), "run", log, already=len(entries))
+    steps = Steps(len(jobs), "run", log, already=len(entries))  # its clock: the record's wall_seconds
     try:
         with closing(execute(loaded, todo, partial, workers or default_workers(suite), executor, ray_address,
                              log)) as results:
@@ -390,6 +390,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
                                       "machine": baseline["machine"]}
         add_verdicts(record)  # each run's verdict, after its summary and the gates
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["wall_seconds"] = steps.elapsed()
         checked = RunRecord.model_validate(json_safe(record)).to_json_dict()  # what evalkit writes always loads
         write_json_atomic(partial / RUN_RECORD, checked)
         steps.phase("writing the report (summary.csv, frames.csv, report.html) ...")

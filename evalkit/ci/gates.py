@@ -364,9 +364,12 @@ def _seconds(value) -> str:
 
 
 def _duration(record: dict | None) -> float:
-    """Seconds from the record's start to its end (0 when unknown)."""
+    """Seconds the run took: its ``wall_seconds`` (to the millisecond), else from the record's start to its end
+    (whole seconds; 0 when unknown)."""
     from datetime import datetime
 
+    if record and record.get("wall_seconds") is not None:
+        return float(record["wall_seconds"])
     try:
         return max(0.0, (datetime.fromisoformat(record["finished_utc"])
                          - datetime.fromisoformat(record["created_utc"])).total_seconds())

@@ -22,7 +22,8 @@ Versions:
 - 4: this module. Each entry has its ``verdict`` (record.verdict: "ok" or what is wrong with the run, with the
   numbers), ``timed_cpu_ms`` (the CPU time of each timed inference, beside ``timed_ms``) and ``timing_load``
   (what other processes used of the machine while timing); a gate result says whether it was ``inconclusive``
-  (a relative speed gate on noisy timing) and which ``clock`` it judged. A version-3 record is given its
+  (a relative speed gate on noisy timing) and which ``clock`` it judged; the record its ``wall_seconds``
+  (JUnit's time, to the millisecond: ``finished_utc`` has whole seconds). A version-3 record is given its
   verdicts from its summaries and gates (no CPU times: they were not measured).
 
 Non-finite floats are stored as the strings "inf", "-inf", "nan" (JSON has
@@ -333,6 +334,7 @@ class RunRecord(RecordPart):
     run_id: str
     created_utc: str
     finished_utc: str | None = None
+    wall_seconds: float | None = None  # this process's time from its first combination to finished_utc (precise)
     suite: SuiteFacts
     machine: dict[str, Any]
     versions: dict[str, Any]
