@@ -66,12 +66,11 @@ def test_compare_shows_its_headline_first(demo_run, tmp_path, capsys):
 def test_the_signoff_page_shows_the_verdicts_first(demo_run, tmp_path):
     """A sign-off page written from the demo run's record: its verdict per run table within the first screen."""
     from evalkit.ci.signoff import build_signoff, write_signoff
-    from evalkit.config.suite import LoadedSuite, Suite
+    from evalkit.config.suite import load_suite
     from evalkit.record.summary import load_run
 
     record = load_run(demo_run)
-    suite = Suite.model_validate(record["suite"]["definition"])
-    loaded = LoadedSuite(suite=suite, path=Path(record["suite"]["path"]), sha256=record["suite"]["sha256"], text="")
+    loaded = load_suite(Path(record["suite"]["path"]))
     model = Path(record["models"]["copycat"]["generator"]["path"])
     signoff = build_signoff(loaded, model, demo_run, record)
     _, html = write_signoff(signoff, tmp_path / "signoff")
