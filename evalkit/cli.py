@@ -180,6 +180,10 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
                         for e in record["runs"] if e["status"] == "skipped"],
             "failed": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
                         "reason": e["reason"], "bug": e["bug"]} for e in failed],
+            "verdicts": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
+                          **{k: (e.get("verdict") or {}).get(k) for k in ("status", "text", "findings")}}
+                         for e in record["runs"]],
+            "report": str(Path(run_dir) / "report.html"),
             "passed": code == EXIT_OK, "exit_code": code,
         }), allow_nan=False))
         return code
