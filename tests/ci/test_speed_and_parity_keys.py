@@ -22,13 +22,14 @@ SECONDS = 2
 
 @pytest.fixture(scope="module")
 def two_backend_release(fixtures_dir, tmp_path_factory):
-    """suites/release.yaml (three protocols) with a second CPU backend (basic graph optimisation), one worker."""
+    """suites/release.yaml's models, input and protocols (reconstruction, distant, dubbed) with a second CPU backend (basic graph optimisation), one worker."""
     tmp = tmp_path_factory.mktemp("release2")
     data = release_suite_data(fixtures_dir, tmp, SECONDS)
     data["backends"] = [dict(data["backends"][0]),
                         dict(data["backends"][0], name="cpu-basic",
                              session_options={"intra_op_num_threads": 2, "graph_optimization_level": "basic"})]
     data["timing"] = {"warmup": 2, "min_timed_frames": 60, "min_seconds": 0.2}
+    data.pop("gates")  # parity is what is looked at here (2 s of audio is too short for a reliable sync gate)
     suite = write_suite(tmp / "release.yaml", data)
     code = main(["-q", "run", str(suite), "--out", str(tmp / "reports"), "--workers", "1"])
     run_dir = sorted((tmp / "reports" / "release").iterdir())[-1]
