@@ -77,7 +77,7 @@ def compare_entries(run_dir: Path, reference: dict, candidate: dict, atol: float
                              FRAMES_FULL if external else FRAMES_INNER)
     passed = (tensor["passed"] if tensor else not outputs.shapes_differ) and picture.get("passed", False)
     return {
-        "reference": RunKey.of(reference).full, "candidate": RunKey.of(candidate).full,
+        "reference": RunKey.of(reference).where, "candidate": RunKey.of(candidate).where,
         "precision": precision, "atol": atol, "rtol": rtol, "passed": bool(passed),
         "tensor": tensor, "tensor_note": outputs.note, "picture": picture,
     }
