@@ -164,3 +164,23 @@ def test_atomic_writes_leave_the_file_whole_or_untouched(tmp_path):
         assert tmp.suffix == ".npz"  # writers that go by the suffix (numpy, ffmpeg, matplotlib) still do
         tmp.write_bytes(b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.npz"]
+
+
+def test_a_version_3_record_is_given_its_verdicts_from_its_summaries_and_gates(tmp_path):
+    """Records from before the verdict (schema 3) read with one per run, from what they hold."""
+    record = _record(schema_version=3, gates=[
+        {"gate": "psnr_mean >= 60", "field": "psnr_mean", "model": "reference", "backend": "cpu",
+         "input": "talking_head", "value": 41.7, "limit": ">= 60", "baseline_value": None, "passed": False,
+         "message": "FAILED: psnr_mean = 41.7, needs >= 60", "protocol": "reconstruction"}], gates_passed=False)
+    record["runs"][0]["summary"] = {"model": "reference", "psnr_mean": 41.7, "copy_flag": 1,
+                                    "copy_mouth_psnr": "inf", "sync_offset_frames": 2, "sync_reliable": 1,
+                                    "gt_sync_offset_frames": 0, "gt_sync_reliable": 1}
+    _write(tmp_path / "v3", record)
+    loaded = load_run(tmp_path / "v3")
+    first, skipped = (e["verdict"] for e in loaded["runs"])
+    assert first["status"] == "flagged" and first["text"] == "gate failed; near-copy; sync late"
+    assert [f["kind"] for f in first["findings"]] == ["gate failed", "near-copy", "sync late"]
+    assert "offset +2 frames against the source's +0" in first["findings"][2]["detail"]
+    assert loaded["runs"][0]["summary"]["verdict"] == first["text"]
+    assert skipped == {"status": "skipped", "ok": False, "text": "skipped",
+                       "findings": [{"kind": "skipped", "detail": "not available here"}]}
