@@ -118,6 +118,8 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
     out.mkdir(parents=True, exist_ok=True)
     result = Comparison(out)
     steps = Steps(len(common), "pair", log)
+    steps.log(f"comparing {len(common)} runs found in both A and B (numbers, raw outputs, pictures, side-by-side "
+              "videos) ...")
     rows, parity, videos, speeds, quality_changed = [], [], [], [], []
     for key in common:
         ea, eb = ok_a[key], ok_b[key]
