@@ -94,8 +94,13 @@ def _near_copy(entry: dict) -> bool:
 
 
 def _noisy_timing(entry: dict) -> bool:
-    cv = number((entry.get("summary") or {}).get("latency_cv"))
-    return cv is not None and cv == cv and cv > HIGH_CV
+    """High variation of the wall-clock latencies, or other processes busy while timing (ci.gates.BUSY_SHARE)."""
+    from evalkit.ci.gates import BUSY_SHARE
+
+    summary = entry.get("summary") or {}
+    cv = number(summary.get("latency_cv"))
+    share = number(summary.get("timing_others_share"))
+    return (cv is not None and cv == cv and cv > HIGH_CV) or (share is not None and share > BUSY_SHARE)
 
 
 def trustworthy(entry: dict, col: str) -> bool:
@@ -350,6 +355,7 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
              if number(e["summary"]["latency_cv"]) is not None and number(e["summary"]["latency_cv"]) > HIGH_CV]
     gates = sorted(record["gates"] or [], key=lambda g: g["passed"])
     sections = [run_section(run_dir, record, e, gates) for e in entries]
+    from evalkit.ci.gates import BUSY_SHARE as busy_share
     from evalkit.report.verdicts import LEGEND, verdict_rows
 
     html = render("report.html.j2",
@@ -379,6 +385,10 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         versions={name: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v
                   for name, v in record["versions"].items()},
         noisy=[{"label": run_label(e), "cv": f"{cv:.2f}"} for e, cv in noisy],
+        busy=[{"label": run_label(e), "share": f"{100 * number(e['summary']['timing_others_share']):.0f}",
+               "wall": _fmt(e["summary"].get("latency_p50_ms"), 3), "cpu": _fmt(e["summary"].get("cpu_latency_p50_ms"), 3)}
+              for e in ok if _noisy_timing(e) and number(e["summary"].get("timing_others_share")) is not None
+              and number(e["summary"]["timing_others_share"]) > busy_share],
         high_cv=HIGH_CV,
     )
     return write_text_atomic(run_dir / REPORT_HTML, html)

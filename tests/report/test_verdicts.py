@@ -108,6 +108,9 @@ def test_equal_values_are_never_one_best_and_one_worst():
     assert column_marks(runs, "sync_confidence", 1) == {}  # the copy is left out; 12.0 and 12.0 read the same
     assert column_marks(runs, "sync_confidence", 2) == {0: "best", 1: "worst"}  # 12.04 and 12.01 do not
     assert column_marks(runs, "psnr_mean", 2) == {0: "worst", 1: "best"}  # the copy's inf is not its own
+    timed = [{"status": "ok", "summary": {"throughput_fps": fps, "latency_cv": 0.05, "timing_others_share": share}}
+             for fps, share in ((100.0, 0.0), (50.0, 0.0), (20.0, 0.7))]
+    assert column_marks(timed, "throughput_fps", 1) == {0: "best", 1: "worst"}  # the busy machine's 20 is left out
 
 
 def test_the_terminal_closing_table_fits_100_columns_and_names_the_report(demo_run):
