@@ -434,7 +434,9 @@ def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], r
     failed = [r for r in results if not r]
     head = "FAILED" if failed else "passed"
     what = "gates" if gated else "run checks; the suite has no gates"
-    lines = [f"## evalkit `{suite_name}`: {head} ({len(results) - len(failed)}/{len(results)} {what})", "",
+    runs = [e for e in (record or {}).get("runs", []) if e.get("verdict")]
+    ok_runs = f"; {sum(1 for e in runs if e['verdict']['ok'])}/{len(runs)} runs ok" if runs else ""
+    lines = [f"## evalkit `{suite_name}`: {head} ({len(results) - len(failed)}/{len(results)} {what}{ok_runs})", "",
              f"Report: `{run_dir}/report.html` (with `summary.csv` and `frames.csv` beside it; run folder `{run_dir}`)",
              ""]
     if record is not None and record.get("runs") and all("summary" in e for e in record["runs"]):

@@ -64,7 +64,7 @@ def _fit(text: str, width: int) -> str:
 
 
 def verdict_table_text(record: dict, report: str | None = None, width: int = WIDTH) -> str:
-    """The terminal's closing table: a line per run (its verdict and key numbers), then what each flagged run's
+    """The terminal's closing table: how many runs are ok, a line per run (its verdict and key numbers), then what each flagged run's
     verdict rests on, then where the report is; no line is longer than ``width``."""
     rows = verdict_rows(record)
     numbers = (7, 5, 8, 7)  # PSNR, sync, FPS, CPU ms
@@ -77,7 +77,7 @@ def verdict_table_text(record: dict, report: str | None = None, width: int = WID
         return "  ".join([f"{_fit(run, label_w):<{label_w}}", f"{_fit(verdict, verdict_w):<{verdict_w}}"]
                          + [f"{n:>{w}}" for n, w in zip(nums, numbers)]).rstrip()
 
-    lines = [line(HEADERS)]
+    lines = [f"verdicts: {sum(1 for r in rows if r['ok'])} of {len(rows)} runs ok", line(HEADERS)]
     lines += [line((r["where"], r["verdict"], r["psnr"], r["sync"], r["fps"], r["cpu_ms"])) for r in rows]
     flagged = [r for r in rows if r["findings"]]
     if flagged:

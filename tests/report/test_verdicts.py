@@ -119,7 +119,8 @@ def test_the_terminal_closing_table_fits_100_columns_and_names_the_report(demo_r
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= WIDTH
     assert lines[-1] == f"report: {demo_run / 'report.html'}"
-    rows = {line.split()[0]: line for line in lines[1:7]}
+    assert lines[0] == "verdicts: 2 of 6 runs ok"  # reference and reference_fp16
+    rows = {line.split()[0]: line for line in lines[2:8]}
     assert rows["copycat/cpu/talking_head"].split()[1] == "near-copy"
     assert "55.99" in rows["reference/cpu/talking_head"] and "+2" in rows["lag2/cpu/talking_head"]
     assert any(line.startswith("lag2/cpu/talking_head: sync late (offset +2 frames") for line in lines)
