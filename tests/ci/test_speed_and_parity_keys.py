@@ -31,7 +31,8 @@ def two_backend_release(fixtures_dir, tmp_path_factory):
     data["timing"] = {"warmup": 2, "min_timed_frames": 60, "min_seconds": 0.2}
     data.pop("gates")  # parity is what is looked at here (2 s of audio is too short for a reliable sync gate)
     suite = write_suite(tmp / "release.yaml", data)
-    code = main(["-q", "run", str(suite), "--out", str(tmp / "reports"), "--workers", "1"])
+    code = main(["-q", "run", str(suite), "--out", str(tmp / "reports"), "--workers", "1",
+                 "--save-golden", str(tmp / "golden")])
     run_dir = sorted((tmp / "reports" / "release").iterdir())[-1]
     return tmp, data, code, run_dir
 
@@ -55,6 +56,24 @@ def test_every_parity_row_compares_one_protocol_across_backends(two_backend_rele
     assert sorted(key(r["reference"])[3] for r in rows) == ["distant", "dubbed", "reconstruction"]
     by_protocol = {e["protocol"]: e["summary"] for e in record["runs"] if e["backend"] == "cpu-basic"}
     assert all(s["parity_passed"] == 1 for s in by_protocol.values())  # no false parity_passed 0
+
+
+def test_golden_outputs_are_kept_and_compared_per_protocol(two_backend_release, tmp_path):
+    """--save-golden keeps one set per model x input x protocol; a later run compares each protocol's outputs
+    with its own (a distant or dubbed run against the reconstruction's outputs would fail every element)."""
+    import json
+
+    tmp, data, _, _ = two_backend_release
+    entries = json.loads((tmp / "golden" / "golden.json").read_text())["entries"]
+    assert sorted(entries) == ["candidate__talking_head", "candidate__talking_head__distant",
+                               "candidate__talking_head__dubbed"]
+    again = dict(data, backends=data["backends"][:1], golden=str(tmp / "golden"))
+    assert main(["-q", "run", str(write_suite(tmp_path / "again.yaml", again)), "--out", str(tmp_path / "r"),
+                 "--workers", "1"]) == 0
+    record = load_run(sorted((tmp_path / "r" / "release").iterdir())[-1])
+    golden = {e["protocol"]: e["golden"] for e in record["runs"]}
+    assert sorted(golden) == ["distant", "dubbed", "reconstruction"]
+    assert all(g["passed"] and g["same_input_tensors"] for g in golden.values()), golden
 
 
 def _busy(seconds: float) -> None:
