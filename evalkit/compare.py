@@ -48,6 +48,7 @@ CPU_SAMPLED = {"cpu_throughput_fps": "throughput_fps", "cpu_latency_mean_ms": "l
 QUALITY_PREFIXES = ("psnr", "ssim", "mouth_", "full_", "mp4_", "copy_", "sync_", "gt_sync", "lse_", "out_",
                     "nan_count", "inf_count", "wrap_count", "mouth_sharpness", "syncnet")
 TEXT_FIELDS = set(TEXT_COLUMNS)
+CLOCK_WORDS = {"cpu": "CPU time per inference", "wall": "wall-clock time"}
 
 
 def _is_quality(field: str) -> bool:
@@ -219,13 +220,13 @@ def _headline(common, quality_changed, speeds, parity, same_machine) -> list[str
     moved = [s for s in speeds if s["beyond"]]
     if speeds:
         if moved:
-            parts = [f"{s['key'].where} {s['word']} x{s['ratio']:.2f} ({s['clock']} time, p = {s['p']:.1g})"
+            parts = [f"{s['key'].where} {s['word']} x{s['ratio']:.2f} ({CLOCK_WORDS[s['clock']]}, p = {s['p']:.1g})"
                      for s in moved]
             lines.append(f"Speed: {len(moved)} of {len(speeds)} runs changed beyond noise: {'; '.join(parts)}.")
         else:
             biggest = max(speeds, key=lambda s: abs(math.log(s["ratio"])) if s["ratio"] > 0 else 0)
             lines.append(f"Speed: no run changed beyond noise (Mann-Whitney p >= {SPEED_ALPHA:g}); the largest "
-                         f"move, {biggest['key'].where}, x{biggest['ratio']:.2f} ({biggest['clock']} time).")
+                         f"move, {biggest['key'].where}, x{biggest['ratio']:.2f} ({CLOCK_WORDS[biggest['clock']]}).")
         if not same_machine:
             lines.append("Speed warning: the two runs were made on different machines; their speed is not comparable.")
     failing = [p for p in parity if p["tensor"] is not None and not p["tensor"]["passed"]]
