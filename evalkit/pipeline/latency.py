@@ -29,6 +29,7 @@ import numpy as np
 from evalkit.pipeline.runner import Runner
 
 MAX_TIMED = 100_000  # a bound on the loop, whatever the settings
+MIN_LOAD_SECONDS = 0.2  # /proc/stat counts in clock ticks (10 ms): a shorter loop's load share is not told
 
 
 @dataclass
@@ -60,11 +61,12 @@ def _busy_cpu_seconds() -> float | None:
 def machine_load(busy_before: float | None, busy_after: float | None, own_cpu_seconds: float,
                  wall_seconds: float) -> dict:
     """What the machine did beside a timed loop: ``others_share``, the share of all CPUs' time that other
-    processes used (0: an idle machine, 1: every core busy with others' work; None without /proc/stat), and
+    processes used (0: an idle machine, 1: every core busy with others' work; None without /proc/stat or for a
+    loop shorter than MIN_LOAD_SECONDS, which /proc/stat's clock ticks cannot resolve), and
     ``loadavg_1m`` at its end (None where the OS has none)."""
     cpus = os.cpu_count() or 1
     share = None
-    if busy_before is not None and busy_after is not None and wall_seconds > 0:
+    if busy_before is not None and busy_after is not None and wall_seconds >= MIN_LOAD_SECONDS:
         share = min(1.0, max(0.0, (busy_after - busy_before - own_cpu_seconds) / (wall_seconds * cpus)))
     try:
         loadavg = os.getloadavg()[0]
