@@ -765,9 +765,13 @@ def build_parser() -> argparse.ArgumentParser:
     bset.set_defaults(func=cmd_baseline_set)
 
     compare = sub.add_parser("compare", help="compare two run folders",
-                             description="Match two runs by model x backend x input and write comparison.csv "
-                             "(every summary field of A and B, B - A, and B / A for speed), comparison.html (with "
-                             "tensor and picture parity of B against A) and side-by-side videos (A | B).")
+                             description="Match two runs by model x backend x input x protocol and write "
+                             "comparison.csv (every summary field of A and B, B - A, and B / A for speed), "
+                             "comparison.html (what changed first: quality identical or not, speed beyond noise or "
+                             "not, raw outputs agreeing or not; then each run's verdict in A and B, the changed "
+                             "values, tensor and picture parity of B against A) and side-by-side videos (A | B). "
+                             "Prints that headline and the page's path; exit 1 with one line when two runs' "
+                             "outputs differ in shape (another model: not comparable output by output).")
     compare.add_argument("run_a", metavar="RUN_A")
     compare.add_argument("run_b", metavar="RUN_B")
     compare.add_argument("--out", metavar="DIR", help="default: compare/<A-id>_vs_<B-id> beside the runs' suite "
