@@ -101,7 +101,25 @@ def cmd_suite_check(args) -> int:
     print(f"{loaded.path}: valid suite '{s.name}': {len(s.models)} models x {len(s.backends)} backends x "
           f"{len(s.inputs)} inputs x {len(s.protocols)} protocols ({', '.join(p.name for p in s.protocols)}) "
           f"= {runs} runs")
+    for line in _backends_skipped_here(s):
+        print(line)
     return EXIT_OK
+
+
+def _backends_skipped_here(suite) -> list[str]:
+    """A line per backend whose provider this machine lacks: its runs will be skipped here (a required one is
+    refused before `suite check` gets here: preflight fails the run)."""
+    from evalkit.pipeline.runner import available_providers
+
+    have = available_providers()
+    lines = []
+    for b in suite.backends:
+        if b.kind == "onnxruntime" and b.provider not in have:
+            per = len(suite.models) * len(suite.inputs) * len(suite.protocols)
+            lines.append(f"backend '{b.name}' ({b.provider}): not available on this machine (it has "
+                         f"{', '.join(have)}): its {per} runs will be skipped here; not required (set "
+                         "`required: true` on the backend to make its absence fail the run)")
+    return lines
 
 
 def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = None, junit: Path | None = None,
@@ -162,10 +180,18 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
                         for e in record["runs"] if e["status"] == "skipped"],
             "failed": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
                         "reason": e["reason"], "bug": e["bug"]} for e in failed],
+            "verdicts": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
+                          **{k: (e.get("verdict") or {}).get(k) for k in ("status", "text", "findings")}}
+                         for e in record["runs"]],
+            "report": str(Path(run_dir) / "report.html"),
             "passed": code == EXIT_OK, "exit_code": code,
         }), allow_nan=False))
         return code
+    from evalkit.report.verdicts import verdict_table_text
+
     print(summary_text(results, gated=gated))
+    print()
+    print(verdict_table_text(record, report=str(Path(run_dir) / "report.html")))
     print(run_dir)
     return code
 
@@ -500,10 +526,14 @@ def cmd_signoff(args) -> int:
             "failed": failed, "run_dir": str(run_dir), "signoff_json": str(json_path), "signoff_html": str(html_path),
         }), allow_nan=False))
         return code
+    from evalkit.report.verdicts import verdict_table_text
+
     print(f"sign-off {record['verdict']}: {len(record['criteria']) - len(failed)} of {len(record['criteria'])} "
           f"criteria passed for {args.model}" + ("" if private_key else " (unsigned: pass --key to sign it)"))
     for g in failed:
         print(f"  FAIL  {GateResult(**g).where}  {g['gate']}: {g['message']}")
+    print()
+    print(verdict_table_text(run, report=str(html_path)))
     print(html_path)
     print(json_path)
     return code
@@ -530,7 +560,8 @@ def cmd_compare(args) -> int:
     a, b = Path(args.run_a), Path(args.run_b)
     # Default: beside the runs it reads (<out>/compare/ for runs in <out>/<suite>/<run-id>), whatever the cwd.
     out = Path(args.out) if args.out else b.resolve().parent.parent / "compare" / f"{a.name}_vs_{b.name}"
-    compare_runs(a, b, out)
+    result = compare_runs(a, b, out, log=_progress)
+    code = EXIT_GATE_FAILED if result.problems else EXIT_OK
     if args.json:
         import json
 
@@ -544,11 +575,18 @@ def cmd_compare(args) -> int:
         print(json.dumps(json_safe({
             "out": str(out), "html": str(out / "comparison.html"), "csv": str(out / "comparison.csv"),
             "compared": sorted({f"{r.model}/{r.backend}/{r.input}/{r.protocol}" for r in table.itertuples()}),
+            "headline": result.headline, "problems": result.problems,
             "significant_speed_changes": significant.to_dict("records"),
         }), allow_nan=False))
-        return EXIT_OK
+        return code
+    if result.problems:  # one line: what cannot be compared (the page lists each)
+        more = f" (and {len(result.problems) - 1} more; see {out / 'comparison.html'})" if len(result.problems) > 1 else ""
+        _stderr(f"evalkit: not comparable: {result.problems[0]}{more}")
+        return code
+    for line in result.headline:
+        print(line)
     print(out / "comparison.html")
-    return EXIT_OK
+    return code
 
 
 def cmd_runs_partial(args) -> int:
@@ -727,9 +765,13 @@ def build_parser() -> argparse.ArgumentParser:
     bset.set_defaults(func=cmd_baseline_set)
 
     compare = sub.add_parser("compare", help="compare two run folders",
-                             description="Match two runs by model x backend x input and write comparison.csv "
-                             "(every summary field of A and B, B - A, and B / A for speed), comparison.html (with "
-                             "tensor and picture parity of B against A) and side-by-side videos (A | B).")
+                             description="Match two runs by model x backend x input x protocol and write "
+                             "comparison.csv (every summary field of A and B, B - A, and B / A for speed), "
+                             "comparison.html (what changed first: quality identical or not, speed beyond noise or "
+                             "not, raw outputs agreeing or not; then each run's verdict in A and B, the changed "
+                             "values, tensor and picture parity of B against A) and side-by-side videos (A | B). "
+                             "Prints that headline and the page's path; exit 1 with one line when two runs' "
+                             "outputs differ in shape (another model: not comparable output by output).")
     compare.add_argument("run_a", metavar="RUN_A")
     compare.add_argument("run_b", metavar="RUN_B")
     compare.add_argument("--out", metavar="DIR", help="default: compare/<A-id>_vs_<B-id> beside the runs' suite "

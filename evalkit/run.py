@@ -28,12 +28,14 @@ from evalkit.record.environment import content_sha256, machine_info, versions
 from evalkit.measure.golden import save_golden
 from evalkit.ci.history import HISTORY_DB, record_run
 from evalkit.errors import UserError
+from evalkit.progress import Steps
 from evalkit.matrix.executors import Executor, default_workers, execute
 from evalkit.pipeline.generate import check_protocol, prepare_input
 from evalkit.ci.baseline import load_baseline
 from evalkit.ci.gates import evaluate_gates, needs_baseline
 from evalkit.record.layout import PARTIAL_SUFFIX, RUN_RECORD
 from evalkit.record.schema import RECORD_KIND, RECORD_SCHEMA_VERSION, RunRecord
+from evalkit.record.verdict import add_verdicts
 from evalkit.record.summary import json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
 from evalkit.measure.view_assets import make_view_assets
 from evalkit.report import render_run
@@ -362,16 +364,18 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
     jobs = plan_jobs(suite)
     entries = {job: done[job.folder] for job in jobs if job.folder in done}
     todo = [job for job in jobs if job not in entries]
+    steps = Steps(len(jobs), "run", log, already=len(entries))  # its clock: the record's wall_seconds
     try:
         with closing(execute(loaded, todo, partial, workers or default_workers(suite), executor, ray_address,
                              log)) as results:
             for job, entry in results:
                 entries[job] = entry
+                steps.step(f"{job.model}/{job.backend}/{job.input}/{job.protocol}, {entry['status']}")
         record["runs"] = [entries[job] for job in jobs]
         failed = [e for e in record["runs"] if e["status"] == "failed"]
         if failed:
             log(f"{len(failed)} of {len(jobs)} combinations FAILED; the others ran (see their reasons in the record)")
-        log("comparing backends (parity) ...")
+        steps.phase("comparing backends (parity) ...")
         record["parity"] = add_parity(record, suite, partial, log=log)
         if suite.golden is not None:
             compare_with_golden(record, suite, partial)
@@ -384,10 +388,12 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
             if baseline is not None:
                 record["baseline"] = {"run_id": baseline["run_id"], "suite": baseline["suite"]["name"],
                                       "machine": baseline["machine"]}
+        add_verdicts(record)  # each run's verdict, after its summary and the gates
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["wall_seconds"] = steps.elapsed()
         checked = RunRecord.model_validate(json_safe(record)).to_json_dict()  # what evalkit writes always loads
         write_json_atomic(partial / RUN_RECORD, checked)
-        log("writing the report (summary.csv, frames.csv, report.html) ...")
+        steps.phase("writing the report (summary.csv, frames.csv, report.html) ...")
         make_view_assets(partial, checked, log=log)
         render_run(partial, checked, log=log)
         partial.rename(final)

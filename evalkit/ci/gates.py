@@ -14,12 +14,22 @@ Mann-Whitney U test (new latencies greater) on the two runs' raw latency
 samples gives p < ``SPEED_ALPHA``. A faster run is never a drop. Its false-alarm rate on two
 samples of one distribution is at most ``SPEED_ALPHA`` by construction, and
 lower still with the percentage test on top (measured in tests/test_gates.py).
+
+Which clock: a speed gate on a CPU backend judges the CPU time of each timed
+inference (``timed_cpu_ms``, pipeline/latency.py) when the run recorded it, the
+wall clock elsewhere or when the gate says ``clock: wall``: on a shared machine
+the wall clock measures the machine as much as the model. And a relative speed
+gate that would fail while either run's own timing was noisy (coefficient of
+variation of its samples above ``HIGH_CV``, or other processes using more than
+``BUSY_SHARE`` of the machine while timing) says "inconclusive" instead: it
+does not fail the run, and the verdict says so.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import time
 import xml.etree.ElementTree as ET
 import dataclasses
 from dataclasses import asdict, dataclass
@@ -27,13 +37,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.stats
 
-from evalkit.metrics.latency import SAMPLED_STATISTICS, SPEED_ALIASES, latency_summary
+from evalkit.metrics.latency import HIGH_CV, SAMPLED_STATISTICS, SPEED_ALIASES, latency_summary
+from evalkit.record.runkey import RunKey
 from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, number, run_key
 
 SPEED_ALPHA = 0.01  # the one-sided Mann-Whitney test's significance level: its false-alarm rate on equal speeds
 LATENCY_FIELDS = {"latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"}
 SAMPLED_SPEED_FIELDS = set(SAMPLED_STATISTICS)  # fields whose raw samples (timed_ms) a test can use
-SPEED_FIELDS = SAMPLED_SPEED_FIELDS | {"throughput_end_to_end_fps", "throughput_batch4_fps"}
+SPEED_FIELDS = SAMPLED_SPEED_FIELDS | {"throughput_end_to_end_fps", "throughput_batch4_fps", "cpu_throughput_fps",
+                                       "cpu_latency_mean_ms", "cpu_latency_p50_ms", "cpu_latency_p99_ms"}
+BUSY_SHARE = 0.25  # other processes' share of the machine while timing above which a run's timing is noisy
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
 def canonical_field(field: str) -> str:
@@ -56,15 +70,26 @@ class GateResult:
     passed: bool
     message: str
     protocol: str = DEFAULT_PROTOCOL
+    inconclusive: bool = False  # a relative speed gate on noisy timing: not failed, not judged (passed is True)
+    clock: str | None = None  # a speed gate's clock: "cpu" or "wall"
+    seconds: float | None = None  # how long its evaluation took
 
     def __bool__(self) -> bool:
         return self.passed
 
     @property
+    def key(self) -> RunKey:
+        return RunKey(self.model, self.backend, self.input, self.protocol)
+
+    @property
     def where(self) -> str:
         """model/backend/input, and /protocol when it is not the default reconstruction."""
-        ids = f"{self.model}/{self.backend}/{self.input}"
-        return ids if self.protocol == DEFAULT_PROTOCOL else f"{ids}/{self.protocol}"
+        return self.key.where
+
+    @property
+    def outcome(self) -> str:
+        """"pass", "FAIL" or "inconclusive": as the views write it."""
+        return "inconclusive" if self.inconclusive else "pass" if self.passed else "FAIL"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,8 +171,36 @@ def describe(gate) -> str:
     return field
 
 
+def gate_clock(gate, entry: dict) -> str:
+    """The clock a speed gate judges on ``entry``: the gate's ``clock``, else CPU time on a CPU backend whose run
+    recorded it, else the wall clock."""
+    asked = getattr(gate, "clock", None)
+    if asked is not None:
+        return asked
+    return "cpu" if entry.get("provider") == CPU_PROVIDER and entry.get("timed_cpu_ms") else "wall"
+
+
+def _samples(entry: dict, clock: str) -> list[float]:
+    """A run's timed samples (ms) on ``clock`` (CPU: none in records made before CPU time was recorded)."""
+    return [number(v) for v in entry.get("timed_cpu_ms" if clock == "cpu" else "timed_ms") or []]
+
+
+def timing_noise(entry: dict, clock: str) -> str | None:
+    """Why a run's own timing on ``clock`` is too noisy to judge a slowdown by, or None: its samples' coefficient
+    of variation above HIGH_CV, or other processes using more than BUSY_SHARE of the machine while timing."""
+    cv = latency_summary(_samples(entry, clock))["cv"]
+    if cv == cv and cv > HIGH_CV:
+        return f"{RunKey.of(entry).where}'s {clock} timing varies by {cv:.2f} (CV above {HIGH_CV:g})"
+    share = ((entry.get("timing_load") or {}).get("others_share"))
+    if share is not None and share > BUSY_SHARE:
+        return (f"other processes used {100 * share:.0f}% of the machine while {RunKey.of(entry).where} was timed "
+                f"(above {100 * BUSY_SHARE:.0f}%)")
+    return None
+
+
 def evaluate_gates(record: dict, gates, baseline: dict | None) -> list[GateResult]:
-    """Every gate on every finished model x backend x input it names; relative gates need ``baseline``."""
+    """Every gate on every finished model x backend x input x protocol it names; relative gates need
+    ``baseline`` (matched by ``RunKey``)."""
     results = []
     base_entries = {run_key(e): e for e in (baseline or {}).get("runs", []) if e.get("status") == "ok"}
     for gate in gates:
@@ -157,40 +210,56 @@ def evaluate_gates(record: dict, gates, baseline: dict | None) -> list[GateResul
             if entry.get("status") != "ok" or not _matches(gate, entry):
                 continue
             matched += 1
-            ids = (entry["model"], entry["backend"], entry["input"])
-            protocol = run_key(entry)[3]
-            value = number(entry["summary"].get(canonical_field(gate.field)))
-            shown = abs(value) if value is not None and gate.abs else value
-            doubt = _unreliable(canonical_field(gate.field), entry["summary"])
-            if doubt is not None:
-                results.append(GateResult(label, gate.field, *ids, value, "a reliable estimate", None, False,
-                                          f"FAILED: {gate.field} = {_fmt(value)}, but {doubt}", protocol))
-                continue
-            if gate.op is not None:
-                ok = shown is not None and not math.isnan(shown) and OPERATORS[gate.op](shown, gate.value)
-                msg = (f"{gate.field} = {_fmt(value)}" + (f" (abs {_fmt(shown)})" if gate.abs else "")
-                       + f", needs {gate.op} {gate.value:g}")
-                results.append(GateResult(label, gate.field, *ids, value, f"{gate.op} {gate.value:g}", None, bool(ok),
-                                          ("passed: " if ok else "FAILED: ") + msg, protocol))
-                continue
-            result = _relative(gate, label, entry, ids, shown, base_entries.get(run_key(entry)), record, baseline)
-            results.append(dataclasses.replace(result, protocol=protocol))
+            t0 = time.perf_counter()
+            result = _one_gate(gate, label, entry, base_entries.get(run_key(entry)), record, baseline)
+            results.append(dataclasses.replace(result, protocol=run_key(entry).protocol,
+                                               seconds=time.perf_counter() - t0))
         if not matched:
             results.append(_no_match(gate, label, record))
     return results
 
 
-def _relative(gate, label, entry, ids, value, base_entry, record, baseline) -> GateResult:
+def _one_gate(gate, label: str, entry: dict, base_entry: dict | None, record: dict, baseline) -> GateResult:
+    key = run_key(entry)
+    ids = (key.model, key.backend, key.input)
+    field = canonical_field(gate.field)
+    value = number(entry["summary"].get(field))
+    clock = gate_clock(gate, entry) if field in SAMPLED_STATISTICS else None
+    if clock == "cpu":  # the statistic of the CPU-time samples (throughput: inferences per CPU second)
+        value = latency_summary(_samples(entry, "cpu"))[SAMPLED_STATISTICS[field][0]]
+    shown = abs(value) if value is not None and gate.abs else value
+    doubt = _unreliable(field, entry["summary"])
+    if doubt is not None:
+        return GateResult(label, gate.field, *ids, value, "a reliable estimate", None, False,
+                          f"FAILED: {gate.field} = {_fmt(value)}, but {doubt}")
+    if gate.op is not None:
+        ok = shown is not None and not math.isnan(shown) and OPERATORS[gate.op](shown, gate.value)
+        msg = (f"{gate.field}{' (CPU time)' if clock == 'cpu' else ''} = {_fmt(value)}"
+               + (f" (abs {_fmt(shown)})" if gate.abs else "") + f", needs {gate.op} {gate.value:g}")
+        return GateResult(label, gate.field, *ids, value, f"{gate.op} {gate.value:g}", None, bool(ok),
+                          ("passed: " if ok else "FAILED: ") + msg, clock=clock)
+    return _relative(gate, label, entry, ids, shown, base_entry, record, baseline, clock)
+
+
+def _relative(gate, label, entry, ids, value, base_entry, record, baseline, clock=None) -> GateResult:
     field = canonical_field(gate.field)
     if base_entry is None:
         return GateResult(label, gate.field, *ids, value, "vs baseline", None, False,
-                          f"FAILED: the baseline has no finished {'/'.join(ids)} to compare with")
-    base = number(base_entry["summary"].get(field))
+                          f"FAILED: the baseline has no finished {RunKey.of(entry).where} to compare with")
+    if clock == "cpu" and not base_entry.get("timed_cpu_ms"):  # a baseline from before CPU time: the wall clock
+        clock = "wall"
+        value = number(entry["summary"].get(field))
+        value = abs(value) if value is not None and gate.abs else value
+    if clock == "cpu":
+        base = latency_summary(_samples(base_entry, "cpu"))[SAMPLED_STATISTICS[field][0]]
+    else:
+        base = number(base_entry["summary"].get(field))
     if base is not None and gate.abs:
         base = abs(base)
     if value is None or base is None or math.isnan(value) or math.isnan(base):
         return GateResult(label, gate.field, *ids, value, "vs baseline", base, False,
-                          f"FAILED: {gate.field} has no value (this run {_fmt(value)}, baseline {_fmt(base)})")
+                          f"FAILED: {gate.field} has no value (this run {_fmt(value)}, baseline {_fmt(base)})",
+                          clock=clock)
     percent = gate.max_drop_percent if gate.max_drop_percent is not None else gate.max_rise_percent
     absolute = gate.max_drop if gate.max_drop is not None else gate.max_rise
     dropping = gate.max_drop is not None or gate.max_drop_percent is not None
@@ -203,19 +272,25 @@ def _relative(gate, label, entry, ids, value, base_entry, record, baseline) -> G
             field in SPEED_FIELDS:
         machine_note = " (warning: the baseline ran on another machine, speed is not comparable)"
     slow_direction = field in SAMPLED_STATISTICS and dropping == SAMPLED_STATISTICS[field][1] and not gate.abs
-    if slow_direction and percent is not None and entry.get("timed_ms") and base_entry.get("timed_ms"):
-        regressed, ratio, p = speed_regression([number(v) for v in base_entry["timed_ms"]],
-                                               [number(v) for v in entry["timed_ms"]], percent, field)
+    inconclusive = False
+    if slow_direction and percent is not None and _samples(entry, clock) and _samples(base_entry, clock):
+        regressed, ratio, p = speed_regression(_samples(base_entry, clock), _samples(entry, clock), percent, field)
         ok = not regressed
-        msg = (f"{field} ({SAMPLED_STATISTICS[field][2]}) {_fmt(value)} vs baseline {_fmt(base)}: "
+        msg = (f"{field} ({SAMPLED_STATISTICS[field][2]}, {'CPU time' if clock == 'cpu' else 'wall clock'}) "
+               f"{_fmt(value)} vs baseline {_fmt(base)}: "
                f"x{_fmt(ratio)}, {'drop' if dropping else 'rise'} of {_fmt(change)}, allowed {_fmt(limit)}; "
                f"Mann-Whitney p = {p:.2g} (a slowdown needs both beyond {percent:g}% and p < {SPEED_ALPHA:g})")
+        noise = [why for why in (timing_noise(entry, clock), timing_noise(base_entry, clock)) if why]
+        if regressed and noise:
+            inconclusive, ok = True, True
+            msg += f"; but the timing was noisy ({'; '.join(noise)}): repeat on a quiet machine to judge"
     else:
         ok = change <= limit + 1e-12
         msg = (f"{field} {_fmt(value)} vs baseline {_fmt(base)}: "
                f"{'drop' if dropping else 'rise'} of {_fmt(change)}, allowed {_fmt(limit)}")
-    return GateResult(label, gate.field, *ids, value, limit_text, base, bool(ok),
-                      ("passed: " if ok else "FAILED: ") + msg + machine_note)
+    head = "INCONCLUSIVE: " if inconclusive else "passed: " if ok else "FAILED: "
+    return GateResult(label, gate.field, *ids, value, limit_text, base, bool(ok), head + msg + machine_note,
+                      inconclusive=inconclusive, clock=clock)
 
 
 def _fmt(v) -> str:
@@ -268,20 +343,22 @@ def run_checks(record: dict) -> list[GateResult]:
 
 
 def summary_text(results: list[GateResult], gated: bool = True) -> str:
-    """The one summary printed after a run: failures first. ``gated=False``: the results are run checks."""
+    """The gates' summary printed after a run: a count, then each failed and each inconclusive result with its
+    numbers (the passed ones are counted, not listed: the verdict table shows every run).
+    ``gated=False``: the results are run checks."""
     failed = [r for r in results if not r]
+    unsure = [r for r in results if r.inconclusive]
     what = "gates" if gated else "no gates; run checks"
-    lines = [f"{what}: {len(results) - len(failed)} of {len(results)} passed" + (f", {len(failed)} FAILED" if failed else "")]
-    for r in failed + [r for r in results if r]:
-        lines.append(f"  {'PASS' if r else 'FAIL'}  {r.where}  {r.gate}: {r.message}")
+    lines = [f"{what}: {len(results) - len(failed)} of {len(results)} passed" + (f", {len(failed)} FAILED" if failed else "")
+             + (f", {len(unsure)} inconclusive (counted as passed)" if unsure else "")]
+    for r in failed + unsure:
+        lines.append(f"  {r.outcome}  {r.where}  {r.gate}: {r.message}")
     return "\n".join(lines)
 
 
 def _where(entry: dict) -> str:
     """model/backend/input[/protocol] of a record entry, as ``GateResult.where`` writes it."""
-    protocol = entry.get("protocol", DEFAULT_PROTOCOL)
-    ids = f"{entry['model']}/{entry['backend']}/{entry['input']}"
-    return ids if protocol == DEFAULT_PROTOCOL else f"{ids}/{protocol}"
+    return RunKey.of(entry).where
 
 
 def _seconds(value) -> str:
@@ -290,9 +367,12 @@ def _seconds(value) -> str:
 
 
 def _duration(record: dict | None) -> float:
-    """Seconds from the record's start to its end (0 when unknown)."""
+    """Seconds the run took: its ``wall_seconds`` (to the millisecond), else from the record's start to its end
+    (whole seconds; 0 when unknown)."""
     from datetime import datetime
 
+    if record and record.get("wall_seconds") is not None:
+        return float(record["wall_seconds"])
     try:
         return max(0.0, (datetime.fromisoformat(record["finished_utc"])
                          - datetime.fromisoformat(record["created_utc"])).total_seconds())
@@ -301,26 +381,39 @@ def _duration(record: dict | None) -> float:
 
 
 def junit_xml(suite_name: str, results: list[GateResult], record: dict | None = None) -> str:
-    """JUnit XML: one test case per gate (or run check) per model x backend x input, plus one skipped test
-    case per skipped run (with its reason); failures carry the numbers. Totals (tests, failures, errors,
-    skipped, time) are on ``<testsuite>`` and ``<testsuites>``; ``timestamp`` is the run's start (UTC) and a
-    test case's ``time`` the seconds its model x backend x input took to generate and measure."""
+    """JUnit XML: one test case per run (``run``: the seconds the run took to generate and measure, or its
+    skip with the reason, or its failure), and one per gate per run (a gate's own time: its evaluation's);
+    failures carry the numbers. A suite without gates has its run checks as the runs' cases. Totals (tests,
+    failures, errors, skipped, time: the run's wall clock) are on ``<testsuite>`` and ``<testsuites>``;
+    ``timestamp`` is the run's start (UTC). The cases' times add up to at most the run's time when its
+    combinations ran one after another (parallel workers overlap them)."""
     entries = {_where(e): e for e in (record or {}).get("runs", [])}
+    checked = {r.where for r in results if r.gate == RUN_CHECK}  # runs whose run check is their case
+    runs = [e for w, e in entries.items() if e["status"] == "ok" and w not in checked]
     skipped = [e for e in entries.values() if e["status"] == "skipped"]
-    totals = {"tests": str(len(results) + len(skipped)), "failures": str(sum(1 for r in results if not r)),
-              "errors": "0", "skipped": str(len(skipped)), "time": f"{_duration(record):.3f}"}
+    totals = {"tests": str(len(results) + len(runs) + len(skipped)),
+              "failures": str(sum(1 for r in results if not r)), "errors": "0", "skipped": str(len(skipped)),
+              "time": f"{_duration(record):.3f}"}
     suites = ET.Element("testsuites", name=f"evalkit.{suite_name}", **totals)
     suite = ET.SubElement(suites, "testsuite", name=f"evalkit.{suite_name}", **totals)
     if record is not None and record.get("created_utc"):
         suite.set("timestamp", str(record["created_utc"])[:19])  # JUnit's timestamp has no time zone: it is UTC
+    for e in runs:
+        ET.SubElement(suite, "testcase", classname=f"{suite_name}.{_where(e).replace('/', '.')}", name="run",
+                      time=_seconds(e.get("generate_seconds")))
     for r in results:
-        entry = entries.get(r.where, {})
+        if r.gate == RUN_CHECK:  # the run's own case: the run's time
+            seconds = entries.get(r.where, {}).get("generate_seconds")
+        else:
+            seconds = r.seconds
         case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{r.where.replace('/', '.')}",
-                             name=r.gate, time=_seconds(entry.get("generate_seconds")))
+                             name=r.gate, time=_seconds(seconds))
         if not r:
             failure = ET.SubElement(case, "failure", message=r.message, type="GateFailed")
             failure.text = (f"field: {r.field}\nvalue: {_fmt(r.value)}\nlimit: {r.limit}\n"
                             f"baseline: {_fmt(r.baseline_value)}\n")
+        elif r.inconclusive:
+            ET.SubElement(case, "system-out").text = r.message
     for e in skipped:
         case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{_where(e).replace('/', '.')}", name="run",
                              time="0.000")
@@ -334,21 +427,31 @@ def _cell(text) -> str:
 
 def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], record: dict | None = None,
                      gated: bool = True) -> str:
-    """A short Markdown summary for a pull request or a CI job summary, failures first, then skipped runs.
+    """A short Markdown summary for a pull request or a CI job summary: the outcome, where the report is, the
+    runs' verdicts with their key numbers, then the gates (failures first) and the skipped runs.
 
     ``gated=False``: the suite has no gates and ``results`` are run checks (``run_checks``); the summary says so.
     """
+    from evalkit.report.verdicts import verdict_table_markdown
+
     failed = [r for r in results if not r]
     head = "FAILED" if failed else "passed"
     what = "gates" if gated else "run checks; the suite has no gates"
-    lines = [f"## evalkit `{suite_name}`: {head} ({len(results) - len(failed)}/{len(results)} {what})", "",
-             f"Run: `{run_dir}`", ""]
+    runs = [e for e in (record or {}).get("runs", []) if e.get("verdict")]
+    ok_runs = f"; {sum(1 for e in runs if e['verdict']['ok'])}/{len(runs)} runs ok" if runs else ""
+    lines = [f"## evalkit `{suite_name}`: {head} ({len(results) - len(failed)}/{len(results)} {what}{ok_runs})", "",
+             f"Report: `{run_dir}/report.html` (with `summary.csv` and `frames.csv` beside it; run folder `{run_dir}`)",
+             ""]
+    if record is not None and record.get("runs") and all("summary" in e for e in record["runs"]):
+        lines += ["### Verdict per run", "", verdict_table_markdown(record), ""]
     if not gated:
         lines += ["No gates: each run was checked only for having run (status ok) with finite fidelity and sync "
                   "metrics.", ""]
-    lines += ["| result | model / backend / input | gate | value | limit | baseline |", "|---|---|---|---|---|---|"]
+    lines += ["### Gates" if gated else "### Run checks", "",
+              "| result | model / backend / input | gate | value | limit | baseline |", "|---|---|---|---|---|---|"]
     for r in failed + [r for r in results if r]:
-        lines.append(f"| {'FAIL' if not r else 'pass'} | {r.where.replace('/', ' / ')} | {_cell(r.gate)} | "
+        lines.append(f"| {'FAIL' if not r else 'inconclusive' if r.inconclusive else 'pass'} | "
+                     f"{r.where.replace('/', ' / ')} | {_cell(r.gate)} | "
                      f"{_fmt(r.value)} | {_cell(r.limit)} | {_fmt(r.baseline_value)} |")
     skipped = [e for e in (record or {}).get("runs", []) if e["status"] == "skipped"]
     if skipped:

@@ -16,11 +16,10 @@ from pathlib import Path
 
 from evalkit.errors import UserError
 from evalkit.metrics.latency import SPEED_ALIASES
-from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, number, run_key
+from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, TEXT_COLUMNS, number, run_key
 
 HISTORY_DB = "history.sqlite"
-TEXT_FIELDS = {"model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "sync_reason",
-               "parity_against"}
+TEXT_FIELDS = set(TEXT_COLUMNS)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, suite TEXT NOT NULL, created_utc TEXT NOT NULL, git_commit TEXT,

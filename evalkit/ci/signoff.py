@@ -148,7 +148,8 @@ def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record: 
     """The sign-off record of the finished run in ``run_dir`` (``record``: its run.json, as ``load_run`` reads
     it); signed with ``private_key`` (Ed25519) when given."""
     failed = [e for e in record["runs"] if e["status"] == "failed"]  # a combination that failed fails the sign-off
-    criteria = (record["gates"] or []) + [r.to_dict() for r in run_checks({"runs": failed})]
+    criteria = list({(g["gate"], g["model"], g["backend"], g["input"], g.get("protocol")): g  # each criterion once
+                     for g in (record["gates"] or []) + [r.to_dict() for r in run_checks({"runs": failed})]}.values())
     passed = bool(criteria) and all(g["passed"] for g in criteria)
     signoff = {
         "schema": SCHEMA,
@@ -160,6 +161,9 @@ def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record: 
                         "available_providers": record["available_providers"]},
         "run": {"run_id": record["run_id"], "folder": str(run_dir)},
         "inputs": record["inputs"],
+        "runs": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
+                  "verdict": (e.get("verdict") or {}).get("text", e["status"]),
+                  "findings": (e.get("verdict") or {}).get("findings", [])} for e in record["runs"]],
         "criteria": criteria,
         "verdict": "PASS" if passed else "FAIL",
     }
@@ -169,12 +173,30 @@ def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record: 
     return sign(signoff, private_key) if private_key is not None else signoff
 
 
+def shown_value(field: str, value) -> str:
+    """A criterion's value as the report shows that field (its decimals), else 4 significant digits."""
+    import math
+
+    from evalkit.report.html import TABLE_COLUMNS
+
+    decimals = {col: d for col, _, d in TABLE_COLUMNS}
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-" if value is None else str(value)
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if field in decimals:
+        return f"{v:.{decimals[field]}f}" if decimals[field] else f"{v:+.0f}" if "offset" in field else f"{v:.0f}"
+    return f"{v:.4g}"
+
+
 def write_signoff(signoff: dict, folder: Path) -> tuple[Path, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in ((SIGNOFF_JSON, json.dumps(signoff, indent=1, allow_nan=False) + "\n"),
-                       (SIGNOFF_HTML, render("signoff.html.j2", strict=False, s=signoff))):
+                       (SIGNOFF_HTML, render("signoff.html.j2", strict=False, s=signoff, shown=shown_value))):
         paths.append(write_text_atomic(folder / name, text))  # the basename filter: the page names no paths
     return paths[0], paths[1]
 

@@ -313,6 +313,13 @@ class MetricsSpec(BaseModel):
         "within this PSNR (dB) of the mouth region of the unmasked reference channels it was given is flagged as "
         "a near-copy (copy_flag 1). 50 dB is an RMS difference of 0.8 grey levels: closer than a re-drawn mouth "
         "(the drawn fixture's exact re-draw scores 46 dB, a copy inf).")
+    fidelity_low_psnr_db: float = Field(
+        35.0, gt=0, le=200, description="A run's verdict says \"fidelity low\" when its mean PSNR against the "
+        "ground truth (the model's inner region) is below this (dB). 35 dB is an RMS difference of 4.5 grey levels: "
+        "visible in a still frame (the fixtures: reference 56 dB, lag2 42 dB, noisy 30 dB, random weights 13 dB).")
+    sync_tolerance_frames: int = Field(
+        1, ge=0, le=100, description="A run's verdict says \"sync late\" or \"sync early\" when its reliable "
+        "sync offset is further than this (frames) from the source's own offset (or from 0 without one).")
 
 
 class GateSpec(BaseModel):
@@ -336,6 +343,10 @@ class GateSpec(BaseModel):
     backends: Optional[list[str]] = None
     inputs: Optional[list[str]] = None
     protocols: Optional[list[str]] = Field(None, description="Only these protocols (default: all).")
+    clock: Optional[Literal["cpu", "wall"]] = Field(
+        None, description="Speed gates (throughput_fps, latency_*_ms): which clock's samples they judge. Default: "
+        "CPU time on a CPU backend whose run recorded it (a busy machine stretches the wall clock, much less the "
+        "CPU time an inference needs), wall-clock time elsewhere; \"wall\" asks for the wall clock.")
 
     @model_validator(mode="after")
     def _one_criterion(self) -> "GateSpec":

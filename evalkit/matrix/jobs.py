@@ -283,6 +283,7 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
         stage_seconds=times.seconds, stage_cpu_seconds=times.cpu_seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
         first_inference_ms=times.warmup_ms[0] if times.warmup_ms else (times.timed_ms or [None])[0],
         timed_ms=times.timed_ms, timed_seconds=times.timed_seconds, output_stats=generated.stats.result(),
+        timed_cpu_ms=times.timed_cpu_ms, timing_load=times.timing_load,
         batch_timed_ms={str(k): v for k, v in generated.batch_timings.items()},
         copy_ms=runner.copy_ms if runner.io_binding else None,
         head_inputs_sha256=generated.head_inputs_sha256,

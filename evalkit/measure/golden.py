@@ -1,7 +1,7 @@
 """Golden outputs: raw generator outputs saved once, compared with later runs like another backend.
 
-``evalkit run SUITE --save-golden DIR`` writes, per model x input (from the
-first backend that ran it), ``<model>__<input>.npz`` (compressed: the raw
+``evalkit run SUITE --save-golden DIR`` writes, per model x input x protocol (from the
+first backend that ran it), ``<model>__<input>[__<protocol>].npz`` (compressed: the raw
 outputs of the first ``parity.frames`` frames) and one ``golden.json``
 manifest: the model's SHA-256, the SHA-256 of the input files and of the
 exact input tensors the outputs came from, the frames, the backend, the
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit import __version__
+from evalkit.config.suite import DEFAULT_PROTOCOL
 from evalkit.errors import UserError
 from evalkit.record.io import atomic_output, write_text_atomic
 
@@ -27,8 +28,11 @@ SCHEMA = "evalkit.golden.v1"
 ENTRY_KEYS = ("model", "input", "backend", "file", "model_sha256", "inputs_sha256")
 
 
-def golden_key(model: str, input_name: str) -> str:
-    return f"{model}__{input_name}"
+def golden_key(model: str, input_name: str, protocol: str = DEFAULT_PROTOCOL) -> str:
+    """A golden entry's name: model__input, and __protocol when it is not the default (sets saved before
+    protocols hold the default protocol's outputs under model__input)."""
+    base = f"{model}__{input_name}"
+    return base if protocol == DEFAULT_PROTOCOL else f"{base}__{protocol}"
 
 
 def read_manifest(manifest_path: Path) -> dict:
@@ -56,11 +60,13 @@ def save_golden(folder: Path, items: list[dict]) -> Path:
     manifest_path = folder / MANIFEST
     manifest = read_manifest(manifest_path) if manifest_path.is_file() else {"schema": SCHEMA, "entries": {}}
     for item in items:
-        key = golden_key(item["model"], item["input"])
+        protocol = item.get("protocol", DEFAULT_PROTOCOL)
+        key = golden_key(item["model"], item["input"], protocol)
         with atomic_output(folder / f"{key}.npz") as tmp:
             np.savez_compressed(tmp, outputs=item["outputs"])
         manifest["entries"][key] = {
-            "model": item["model"], "input": item["input"], "backend": item["backend"], "file": f"{key}.npz",
+            "model": item["model"], "input": item["input"], "protocol": protocol, "backend": item["backend"],
+            "file": f"{key}.npz",
             "frames": int(len(item["outputs"])), "shape": list(item["outputs"].shape),
             "model_sha256": item["model_sha256"], "inputs_sha256": item["inputs_sha256"],
             "input_files": item["input_files"], "evalkit": __version__,
@@ -70,12 +76,13 @@ def save_golden(folder: Path, items: list[dict]) -> Path:
     return folder
 
 
-def load_golden(folder: Path, model: str, input_name: str) -> tuple[np.ndarray, dict] | None:
-    """The golden outputs and manifest entry for a model x input, or None when the set has none."""
+def load_golden(folder: Path, model: str, input_name: str,
+                protocol: str = DEFAULT_PROTOCOL) -> tuple[np.ndarray, dict] | None:
+    """The golden outputs and manifest entry for a model x input x protocol, or None when the set has none."""
     manifest_path = Path(folder) / MANIFEST
     if not manifest_path.is_file():
         raise UserError(f"golden folder {folder}: no {MANIFEST} (save one with `evalkit run SUITE --save-golden DIR`)")
-    entry = read_manifest(manifest_path)["entries"].get(golden_key(model, input_name))
+    entry = read_manifest(manifest_path)["entries"].get(golden_key(model, input_name, protocol))
     if entry is None:
         return None
     path = Path(folder) / entry["file"]

@@ -17,7 +17,8 @@ from evalkit.errors import UserError
 from evalkit.media.ffmpeg import probe_video
 from evalkit.measure.golden import load_golden
 from evalkit.metrics import psnr, ssim, summarise
-from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_outputs
+from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_output_sets
+from evalkit.record.runkey import RunKey
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, HEAD_OUTPUTS
 from evalkit.media.decode import FrameReader
 
@@ -67,59 +68,62 @@ def tolerances(suite, precision: str, atol: float | None = None, rtol: float | N
 
 def compare_entries(run_dir: Path, reference: dict, candidate: dict, atol: float, rtol: float,
                     precision: str) -> dict:
-    """Tensor and picture parity of ``candidate`` against ``reference`` (two entries of one run)."""
-    a, b = head_outputs(run_dir, reference), head_outputs(run_dir, candidate)
-    tensor = None
-    if a is not None and b is not None:
-        n = min(len(a), len(b))
-        tensor = compare_outputs(a[:n], b[:n], atol, rtol).to_dict() if a.shape[1:] == b.shape[1:] else None
+    """Tensor and picture parity of ``candidate`` against ``reference`` (two entries of one run, of one model x
+    input x protocol: ``RunKey``)."""
+    outputs = compare_output_sets(head_outputs(run_dir, reference), head_outputs(run_dir, candidate), atol, rtol)
+    tensor = outputs.tensor()
     external = "external" in (reference.get("kind"), candidate.get("kind"))
     picture = picture_parity(Path(run_dir) / reference["folder"], Path(run_dir) / candidate["folder"],
                              FRAMES_FULL if external else FRAMES_INNER)
-    passed = (tensor["passed"] if tensor else True) and picture.get("passed", False)
+    passed = (tensor["passed"] if tensor else not outputs.shapes_differ) and picture.get("passed", False)
     return {
-        "reference": f"{reference['model']}/{reference['backend']}/{reference['input']}",
-        "candidate": f"{candidate['model']}/{candidate['backend']}/{candidate['input']}",
+        "reference": RunKey.of(reference).where, "candidate": RunKey.of(candidate).where,
         "precision": precision, "atol": atol, "rtol": rtol, "passed": bool(passed),
-        "tensor": tensor, "tensor_note": None if tensor else "no raw tensors (external backend, or shapes differ)",
-        "picture": picture,
+        "tensor": tensor, "tensor_note": outputs.note, "picture": picture,
     }
 
 
 def add_parity(record: dict, suite, run_dir: Path, log=print) -> list[dict]:
-    """Every backend of a model x input against the baseline backend, plus the suite's explicit pairs.
+    """Every backend of a model x input x protocol against the baseline backend, plus the suite's explicit pairs
+    (per input and protocol): only runs of one ``RunKey`` but their backend are compared, never a model's
+    distant or dubbed run with its reconstruction run.
 
     Each result is also attached to the candidate's entry as ``parity`` (the baseline comparison).
     """
     results = []
     ok = [e for e in record["runs"] if e.get("status") == "ok"]
-    by_key = {(e["model"], e["backend"], e["input"]): e for e in ok}
-    for model in suite.models:
-        for spec in suite.inputs:
-            group = [e for e in ok if e["model"] == model.name and e["input"] == spec.name]
-            if suite.parity.baseline_backend is not None:
-                baseline = by_key.get((model.name, suite.parity.baseline_backend, spec.name))
-            else:
-                baseline = next((e for e in group if e.get("kind") == "onnxruntime"), group[0] if group else None)
-            if baseline is None:
+    by_key = {RunKey.of(e): e for e in ok}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for entry in ok:
+        groups.setdefault(RunKey.of(entry).without_backend(), []).append(entry)
+    for (model, input_name, protocol), group in groups.items():
+        if suite.parity.baseline_backend is not None:
+            baseline = by_key.get(RunKey(model, suite.parity.baseline_backend, input_name, protocol))
+        else:
+            baseline = next((e for e in group if e.get("kind") == "onnxruntime"), group[0])
+        if baseline is None:
+            continue
+        for entry in group:
+            if entry is baseline:
                 continue
-            for entry in group:
-                if entry is baseline:
-                    continue
-                atol, rtol = tolerances(suite, entry["precision"])
-                result = compare_entries(run_dir, baseline, entry, atol, rtol, entry["precision"])
-                entry["parity"] = result
-                results.append(result)
+            atol, rtol = tolerances(suite, entry["precision"])
+            result = compare_entries(run_dir, baseline, entry, atol, rtol, entry["precision"])
+            entry["parity"] = result
+            results.append(result)
+    protocols = list(dict.fromkeys(RunKey.of(e).protocol for e in ok))
     for pair in suite.parity.pairs:
         for spec in suite.inputs:
-            ref = by_key.get((pair.reference.model, pair.reference.backend, spec.name))
-            cand = by_key.get((pair.candidate.model, pair.candidate.backend, spec.name))
-            if ref is None or cand is None:
-                log(f"parity pair {pair.reference.model}/{pair.reference.backend} vs {pair.candidate.model}/"
-                    f"{pair.candidate.backend}: skipped, one side did not run")
-                continue
-            atol, rtol = tolerances(suite, pair.precision, pair.atol, pair.rtol)
-            results.append(compare_entries(run_dir, ref, cand, atol, rtol, pair.precision))
+            for protocol in protocols:
+                ref = by_key.get(RunKey(pair.reference.model, pair.reference.backend, spec.name, protocol))
+                cand = by_key.get(RunKey(pair.candidate.model, pair.candidate.backend, spec.name, protocol))
+                if ref is None or cand is None:
+                    if ref is None and cand is None:
+                        continue  # neither side ran under this protocol (e.g. an external backend's)
+                    log(f"parity pair {pair.reference.model}/{pair.reference.backend} vs {pair.candidate.model}/"
+                        f"{pair.candidate.backend} ({spec.name}, {protocol}): skipped, one side did not run")
+                    continue
+                atol, rtol = tolerances(suite, pair.precision, pair.atol, pair.rtol)
+                results.append(compare_entries(run_dir, ref, cand, atol, rtol, pair.precision))
     return results
 
 
@@ -128,19 +132,19 @@ def compare_with_golden(record: dict, suite, run_dir: Path) -> None:
     for entry in record["runs"]:
         if entry.get("status") != "ok" or entry.get("kind") != "onnxruntime":
             continue
-        found = load_golden(suite.golden, entry["model"], entry["input"])
+        key = RunKey.of(entry)
+        found = load_golden(suite.golden, key.model, key.input, key.protocol)
         if found is None:
-            entry["golden"] = {"passed": False, "note": f"the golden set has no {entry['model']} x {entry['input']}"}
+            entry["golden"] = {"passed": False, "note": f"the golden set has no {key.model} x {key.input} x "
+                                                        f"{key.protocol}"}
             continue
         golden, manifest = found
-        outputs = head_outputs(run_dir, entry)
-        n = min(len(golden), len(outputs))
         atol, rtol = tolerances(suite, entry["precision"])
-        if golden.shape[1:] != outputs.shape[1:]:
-            entry["golden"] = {"passed": False, "note": f"shapes differ: golden {list(golden.shape)}, "
-                               f"this run {list(outputs.shape)}"}
+        outputs = compare_output_sets(golden, head_outputs(run_dir, entry), atol, rtol)
+        if outputs.result is None:
+            entry["golden"] = {"passed": False, "note": outputs.note}
             continue
-        result = compare_outputs(golden[:n], outputs[:n], atol, rtol).to_dict()
+        result, n = outputs.result.to_dict(), outputs.frames
         same_model = manifest["model_sha256"] == record["models"][entry["model"]]["generator"]["sha256"]
         same_inputs = manifest["inputs_sha256"] == entry.get("head_inputs_sha256")
         entry["golden"] = {**result, "frames": n, "golden_backend": manifest["backend"],
@@ -148,14 +152,14 @@ def compare_with_golden(record: dict, suite, run_dir: Path) -> None:
 
 
 def golden_items(record: dict, run_dir: Path) -> list[dict]:
-    """What `--save-golden` stores: per model x input, the first ONNX Runtime backend's raw outputs."""
+    """What `--save-golden` stores: per model x input x protocol, the first ONNX Runtime backend's raw outputs."""
     items, seen = [], set()
     for entry in record["runs"]:
-        key = (entry["model"], entry["input"])
+        key = RunKey.of(entry).without_backend()
         if entry.get("status") != "ok" or entry.get("kind") != "onnxruntime" or key in seen:
             continue
         seen.add(key)
-        items.append({"model": entry["model"], "input": entry["input"], "backend": entry["backend"],
+        items.append({"model": entry["model"], "input": entry["input"], "protocol": key[2], "backend": entry["backend"],
                       "outputs": head_outputs(run_dir, entry),
                       "model_sha256": record["models"][entry["model"]]["generator"]["sha256"],
                       "inputs_sha256": entry.get("head_inputs_sha256"), "input_files": record["inputs"][entry["input"]]})

@@ -80,3 +80,34 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, atol: float, r
         required_atol = required_rtol = 0.0
     return ParityResult(failing == 0, atol, rtol, int(ref.size), failing, nan_mismatches, *stats,
                         required_atol, required_rtol)
+
+
+@dataclass(frozen=True)
+class OutputComparison:
+    """Two sets of raw outputs (frames first) compared: ``result`` when they could be, else ``note`` says why
+    not; ``shapes_differ`` when each frame's output has another shape on each side (another model, not a
+    backend's difference: the one case that makes two runs incomparable)."""
+
+    result: ParityResult | None
+    note: str | None
+    frames: int
+    shapes_differ: bool = False
+
+    def tensor(self) -> dict | None:
+        return self.result.to_dict() if self.result is not None else None
+
+
+def compare_output_sets(reference: np.ndarray | None, candidate: np.ndarray | None, atol: float,
+                        rtol: float) -> OutputComparison:
+    """The one comparison of two runs' raw outputs, for parity between backends, golden outputs and
+    ``evalkit compare``: shapes checked first (the first min(N) frames are compared when only the frame
+    counts differ), then ``compare_outputs``."""
+    if reference is None or candidate is None:
+        return OutputComparison(None, "no raw tensors on one side (an external backend, or not kept)", 0)
+    if reference.shape[1:] != candidate.shape[1:]:
+        return OutputComparison(None, f"outputs differ in shape: {list(reference.shape[1:])} per frame against "
+                                      f"{list(candidate.shape[1:])}", 0, shapes_differ=True)
+    n = min(len(reference), len(candidate))
+    if n == 0:
+        return OutputComparison(None, "no raw outputs on one side", 0)
+    return OutputComparison(compare_outputs(reference[:n], candidate[:n], atol, rtol), None, n)

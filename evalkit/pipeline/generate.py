@@ -143,6 +143,8 @@ class StageTimes:
     warmup_ms: list[float] = field(default_factory=list)
     timed_seconds: float = 0.0
     pipeline_seconds: float = 0.0
+    timed_cpu_ms: list[float] = field(default_factory=list)  # process CPU ms of each timed call (latency.py)
+    timing_load: dict = field(default_factory=dict)  # the machine's load while timing (latency.machine_load)
 
     def add(self, stage: str, dt: float, cpu: float | None = None) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
@@ -503,14 +505,16 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         times.cpu_seconds[name] = stages.cpu.get(name, 0.0)
     times.add("output_stats", stages.busy.get("measure", 0.0) + stages.busy.get("measure_full", 0.0))
     c_latency = time.process_time()
-    times.warmup_ms, times.timed_ms, times.timed_seconds = time_inference(
-        runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames, timing.min_seconds
-    )
+    timed = time_inference(runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames,
+                           timing.min_seconds)
+    times.warmup_ms, times.timed_ms, times.timed_seconds = timed.warmup_ms, timed.timed_ms, timed.seconds
+    times.timed_cpu_ms, times.timing_load = timed.cpu_ms, timed.load
     batches = {}
     for size in timing.batch_sizes:
         if size > 1 and runner.dynamic_batch and kept >= size:
             batches[size] = time_inference(runner, batched(kept_images, size), batched(kept_audio, size),
-                                           timing.warmup, timing.min_timed_frames // size + 1, timing.min_seconds)[1]
+                                           timing.warmup, timing.min_timed_frames // size + 1,
+                                           timing.min_seconds).timed_ms
     times.cpu_seconds["latency"] = time.process_time() - c_latency  # the latency pass, batches included
     t0 = time.perf_counter()
     if ground_truth is not None:

@@ -16,9 +16,15 @@ Versions:
   are dropped. (Old speed names in summaries, ``fps``, ..., are renamed in
   records of every version.)
 - 2: every key a view reads exists (optional parts are null).
-- 3: this module. An image folder read as a video (a dataset's frames) is recorded as that folder, with
+- 3: An image folder read as a video (a dataset's frames) is recorded as that folder, with
   ``frame_list`` naming the list evalkit read it through (version 2 recorded only the list, in evalkit's
   cache, as the path). Nothing to fill in: a version-2 record is a version-3 record.
+- 4: this module. Each entry has its ``verdict`` (record.verdict: "ok" or what is wrong with the run, with the
+  numbers), ``timed_cpu_ms`` (the CPU time of each timed inference, beside ``timed_ms``) and ``timing_load``
+  (what other processes used of the machine while timing); a gate result says whether it was ``inconclusive``
+  (a relative speed gate on noisy timing) and which ``clock`` it judged; the record its ``wall_seconds``
+  (JUnit's time, to the millisecond: ``finished_utc`` has whole seconds). A version-3 record is given its
+  verdicts from its summaries and gates (no CPU times: they were not measured).
 
 Non-finite floats are stored as the strings "inf", "-inf", "nan" (JSON has
 none): a ``Real`` field reads them back as floats and writes them as those
@@ -40,7 +46,7 @@ from evalkit.metrics.latency import SPEED_ALIASES
 from evalkit.record.vocabulary import RUN_STATUSES
 
 RECORD_KIND = "evalkit.run"
-RECORD_SCHEMA_VERSION = 3
+RECORD_SCHEMA_VERSION = 4
 
 
 def _real_to_json(value: float) -> float | str:
@@ -202,7 +208,8 @@ class ParityComparison(RecordPart):
 
 
 class GateRecord(RecordPart):
-    """One gate's verdict on one combination (ci.gates.GateResult)."""
+    """One gate's verdict on one combination (ci.gates.GateResult). ``inconclusive``: a relative speed gate that
+    could not judge, the run's timing being noisy (it does not fail the run; ``passed`` is then true)."""
 
     gate: str
     field: str
@@ -215,12 +222,39 @@ class GateRecord(RecordPart):
     passed: bool
     message: str
     protocol: str = DEFAULT_PROTOCOL
+    inconclusive: bool = False
+    clock: Literal["cpu", "wall"] | None = None  # a speed gate's clock
+    seconds: float | None = None  # the time the gate's evaluation took
 
 
 class BaselineFacts(RecordPart):
     run_id: str
     suite: str
     machine: dict[str, Any]
+
+
+class Finding(RecordPart):
+    """One thing a verdict found: a short word ("near-copy", "sync late", ...) and the numbers that decided it."""
+
+    kind: str
+    detail: str
+
+
+class Verdict(RecordPart):
+    """A run's verdict (record.verdict.run_verdict): ``status`` "ok", "flagged", "skipped" or "failed"."""
+
+    status: Literal["ok", "flagged", "skipped", "failed"]
+    ok: bool
+    findings: list[Finding]
+    text: str
+
+
+class TimingLoad(RecordPart):
+    """The machine beside the latency pass (pipeline.latency.machine_load)."""
+
+    others_share: float | None
+    loadavg_1m: float | None
+    cpus: int
 
 
 class RunEntry(RecordPart):
@@ -266,6 +300,8 @@ class RunEntry(RecordPart):
     first_inference_ms: float | None = None
     timed_ms: list[float] | None = None
     timed_seconds: float | None = None
+    timed_cpu_ms: list[float] | None = None  # process CPU ms of each timed inference, beside timed_ms
+    timing_load: TimingLoad | None = None
     pipeline_seconds: float | None = None  # the streamed pass's wall clock (its stages overlap)
     batch_timed_ms: dict[str, list[float]] | None = None
     copy_ms: dict[str, list[float]] | None = None
@@ -289,6 +325,7 @@ class RunEntry(RecordPart):
     golden: dict[str, Any] | None = None
     # the summary.csv row (record.summary.summary_row): values as written, "inf"/"nan" included
     summary: dict[str, Any]
+    verdict: Verdict | None = None  # record.verdict; every record of version 4 has one per entry
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
@@ -301,6 +338,7 @@ class RunRecord(RecordPart):
     run_id: str
     created_utc: str
     finished_utc: str | None = None
+    wall_seconds: float | None = None  # this process's time from its first combination to finished_utc (precise)
     suite: SuiteFacts
     machine: dict[str, Any]
     versions: dict[str, Any]
@@ -364,7 +402,22 @@ def _v2_to_v3(record: dict) -> dict:
     return dict(record, schema_version=3)
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(record: dict) -> dict:
+    """Version 3 to 4: each entry given its verdict (record.verdict), from its summary and the gates."""
+    from evalkit.record.verdict import add_verdicts
+
+    record = dict(record, schema_version=4)
+    if isinstance(record.get("runs"), list) and all(isinstance(e, dict) for e in record["runs"]):
+        record["runs"] = [dict(e, summary=dict(e["summary"])) if isinstance(e.get("summary"), dict) else dict(e)
+                          for e in record["runs"]]
+        try:
+            add_verdicts(record)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a damaged record: validation says what is wrong with it
+    return record
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 """``MIGRATIONS[n]`` brings a version-n record to version n + 1."""
 KNOWN_SCHEMA_VERSIONS = (*MIGRATIONS, RECORD_SCHEMA_VERSION)
 

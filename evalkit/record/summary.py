@@ -20,10 +20,11 @@ from evalkit.metrics import latency_summary, summarise
 from evalkit.record.layout import RUN_RECORD
 from evalkit.record.schema import (KNOWN_SCHEMA_VERSIONS, RECORD_KIND, RunRecord,  # noqa: F401 (re-exported)
                                     describe_error, validate_record)
+from evalkit.record.runkey import RunKey
 from evalkit.record.vocabulary import PIPELINE_STAGES, REGIONS
 from evalkit.config.suite import DEFAULT_PROTOCOL  # also that of older records
 
-ID_COLUMNS = ["model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "frames"]
+ID_COLUMNS = ["model", "backend", "input", "protocol", "kind", "precision", "status", "verdict", "reason", "frames"]
 
 
 def _region_columns(region: str) -> list[str]:
@@ -38,7 +39,8 @@ OUTPUT_COLUMNS = ["out_mean", "out_std", "out_min", "out_max", "out_p1", "out_p5
 COPY_COLUMNS = ["copy_mouth_psnr", "copy_frames_fraction", "copy_flag", "mouth_sharpness_ratio"]
 SPEED_COLUMNS = ["throughput_fps", "throughput_end_to_end_fps", "latency_mean_ms", "latency_std_ms", "latency_p50_ms",
                  "latency_p90_ms", "latency_p99_ms", "latency_cv", "warmup_iterations", "timed_inferences", "first_inference_ms",
-                 "session_seconds", "intra_op_threads", "throughput_batch4_fps", "host_to_device_ms", "device_to_host_ms",
+                 "cpu_throughput_fps", "cpu_latency_mean_ms", "cpu_latency_p50_ms", "cpu_latency_p99_ms",
+                 "cpu_latency_cv", "timing_others_share", "session_seconds", "intra_op_threads", "throughput_batch4_fps", "host_to_device_ms", "device_to_host_ms",
                  "audio_features_seconds"] + [f"{stage}_seconds" for stage in PIPELINE_STAGES]
 PARITY_COLUMNS = ["parity_against", "parity_passed", "parity_max_abs", "parity_p99_abs", "parity_required_atol",
                   "parity_failing_elements", "parity_nan_mismatches", "parity_psnr_mean", "parity_ssim_min",
@@ -53,11 +55,15 @@ COUNT_COLUMNS = {"frames", "video_lag_frames", "video_lag_reliable", "copy_flag"
                  "parity_passed", "parity_failing_elements", "parity_nan_mismatches", "golden_passed",
                  "golden_failing_elements"} | {c for c in FIDELITY_COLUMNS if c.endswith("_inf_frames")}
 """Columns of whole numbers (counts, frame offsets, 0/1 flags): summary.csv writes them as 317, not 317.0."""
+TEXT_COLUMNS = ("model", "backend", "input", "protocol", "kind", "precision", "status", "verdict", "reason",
+                "sync_reason", "parity_against")
+"""The columns of summary.csv that hold words, not numbers."""
 SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + COPY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS + PARITY_COLUMNS
 """The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
 
 HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} | {
     "throughput_fps": True, "throughput_end_to_end_fps": True, "throughput_batch4_fps": True,
+    "cpu_throughput_fps": True, "cpu_latency_mean_ms": False, "cpu_latency_p50_ms": False, "cpu_latency_p99_ms": False,
     "latency_mean_ms": False, "latency_p50_ms": False, "latency_p90_ms": False, "latency_p99_ms": False,
     "nan_count": False, "inf_count": False, "out_fraction_outside": False,
     "sync_confidence": True, "video_lag_confidence": True, "lse_c": True, "lse_d": False,
@@ -114,6 +120,14 @@ def summary_row(entry: dict) -> dict:
         row.update(throughput_fps=lat["throughput_fps"], latency_mean_ms=lat["mean"], latency_std_ms=lat["std"],
                    latency_p50_ms=lat["p50"], latency_p90_ms=lat["p90"], latency_p99_ms=lat["p99"], latency_cv=lat["cv"],
                    timed_inferences=lat["count"])
+        cpu = entry.get("timed_cpu_ms")
+        if cpu:  # the CPU time of each timed call (records before it: none)
+            lat_cpu = latency_summary([number(v) for v in cpu])
+            row.update(cpu_throughput_fps=lat_cpu["throughput_fps"], cpu_latency_mean_ms=lat_cpu["mean"],
+                       cpu_latency_p50_ms=lat_cpu["p50"], cpu_latency_p99_ms=lat_cpu["p99"],
+                       cpu_latency_cv=lat_cpu["cv"])
+        load = entry.get("timing_load") or {}
+        row["timing_others_share"] = load.get("others_share")
         if "stage_seconds" in entry:  # evalkit's own pipeline
             stages = entry["stage_seconds"]
             # The streamed pass's wall clock (its stages overlap); records before it: the stages' sum.
@@ -145,6 +159,9 @@ def summary_row(entry: dict) -> dict:
                    parity_failing_elements=tensor.get("failing_elements"),
                    parity_nan_mismatches=tensor.get("nan_mismatches"), parity_psnr_mean=picture.get("psnr_mean"),
                    parity_ssim_min=picture.get("ssim_min"))
+    verdict = entry.get("verdict")
+    if verdict:  # given after the gates (record.verdict.add_verdicts): a row made before them has none yet
+        row["verdict"] = verdict["text"]
     golden = entry.get("golden")
     if golden:
         row.update(golden_passed=int(golden["passed"]), golden_max_abs=golden.get("max_abs"),
@@ -163,16 +180,15 @@ def mouth_psnr_from_mse(mse: np.ndarray) -> np.ndarray:
         return 10.0 * np.log10(255.0**2 / np.asarray(mse, np.float64))
 
 
-def run_key(entry: dict) -> tuple[str, str, str, str]:
-    """(model, backend, input, protocol): what identifies one run of a record, in every view and comparison."""
-    return entry["model"], entry["backend"], entry["input"], entry.get("protocol", DEFAULT_PROTOCOL)
+def run_key(entry: dict) -> RunKey:
+    """(model, backend, input, protocol): what identifies one run of a record, in every view and comparison
+    (``record.runkey.RunKey``)."""
+    return RunKey.of(entry)
 
 
 def run_label(entry: dict) -> str:
     """"model / backend / input", and " / protocol" when it is not the default: how views name a run."""
-    model, backend, input_name, protocol = run_key(entry)
-    label = f"{model} / {backend} / {input_name}"
-    return label if protocol == DEFAULT_PROTOCOL else f"{label} / {protocol}"
+    return RunKey.of(entry).label
 
 
 def json_safe(value):

@@ -84,8 +84,44 @@ def _sync_distance(summary: dict) -> float | None:
     return abs(offset)
 
 
-def column_marks(entries: list[dict], col: str) -> dict[int, str]:
-    """"best"/"worst" per run index for one column, only where the column has a direction and values differ.
+SPEED_COLUMNS_MARKED = {"throughput_fps", "throughput_end_to_end_fps", "throughput_batch4_fps", "latency_p50_ms",
+                        "latency_p99_ms", "latency_mean_ms", "latency_p90_ms"}
+COPY_COLUMNS_MARKED = {"copy_mouth_psnr", "copy_frames_fraction", "copy_flag"}
+
+
+def _near_copy(entry: dict) -> bool:
+    return (entry.get("summary") or {}).get("copy_flag") == 1
+
+
+def _noisy_timing(entry: dict) -> bool:
+    """High variation of the wall-clock latencies, or other processes busy while timing (ci.gates.BUSY_SHARE)."""
+    from evalkit.ci.gates import BUSY_SHARE
+
+    summary = entry.get("summary") or {}
+    cv = number(summary.get("latency_cv"))
+    share = number(summary.get("timing_others_share"))
+    return (cv is not None and cv == cv and cv > HIGH_CV) or (share is not None and share > BUSY_SHARE)
+
+
+def trustworthy(entry: dict, col: str) -> bool:
+    """Whether a run's value in ``col`` may be coloured best or worst: a run that ran; a near-copy's only in the
+    copy columns (its perfect reconstruction is its input's, not a result); a speed value only when its timing
+    was not noisy; a sync value only when its estimate is reliable."""
+    if entry["status"] != "ok":
+        return False
+    if _near_copy(entry) and col not in COPY_COLUMNS_MARKED:
+        return False
+    if col in SPEED_COLUMNS_MARKED and _noisy_timing(entry):
+        return False
+    if col in ("sync_offset_frames", "sync_confidence") and entry["summary"].get("sync_reliable") != 1:
+        return False
+    return True
+
+
+def column_marks(entries: list[dict], col: str, decimals: int | None = None) -> dict[int, str]:
+    """"best"/"worst" per run index for one column, only where the column has a direction, among the runs whose
+    value is trustworthy (``trustworthy``), and only where those values differ as shown (rounded to ``decimals``):
+    two runs that read the same are never one best and one worst.
 
     The sync offset is ranked by its distance from the source's offset (lower is better); the sync confidence only
     among reliable estimates (an unreliable estimate's confidence says nothing about the model)."""
@@ -93,18 +129,25 @@ def column_marks(entries: list[dict], col: str) -> dict[int, str]:
         values = [(i, _sync_distance(e["summary"])) for i, e in enumerate(entries)]
         higher = False
     elif col in HIGHER_IS_BETTER:
-        reliable_only = col == "sync_confidence"
-        values = [(i, number(e["summary"].get(col))) for i, e in enumerate(entries)
-                  if not reliable_only or e["summary"].get("sync_reliable") == 1]
+        values = [(i, number(e["summary"].get(col))) for i, e in enumerate(entries)]
         higher = HIGHER_IS_BETTER[col]
     else:
         return {}
-    values = [(i, v) for i, v in values if entries[i]["status"] == "ok" and v is not None and not math.isnan(v)]
+    values = [(i, v) for i, v in values if trustworthy(entries[i], col) and v is not None and not math.isnan(v)]
+    if decimals is not None:
+        values = [(i, v if math.isinf(v) else round(v, decimals)) for i, v in values]
     if len(values) < 2 or min(v for _, v in values) == max(v for _, v in values):
         return {}
     best = (max if higher else min)(v for _, v in values)
     worst = (min if higher else max)(v for _, v in values)
-    return {i: "best" if v == best else ("worst" if v == worst else "") for i, v in values}
+    marks = {i: "best" if v == best else ("worst" if v == worst else "") for i, v in values}
+    for i, mark in marks.items():  # a near-copy is never coloured best, whatever the column
+        if mark == "best" and _near_copy(entries[i]):
+            marks[i] = ""
+    return marks
+
+
+VERDICT_CLASS = {"ok": "best", "flagged": "worst", "failed": "worst", "skipped": ""}
 
 
 def summary_tables(record: dict) -> list[dict]:
@@ -113,13 +156,15 @@ def summary_tables(record: dict) -> list[dict]:
     tables = []
     for title, columns in TABLE_GROUPS:
         shown = [c for c in columns if any(number(e["summary"].get(c[0])) is not None for e in entries)]
-        marks = {col: column_marks(entries, col) for col, _, _, _ in shown}
+        marks = {col: column_marks(entries, col, d) for col, _, d, _ in shown}
         rows = []
         for i, e in enumerate(entries):
             s = e["summary"]
             rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"],
                          "protocol": run_key(e)[3], "status": e["status"], "reason": e["reason"] or "",
                          "frames": _fmt(s.get("frames"), 0), "anchor": run_anchor(e),
+                         "verdict": (e.get("verdict") or {}).get("text") or e["status"],
+                         "verdict_class": VERDICT_CLASS.get((e.get("verdict") or {}).get("status"), ""),
                          "cells": [{"text": _fmt(s.get(col), d), "mark": marks[col].get(i, "")}
                                    for col, _, d, _ in shown]})
         tables.append({"title": title, "columns": [{"col": c, "header": h, "legend": text} for c, h, _, text in shown],
@@ -132,7 +177,7 @@ def summary_rows(record: dict) -> list[dict]:
     """Every summary cell of TABLE_COLUMNS in one row per run (the tables of ``summary_tables``, side by side)."""
     rows = []
     for i, e in enumerate(record["runs"]):
-        cells = [{"text": _fmt(e["summary"].get(col), d), "mark": column_marks(record["runs"], col).get(i, "")}
+        cells = [{"text": _fmt(e["summary"].get(col), d), "mark": column_marks(record["runs"], col, d).get(i, "")}
                  for col, _, d in TABLE_COLUMNS]
         rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": run_key(e)[3],
                      "status": e["status"], "reason": e["reason"] or "",
@@ -198,7 +243,7 @@ def copy_sentences(entries: list[dict]) -> list[str]:
     for e in entries:
         s = e["summary"]
         if s.get("copy_flag") == 1:
-            lines.append(f"{run_label(e)}: NEAR-COPY. Its mouth region is {_fmt(s['copy_mouth_psnr'], 1)} dB from the "
+            lines.append(f"{run_label(e)}: a near-copy. Its mouth region is {_fmt(s['copy_mouth_psnr'], 1)} dB from the "
                          f"unmasked reference channels it was given (flagged at {e['copy']['psnr_db']:g} dB or more; "
                          f"{100 * number(s['copy_frames_fraction']):.0f} % of frames): the output copies its input.")
     return lines
@@ -266,7 +311,8 @@ def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> 
     s = entry["summary"]
     section = {"label": run_label(entry), "anchor": run_anchor(entry), "status": entry["status"],
                "reason": entry["reason"] or "", "video": None, "video_caption": "", "output_mp4": None,
-               "worst": None, "missing": [], "sync": "", "copy": s.get("copy_flag") == 1,
+               "worst": None, "missing": [], "sync": "", "near_copy": s.get("copy_flag") == 1,
+               "verdict": entry.get("verdict") or {"status": entry["status"], "text": entry["status"], "findings": []},
                "gates": [g for g in gates if (g["model"], g["backend"], g["input"],
                                               g.get("protocol") or DEFAULT_PROTOCOL) == run_key(entry)],
                "facts": []}
@@ -313,8 +359,12 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
              if number(e["summary"]["latency_cv"]) is not None and number(e["summary"]["latency_cv"]) > HIGH_CV]
     gates = sorted(record["gates"] or [], key=lambda g: g["passed"])
     sections = [run_section(run_dir, record, e, gates) for e in entries]
+    from evalkit.ci.gates import BUSY_SHARE as busy_share
+    from evalkit.report.verdicts import LEGEND, verdict_rows
+
     html = render("report.html.j2",
         record=record,
+        verdicts=verdict_rows(record), verdict_legend=LEGEND, verdict_class=VERDICT_CLASS,
         tables=summary_tables(record),
         regions=REGIONS,
         curves={r: plots.per_frame_curves(measured, r, SMALL_MULTIPLES_AFTER) for r in REGIONS} if measured else {},
@@ -339,6 +389,10 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         versions={name: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v
                   for name, v in record["versions"].items()},
         noisy=[{"label": run_label(e), "cv": f"{cv:.2f}"} for e, cv in noisy],
+        busy=[{"label": run_label(e), "share": f"{100 * number(e['summary']['timing_others_share']):.0f}",
+               "wall": _fmt(e["summary"].get("latency_p50_ms"), 3), "cpu": _fmt(e["summary"].get("cpu_latency_p50_ms"), 3)}
+              for e in ok if _noisy_timing(e) and number(e["summary"].get("timing_others_share")) is not None
+              and number(e["summary"]["timing_others_share"]) > busy_share],
         high_cv=HIGH_CV,
     )
     return write_text_atomic(run_dir / REPORT_HTML, html)

@@ -64,25 +64,35 @@ def _psnr_values(entry: dict, region: str) -> np.ndarray:
     return psnr
 
 
+def _psnr_label(entry: dict, region: str, label: str) -> str:
+    """A run's label on the PSNR axis, saying how many of its frames are identical (inf PSNR, not drawn)."""
+    values = [number(v) for v in entry["fidelity"][region]["psnr"]]
+    inf = sum(1 for v in values if v is not None and np.isinf(v))
+    if not inf:
+        return label
+    return f"{label} ({'all' if inf == len(values) else inf} frames identical: inf dB, not drawn)"
+
+
 def per_frame_curves(entries: list[dict], region: str, max_series: int = 6) -> str:
     """PSNR and SSIM per frame of one region (inf PSNR, identical frames, is not drawn): one line per run on two
     axes, or, past ``max_series`` runs, one row of PSNR | SSIM panels per model with a line per run of it."""
     if len(entries) <= max_series:
         fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(13, 3.6))
         for entry in entries:
-            ax_p.plot(_psnr_values(entry, region), lw=1, label=_label(entry))
+            ax_p.plot(_psnr_values(entry, region), lw=1, label=_psnr_label(entry, region, _label(entry)))
             ax_s.plot([number(v) for v in entry["fidelity"][region]["ssim"]], lw=1, label=_label(entry))
         ax_p.set(title=f"PSNR per frame ({region})", xlabel="frame", ylabel="dB")
         ax_s.set(title=f"SSIM per frame ({region})", xlabel="frame", ylabel="SSIM")
         for ax in (ax_p, ax_s):
             ax.grid(alpha=0.3)
+        ax_p.legend(fontsize=7, loc="lower left")
         ax_s.legend(fontsize=7, loc="lower left")
         return to_base64_png(fig)
     groups = _by_model(entries)
     fig, axes = plt.subplots(len(groups), 2, figsize=(13, 2.1 * len(groups)), squeeze=False, sharex=True)
     for (model, runs), (ax_p, ax_s) in zip(groups.items(), axes):
         for entry in runs:
-            ax_p.plot(_psnr_values(entry, region), lw=0.8, label=_within_model(entry))
+            ax_p.plot(_psnr_values(entry, region), lw=0.8, label=_psnr_label(entry, region, _within_model(entry)))
             ax_s.plot([number(v) for v in entry["fidelity"][region]["ssim"]], lw=0.8)
         ax_p.set_ylabel(f"{model}\nPSNR (dB)", fontsize=8)
         ax_s.set_ylabel("SSIM", fontsize=8)

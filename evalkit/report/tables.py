@@ -1,4 +1,5 @@
-"""summary.csv (one row per model x backend x input) and frames.csv (tidy: one row per frame x run x region)."""
+"""summary.csv (one row per model x backend x input x protocol) and frames.csv (tidy: one row per frame x run x
+region, the run named by its RunKey: model, backend, input, protocol)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ import pandas as pd
 
 from evalkit.record.io import atomic_output
 from evalkit.record.layout import FRAMES_CSV, PARITY_CSV, SUMMARY_CSV  # noqa: F401 (re-exported)
-from evalkit.record.summary import COUNT_COLUMNS, SUMMARY_COLUMNS, number
+from evalkit.record.runkey import RunKey
+from evalkit.record.summary import COUNT_COLUMNS, SUMMARY_COLUMNS, TEXT_COLUMNS, number
 
-FRAMES_COLUMNS = ["model", "backend", "input", "region", "frame", "psnr", "ssim", "latency_ms"]
+FRAMES_COLUMNS = ["model", "backend", "input", "protocol", "region", "frame", "psnr", "ssim", "latency_ms"]
 
 
 def summary_table(record: dict) -> pd.DataFrame:
     rows = [entry["summary"] for entry in record["runs"]]
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    text = ("model", "backend", "input", "protocol", "kind", "precision", "status", "reason", "sync_reason",
-            "parity_against")
-    numeric = [c for c in SUMMARY_COLUMNS if c not in text]
+    numeric = [c for c in SUMMARY_COLUMNS if c not in TEXT_COLUMNS]
     table[numeric] = table[numeric].map(number).astype("float64")
     for column in COUNT_COLUMNS:  # whole numbers as such (317, not 317.0); an empty cell stays empty
         values = table[column]
@@ -38,7 +38,8 @@ def frames_table(record: dict) -> pd.DataFrame:
             n = len(values["psnr"])
             latency = (latency + [None] * n)[:n]
             parts.append(pd.DataFrame({
-                "model": entry["model"], "backend": entry["backend"], "input": entry["input"], "region": region,
+                "model": entry["model"], "backend": entry["backend"], "input": entry["input"],
+                "protocol": RunKey.of(entry).protocol, "region": region,
                 "frame": range(n), "psnr": [number(v) for v in values["psnr"]],
                 "ssim": [number(v) for v in values["ssim"]], "latency_ms": latency[:n],
             }))

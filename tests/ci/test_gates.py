@@ -44,7 +44,9 @@ def gated_run(gate_suite):
     tmp, data = gate_suite
     suite = write_suite(tmp / "gated.yaml", data)
     junit, md = tmp / "out" / "junit.xml", tmp / "out" / "summary.md"
-    code = main(["run", str(suite), "--out", str(tmp / "reports"), "--junit", str(junit), "--summary-md", str(md)])
+    # one worker: the combinations run one after another, so their JUnit times add up to at most the run's
+    code = main(["run", str(suite), "--out", str(tmp / "reports"), "--junit", str(junit), "--summary-md", str(md),
+                 "--workers", "1"])
     runs = sorted((tmp / "reports" / "demo").iterdir())
     return code, runs[-1], junit, md
 
@@ -80,7 +82,19 @@ def test_junit_has_one_case_per_gate_and_failures_carry_numbers(gated_run):
     _, run_dir, junit, _ = gated_run
     root = ET.parse(junit).getroot()
     cases = root.findall(".//testcase")
-    assert len(cases) == 4 * len(GATES)  # four models, one backend, one input
+    gate_cases = [c for c in cases if c.get("name") != "run"]
+    assert len(gate_cases) == 4 * len(GATES)  # four models, one backend, one input
+    assert len(cases) - len(gate_cases) == 4  # and each run's own case
+    # Each case carries its own time (a run's: its generation and measuring; a gate's: its evaluation), so the
+    # cases add up to at most the run's wall time (they were 4 gates x the run's time each, 4x too much).
+    record = load_run(run_dir)
+    total = float(root.get("time"))
+    assert total == pytest.approx(record["wall_seconds"], abs=1e-3)
+    assert sum(float(c.get("time")) for c in cases) <= total
+    runs = {c.get("classname"): float(c.get("time")) for c in cases if c.get("name") == "run"}
+    assert runs["demo.noisy.cpu.talking_head"] == pytest.approx(
+        next(e["generate_seconds"] for e in record["runs"] if e["model"] == "noisy"), abs=1e-3)
+    assert all(float(c.get("time")) < 1 for c in gate_cases)
     failures = root.findall(".//failure")
     assert len(failures) == 4 and root.find("testsuite").get("failures") == "4"
     psnr = next(c for c in cases if "noisy" in c.get("classname") and c.get("name") == "psnr_mean >= 35")
@@ -88,12 +102,21 @@ def test_junit_has_one_case_per_gate_and_failures_carry_numbers(gated_run):
 
 
 def test_markdown_lists_failures_first(gated_run):
-    _, _, _, md = gated_run
+    _, run_dir, _, md = gated_run
     rows = [line for line in md.read_text().splitlines() if line.startswith("| FAIL") or line.startswith("| pass")]
     assert rows[0].startswith("| FAIL") and rows[-1].startswith("| pass")
     assert max(i for i, r in enumerate(rows) if r.startswith("| FAIL")) < min(
         i for i, r in enumerate(rows) if r.startswith("| pass"))
-    assert "FAILED (12/16 gates)" in md.read_text()
+    text = md.read_text()
+    assert "FAILED (12/16 gates; 1/4 runs ok)" in text  # reference alone is ok
+    # the verdicts lead: before the gates, one row per run, with what each rests on and the report's path
+    assert text.index("### Verdict per run") < text.index("### Gates")
+    assert f"Report: `{run_dir}/report.html`" in text
+    verdicts = {line.split("|")[1].strip().split(" / ")[0]: line.split("|")[2] for line in text.splitlines()
+                if line.startswith("| ") and " / cpu / " in line.split("|")[1]}
+    assert verdicts["reference"].strip() == "ok"
+    assert "**sync late**" in verdicts["lag2"] and "**gate failed**" in verdicts["lag2"]
+    assert "**fidelity low**" in verdicts["noisy"] and "**NaN/Inf**" in verdicts["nan"]
 
 
 def test_relative_gates_against_a_baseline(gate_suite, gated_run, tmp_path, capsys):

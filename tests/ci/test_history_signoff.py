@@ -33,8 +33,11 @@ def test_signoff_passes_and_records_hashes_and_criteria(signed, release_suite, f
     code, run_dir = signed
     record = json.loads((run_dir / "signoff.json").read_text())
     assert code == 0 and record["verdict"] == "PASS"
-    # suites/release.yaml: 10 gates over 3 protocols, each on the protocols it names: 20 results.
-    assert len(record["criteria"]) == 20 and all(c["passed"] for c in record["criteria"])
+    # suites/release.yaml: 9 gates over 3 protocols, each on the protocols it names: 19 results (no speed gate:
+    # an absolute speed measures the machine's load as much as the model).
+    assert len(record["criteria"]) == 19 and all(c["passed"] for c in record["criteria"])
+    assert not any(c["field"].startswith(("throughput", "latency")) for c in record["criteria"])
+    assert [v["verdict"] for v in record["runs"]] == ["ok", "ok", "ok"]  # reconstruction, distant, dubbed
     assert {c["protocol"] for c in record["criteria"]} == {"reconstruction", "distant", "dubbed"}
     assert record["model"]["sha256"] == json.loads((fixtures_dir / "manifest.json").read_text())[
         "files"]["models/reference.onnx"]["sha256"]

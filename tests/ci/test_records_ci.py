@@ -107,7 +107,7 @@ def test_junit_has_totals_times_timestamp_and_skipped_runs():
     suite = root.find("testsuite")
     for element in (root, suite):
         assert (element.get("tests"), element.get("failures"), element.get("errors"), element.get("skipped")) == (
-            "6", "3", "0", "1")
+            "7", "3", "0", "1")  # 5 gate results, the run case of a, the skipped m
         assert float(element.get("time")) == 90.0
     assert suite.get("timestamp") == "2024-05-01T10:00:00"
     cases = suite.findall("testcase")

@@ -14,7 +14,7 @@ from evalkit.matrix.jobs import longest_first, plan_jobs
 from tests.conftest import short_audio, write_suite
 from tests.matrix.test_jobs import run_cli, tiny_suite
 
-TIMING = re.compile(r"fps|_ms$|latency|seconds|timed_inferences|warmup_iterations")
+TIMING = re.compile(r"fps|_ms$|latency|seconds|timed_inferences|warmup_iterations|timing_")
 """summary.csv columns that time something: they differ from run to run, every other column must not."""
 
 

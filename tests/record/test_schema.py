@@ -82,7 +82,7 @@ def test_todays_record_loads_with_every_key_and_non_finite_numbers_round_trip(tm
 
 def test_a_version_2_record_reads_as_today_and_version_3_facts_name_the_frame_list(tmp_path):
     _write(tmp_path / "v2", _record(schema_version=2))
-    assert load_run(tmp_path / "v2")["schema_version"] == RECORD_SCHEMA_VERSION == 3
+    assert load_run(tmp_path / "v2")["schema_version"] == RECORD_SCHEMA_VERSION == 4
     facts = {"path": "/data/ds/full_body_img", "sha256": "a" * 64, "frame_list": "/tmp/cache/frames.ffconcat"}
     record = _record()
     record["inputs"]["talking_head"]["video"] = facts
@@ -132,7 +132,7 @@ def test_a_failed_entry_carries_its_reason_and_errors():
         validate_record(_record(runs=[_entry(status="crashed")]))
 
 
-@pytest.mark.parametrize("version", [0, 4, 99, None, "2"])
+@pytest.mark.parametrize("version", [0, 5, 99, None, "2"])
 def test_an_unknown_version_is_one_user_error_naming_the_file(tmp_path, version):
     _write(tmp_path / "run", _record(schema_version=version))
     with pytest.raises(UserError, match=rf"{tmp_path / 'run' / RUN_RECORD}: schema_version .* not one this evalkit"):
@@ -164,3 +164,23 @@ def test_atomic_writes_leave_the_file_whole_or_untouched(tmp_path):
         assert tmp.suffix == ".npz"  # writers that go by the suffix (numpy, ffmpeg, matplotlib) still do
         tmp.write_bytes(b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.npz"]
+
+
+def test_a_version_3_record_is_given_its_verdicts_from_its_summaries_and_gates(tmp_path):
+    """Records from before the verdict (schema 3) read with one per run, from what they hold."""
+    record = _record(schema_version=3, gates=[
+        {"gate": "psnr_mean >= 60", "field": "psnr_mean", "model": "reference", "backend": "cpu",
+         "input": "talking_head", "value": 41.7, "limit": ">= 60", "baseline_value": None, "passed": False,
+         "message": "FAILED: psnr_mean = 41.7, needs >= 60", "protocol": "reconstruction"}], gates_passed=False)
+    record["runs"][0]["summary"] = {"model": "reference", "psnr_mean": 41.7, "copy_flag": 1,
+                                    "copy_mouth_psnr": "inf", "sync_offset_frames": 2, "sync_reliable": 1,
+                                    "gt_sync_offset_frames": 0, "gt_sync_reliable": 1}
+    _write(tmp_path / "v3", record)
+    loaded = load_run(tmp_path / "v3")
+    first, skipped = (e["verdict"] for e in loaded["runs"])
+    assert first["status"] == "flagged" and first["text"] == "gate failed; near-copy; sync late"
+    assert [f["kind"] for f in first["findings"]] == ["gate failed", "near-copy", "sync late"]
+    assert "offset +2 frames against the source's +0" in first["findings"][2]["detail"]
+    assert loaded["runs"][0]["summary"]["verdict"] == first["text"]
+    assert skipped == {"status": "skipped", "ok": False, "text": "skipped",
+                       "findings": [{"kind": "skipped", "detail": "not available here"}]}
