@@ -440,9 +440,8 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
         lost = [job for job in jobs if entries[job].get("errors") == WORKER_DIED]
         if lost:
             raise RunNotFinished(
-                f"the worker process running {_lost_list(lost, entries)}; the {len(jobs) - len(lost)} other "
-                f"combinations ran and are kept in {partial}; run the lost one{'s' * (len(lost) > 1)} again with: "
-                f"{resume_command(partial, finishing)}")
+                f"{_lost_list(lost, entries)}; the {len(jobs) - len(lost)} other combinations ran and are kept in "
+                f"{partial}; run {'them' if len(lost) > 1 else 'it'} again with: {resume_command(partial, finishing)}")
         record["runs"] = [entries[job] for job in jobs]
         failed = [e for e in record["runs"] if e["status"] == "failed"]
         if failed:
@@ -497,8 +496,8 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
 
 
 def _lost_list(lost: list, entries: dict) -> str:
-    return "; the worker process running ".join(f"{job.model}/{job.backend}/{job.input}/{job.protocol} died "
-                                                  f"({entries[job]['reason']})" for job in lost)
+    return "; ".join(f"{job.model}/{job.backend}/{job.input}/{job.protocol}: {entries[job]['reason']}"
+                     for job in lost)
 
 
 def resume_command(partial: Path, finishing: dict) -> str:
@@ -512,7 +511,7 @@ def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, fin
     entry, JUnit XML and Markdown summary, golden outputs, sign-off. Each can be done again (a resume does)."""
     log(f"recording the run in {db} ...")
     try:
-        record_run(db, checked, final)
+        record_run(db, checked, final, log=log)
     except HistoryBusy as exc:  # the run stands; its run.json keeps what the entry needs
         warn(f"evalkit: warning: {exc}")
     if finishing.get("junit") or finishing.get("summary_md"):

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 from evalkit.errors import UserError
@@ -81,12 +82,13 @@ def _busy_error(db: Path, run_dir: Path | None) -> HistoryBusy:
                        f"{busy_seconds():g} s (the database is not damaged); {later}")
 
 
-def connect(db: Path, run_dir: Path | None = None) -> sqlite3.Connection:
-    """The history database (made when absent), waiting up to ``busy_seconds()`` for another process's
-    transaction; HistoryBusy after that (``run_dir``: the run the message says to record later)."""
+def connect(db: Path, run_dir: Path | None = None, timeout: float | None = None) -> sqlite3.Connection:
+    """The history database (made when absent), waiting up to ``timeout`` seconds (default ``busy_seconds()``)
+    for another process's transaction; HistoryBusy after that (``run_dir``: the run the message says to record
+    later)."""
     db = Path(db)
     db.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(db, timeout=busy_seconds())
+    con = sqlite3.connect(db, timeout=busy_seconds() if timeout is None else timeout)
     try:
         con.executescript(SCHEMA)
         con.execute("SELECT run_id, suite, created_utc, git_commit, gates_passed, gates_json FROM runs LIMIT 1")
@@ -105,25 +107,39 @@ def connect(db: Path, run_dir: Path | None = None) -> sqlite3.Connection:
     return con
 
 
-def record_run(db: Path, record: dict, run_dir: Path) -> None:
+TRY_SECONDS = 0.25  # one try's wait (SQLite's own busy handler) before the next, within busy_seconds()
+
+
+def record_run(db: Path, record: dict, run_dir: Path, log=None) -> None:
     """Add a finished run (idempotent: a run id is stored once, its values replaced) in one transaction.
-    HistoryBusy when another process holds the database longer than the busy timeout (nothing is written)."""
-    con = connect(db, run_dir)
-    try:
-        with con:
-            _insert_run(con, record, run_dir)
-            fault_point("history")  # inside the transaction: a signal here leaves the database as it was
-    except sqlite3.OperationalError as exc:
-        if _is_busy(exc):
-            raise _busy_error(db, run_dir) from None
-        raise
-    finally:
-        con.close()
 
-
-def _insert_run(con: sqlite3.Connection, record: dict, run_dir: Path) -> None:
-    gates = record["suite"]["definition"].get("gates", [])
+    While another process holds the database, it tries again (``log`` says once that it waits) for up to
+    ``busy_seconds()``; then HistoryBusy, which says the database is busy, not damaged, and how to record the
+    run later (nothing is written: the run folder's run.json keeps all the entry needs)."""
+    deadline, told = time.monotonic() + busy_seconds(), False
     commit = git_commit()
+    while True:
+        try:
+            con = connect(db, run_dir, timeout=TRY_SECONDS)
+            try:
+                with con:
+                    _insert_run(con, record, run_dir, commit)
+                    fault_point("history")  # inside the transaction: a signal here leaves the database as it was
+                return
+            finally:
+                con.close()
+        except (HistoryBusy, sqlite3.OperationalError) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _is_busy(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise _busy_error(db, run_dir) from None
+            if log is not None and not told:
+                log(f"{db}: busy (another process is writing it); waiting up to {busy_seconds():g} s ...")
+                told = True
+
+
+def _insert_run(con: sqlite3.Connection, record: dict, run_dir: Path, commit: str | None) -> None:
+    gates = record["suite"]["definition"].get("gates", [])
     con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
         record["run_id"], record["suite"]["name"], record["created_utc"], commit,
         record["machine"].get("cpu"), str(run_dir), None if record.get("gates_passed") is None else int(record["gates_passed"]),

@@ -62,8 +62,15 @@ def _worker_init(driver: int) -> None:
     """A worker ignores Ctrl-C (the terminal sends it to the whole process group): the driver stops it. Its
     progress bars are off: several processes' bars on one terminal would be unreadable. It dies with its driver
     (``die_with_parent``): a driver killed with SIGKILL leaves no worker writing into its run folder."""
+    import threading
+
+    from tqdm import tqdm
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TQDM_DISABLE"] = "1"
+    # tqdm's default lock is a multiprocessing semaphore; a worker killed with SIGKILL could not give it back,
+    # and the resource tracker would warn about it at the run's end: a worker's own bars need a thread lock only
+    tqdm.set_lock(threading.RLock())
     die_with_parent(driver)
 
 
