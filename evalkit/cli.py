@@ -448,14 +448,14 @@ def cmd_signoff(args) -> int:
     from evalkit.ci.gates import GateResult
 
     if args.target == "keygen":
-        if not args.out or args.record or args.model or args.key or args.public_key:
+        if not args.out or args.record or args.model or args.key or args.public_key or args.resume:
             raise UserError("usage: evalkit signoff keygen --out DIR")
         private_path, public_path = signoff.generate_keys(Path(args.out))
         print(f"private key (keep it secret, mode 0600): {private_path}")
         print(f"public key (give it to whoever verifies): {public_path}")
         return EXIT_OK
     if args.target == "verify":
-        if not args.record or not args.model or args.key:
+        if not args.record or not args.model or args.key or args.resume:
             raise UserError("usage: evalkit signoff verify signoff.json --model MODEL.onnx [--public-key PUB.pem]")
         public_key = Path(args.public_key) if args.public_key else None
         problems = signoff.verify_signoff(Path(args.record), Path(args.model), public_key)

@@ -514,17 +514,7 @@ def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, fin
         record_run(db, checked, final, log=log)
     except HistoryBusy as exc:  # the run stands; its run.json keeps what the entry needs
         warn(f"evalkit: warning: {exc}")
-    if finishing.get("junit") or finishing.get("summary_md"):
-        from evalkit.ci.gates import junit_xml, summary_markdown
-        from evalkit.record.io import write_text_atomic
-
-        results, gated = gate_results(checked)
-        for key, text in (("junit", lambda: junit_xml(checked["suite"]["name"], results, checked)),
-                          ("summary_md", lambda: summary_markdown(checked["suite"]["name"], str(final), results,
-                                                                  checked, gated=gated))):
-            if finishing.get(key):
-                Path(finishing[key]).parent.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(Path(finishing[key]), text())
+    write_ci_files(checked, final, finishing)
     if finishing.get("save_golden"):
         items = golden_items(record, partial)
         save_golden(Path(finishing["save_golden"]), items)
@@ -535,6 +525,23 @@ def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, fin
         signoff = finishing["signoff"]
         key = load_private_key(Path(signoff["key"])) if signoff.get("key") else None
         write_signoff(build_signoff(loaded, Path(signoff["model"]), final, load_run(partial), key), partial)
+
+
+def write_ci_files(record: dict, run_dir: Path, finishing: dict) -> None:
+    """The JUnit XML (``finishing["junit"]``) and Markdown summary (``finishing["summary_md"]``) of a finished
+    record, whose folder is (or will be, once renamed) ``run_dir``."""
+    if not (finishing.get("junit") or finishing.get("summary_md")):
+        return
+    from evalkit.ci.gates import junit_xml, summary_markdown
+    from evalkit.record.io import write_text_atomic
+
+    results, gated = gate_results(record)
+    for key, text in (("junit", lambda: junit_xml(record["suite"]["name"], results, record)),
+                      ("summary_md", lambda: summary_markdown(record["suite"]["name"], str(run_dir), results,
+                                                              record, gated=gated))):
+        if finishing.get(key):
+            Path(finishing[key]).parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(Path(finishing[key]), text())
 
 
 def gate_results(record: dict) -> tuple[list, bool]:
