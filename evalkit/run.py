@@ -14,7 +14,6 @@ so an interrupted run can be completed (``resume_run``).
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import signal
@@ -308,7 +307,11 @@ def _resume_run(partial: Path, log, workers: int | None, executor: Executor, ray
                 finishing: dict, warn) -> Path:
     state = read_state(partial)
     run_id = state["run_id"]
-    lock = claim(partial)  # before anything else: one owner per run folder
+    try:
+        lock = claim(partial)  # before anything else: one owner per run folder
+    except FileNotFoundError:
+        raise UserError(f"--resume {partial}: folder not found: another evalkit process completed or removed it "
+                        "meanwhile (list the unfinished ones with `evalkit runs partial`)") from None
     if lock is None:
         raise UserError(f"--resume {partial}: run {run_id} is being written by another evalkit process (it holds "
                         "the folder's lock); wait for it to finish, or stop it (Ctrl-C) and resume then")
@@ -469,10 +472,10 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
         stage = "finishing"
         _finish(loaded, checked, record, partial, final, base / HISTORY_DB, finishing, log, warn)
         fault_point("finishing")
-        with signals_deferred():  # the rename and the lock file's removal: a signal waits until both are done
+        with signals_deferred():  # the rename and what says it happened: a signal waits until both are done
             partial.rename(final)
+            fault_point("renamed")  # here, without the deferral, the signal would find the run half renamed
             stage = "renamed"
-            fault_point("renamed")
             lock.forget_file(final)
     except BaseException as exc:
         if stage == "renamed":  # complete: a signal that arrived during the rename is told after it

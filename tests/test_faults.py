@@ -166,8 +166,11 @@ def test_a_killed_driver_leaves_no_worker_and_one_resume_owns_the_folder(fixture
     workers = [pid for pid in tagged(tag) if pid != driver.pid]
     assert workers, "the run has no worker processes"
     driver.kill()  # SIGKILL: no handler runs, nothing is cleaned up
+    driver.wait(timeout=PATIENCE)  # (not communicate(): its pipes stay open while a worker holds them)
+    finished = sorted(partial.glob(f"*/{ENTRY_JSON}"))
+    no_process_left(tag)  # the workers died with their driver (and their ffmpeg with them) ...
+    assert sorted(partial.glob(f"*/{ENTRY_JSON}")) == finished  # ... at once: none finished its job after it
     driver.communicate(timeout=PATIENCE)
-    no_process_left(tag)  # the workers died with their driver (and their ffmpeg with them)
     code, stdout, _ = evalkit("runs", "partial", out)
     assert code == 0 and f"{partial}  stopped" in stdout, stdout  # the lock went with its process
 

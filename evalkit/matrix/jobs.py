@@ -14,6 +14,7 @@ A finished job leaves ``entry.json`` in its folder, and the ``.partial`` run fol
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -471,8 +472,9 @@ class RunLock:
 
 
 def claim(folder: Path) -> RunLock | None:
-    """Lock ``folder`` (a .partial run folder) for this process; None when another process holds it. The file
-    locked must still be the folder's own afterwards (a run that held it may have completed and renamed it)."""
+    """Lock ``folder`` (a .partial run folder) for this process; None when another process holds it.
+    FileNotFoundError when the folder is gone, or went once locked (a run that held it completed and renamed it:
+    the file locked must still be the folder's own)."""
     folder = Path(folder)
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     for attempt in range(3):  # `runs partial` takes a shared lock for a moment to look: look again after it
@@ -490,7 +492,7 @@ def claim(folder: Path) -> RunLock | None:
         same = False
     if not same:
         os.close(fd)
-        return None
+        raise FileNotFoundError(errno.ENOENT, "the run folder was completed or removed meanwhile", str(folder))
     return RunLock(folder, fd)
 
 
