@@ -1093,9 +1093,11 @@ def _interrupted_run(exc: BaseException) -> str:
     if partial is None:
         return "no run folder was completed"
     finished, total = exc.partial_progress
-    if getattr(exc, "partial_stage", "combinations") == "combinations":
-        return (f"{finished} of {total} combinations finished and are kept in {partial}; continue with: "
-                f"{exc.resume_command}")
+    stage = getattr(exc, "partial_stage", "combinations")
+    if stage in ("combinations", "report"):
+        return (f"{finished} of {total} combinations finished and are kept in {partial}"
+                + ("; the record and report were not yet written" if stage == "report" else "")
+                + f"; continue with: {exc.resume_command}")
     return (f"{finished} of {total} combinations finished and the record and report are written in {partial}, "
             "but not the final steps (history entry, JUnit/Markdown, golden outputs, sign-off, final name); "
             f"finish with: {exc.resume_command}")
