@@ -45,9 +45,12 @@ def start(*args, fault: str | None = None, sig: str = "TERM", env: dict | None =
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def evalkit(*args, **how) -> tuple[int, str, str]:
-    process = start(*args, **how)
+def evalkit(*args, tag: str = "", **how) -> tuple[int, str, str]:
+    """``start`` to the end: (exit code, stdout, stderr), once no process it started is left."""
+    tag = tag or uuid.uuid4().hex
+    process = start(*args, tag=tag, **how)
     out, err = process.communicate(timeout=PATIENCE)
+    no_process_left(tag)
     return process.returncode, out, err
 
 
