@@ -1098,9 +1098,15 @@ def _interrupted_run(exc: BaseException) -> str:
         return (f"{finished} of {total} combinations finished and are kept in {partial}"
                 + ("; the record and report were not yet written" if stage == "report" else "")
                 + f"; continue with: {exc.resume_command}")
-    return (f"{finished} of {total} combinations finished and the record and report are written in {partial}, "
-            "but not the final steps (history entry, JUnit/Markdown, golden outputs, sign-off, final name); "
-            f"finish with: {exc.resume_command}")
+    steps = getattr(exc, "finishing_steps", {})
+    done = ["the record and report"] + [name for name, made in steps.items() if made]
+    missing = [name for name, made in steps.items() if not made] + ["the final name"]
+
+    def words(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+    return (f"{finished} of {total} combinations finished; {words(done)} are "
+            f"written ({partial}); not yet {words(missing)}; finish with: {exc.resume_command}")
 
 
 def _internal_or_environment(exc: OSError) -> int:

@@ -435,6 +435,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
     entries = {job: done[job.folder] for job in jobs if job.folder in done}
     todo = [job for job in jobs if job not in entries]
     stage = "combinations"
+    steps = {}  # the finishing steps this run takes, each True once done (``_finish``)
     try:
         with closing(execute(loaded, todo, partial, workers or default_workers(suite), executor, ray_address,
                              log)) as results:
@@ -470,7 +471,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
         make_view_assets(partial, checked, log=log)
         render_run(partial, checked, log=log)
         stage = "finishing"
-        _finish(loaded, checked, record, partial, final, base / HISTORY_DB, finishing, log, warn)
+        _finish(loaded, checked, record, partial, final, base / HISTORY_DB, finishing, log, warn, steps)
         fault_point("finishing")
         with signals_deferred():  # the rename and what says it happened: a signal waits until both are done
             partial.rename(final)
@@ -489,6 +490,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
             exc.partial_run = partial
             exc.partial_progress = (finished, len(jobs))
             exc.partial_stage = stage
+            exc.finishing_steps = steps
             exc.resume_command = resume_command(partial, finishing)
         else:
             shutil.rmtree(partial, ignore_errors=True)
@@ -509,18 +511,26 @@ def resume_command(partial: Path, finishing: dict) -> str:
 
 
 def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, final: Path, db: Path,
-            finishing: dict, log, warn) -> None:
+            finishing: dict, log, warn, steps: dict) -> None:
     """The finishing steps, into ``partial`` or beside it, naming the run by its ``final`` folder: the history
-    entry, JUnit XML and Markdown summary, golden outputs, sign-off. Each can be done again (a resume does)."""
+    entry, JUnit XML and Markdown summary, golden outputs, sign-off. Each can be done again (a resume does).
+    ``steps``: each step this run takes, by name, False until it is done (what an interruption's message tells)."""
+    wanted = (("the history entry", True), ("the JUnit XML", finishing.get("junit")),
+              ("the Markdown summary", finishing.get("summary_md")),
+              ("the golden outputs", finishing.get("save_golden")), ("the sign-off", finishing.get("signoff")))
+    steps.update({name: False for name, asked in wanted if asked})
     log(f"recording the run in {db} ...")
     try:
         record_run(db, checked, final, log=log)
+        steps["the history entry"] = True
     except HistoryBusy as exc:  # the run stands; its run.json keeps what the entry needs
         warn(f"evalkit: warning: {exc}")
     write_ci_files(checked, final, finishing)
+    steps.update({name: True for name in ("the JUnit XML", "the Markdown summary") if name in steps})
     if finishing.get("save_golden"):
         items = golden_items(record, partial)
         save_golden(Path(finishing["save_golden"]), items)
+        steps["the golden outputs"] = True
         log(f"saved golden outputs of {len(items)} model x input pairs to {finishing['save_golden']}")
     if finishing.get("signoff"):
         from evalkit.ci.signoff import build_signoff, load_private_key, write_signoff
@@ -528,6 +538,7 @@ def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, fin
         signoff = finishing["signoff"]
         key = load_private_key(Path(signoff["key"])) if signoff.get("key") else None
         write_signoff(build_signoff(loaded, Path(signoff["model"]), final, load_run(partial), key), partial)
+        steps["the sign-off"] = True
 
 
 def write_ci_files(record: dict, run_dir: Path, finishing: dict) -> None:

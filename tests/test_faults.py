@@ -218,10 +218,11 @@ def test_a_signal_in_the_finishing_steps_loses_nothing(fixtures_dir, tmp_path, s
         assert [r[:2] for r in recorded(db)] == [(run_dir.name, str(run_dir.resolve()))]
         return
     partial = the_partial(out)
-    assert one_line(err) == (
-        f"evalkit: {what} (1 of 1 combinations finished and the record and report are written in {partial}, but not "
-        "the final steps (history entry, JUnit/Markdown, golden outputs, sign-off, final name); finish with: "
-        f"evalkit run --resume {partial})")
+    written = "the record and report are" if step == "history" else \
+        "the record and report, the history entry and the JUnit XML are"
+    missing = "the history entry, the JUnit XML and the final name" if step == "history" else "the final name"
+    assert one_line(err) == (f"evalkit: {what} (1 of 1 combinations finished; {written} written ({partial}); not yet "
+                             f"{missing}; finish with: evalkit run --resume {partial})")
     assert (partial / "run.json").is_file() and (partial / "report.html").is_file()
     assert json.loads((partial / STATE_JSON).read_text())["finishing"] == {"junit": str(junit.resolve())}
     before = recorded(db) if db.exists() else []
@@ -316,7 +317,9 @@ def test_an_interrupted_signoff_is_finished_by_the_command_it_names(fixtures_dir
         assert "after the run was completed" in one_line(err)
     else:
         partial = the_partial(out)
-        assert one_line(err).endswith(f"finish with: evalkit signoff --resume {partial})")
+        assert one_line(err) == (f"evalkit: terminated (1 of 1 combinations finished; the record and report, the "
+                                 f"history entry and the sign-off are written ({partial}); not yet the final name; "
+                                 f"finish with: evalkit signoff --resume {partial})")
         code, stdout, err = evalkit("signoff", "--resume", partial)
         assert code == 0, err
         assert f"sign-off PASS: 1 of 1 criteria passed for {model.resolve()}" in stdout
