@@ -145,12 +145,13 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
     check_executor(executor, workers, ray_address)
     loaded = load_suite(suite_path) if resume is None else None
 
-    from evalkit.ci.gates import GateResult, junit_xml, run_checks, summary_markdown, summary_text
+    from evalkit.ci.gates import summary_text
     from evalkit.record.summary import json_safe, load_run
-    from evalkit.run import resume_run, run_suite
+    from evalkit.run import gate_results, resume_run, run_suite
 
+    # JUnit and Markdown are written before the run folder takes its final name (run._finish), with history
     how = dict(log=_progress, save_golden_to=save_golden, workers=workers, executor=executor,
-               ray_address=ray_address)
+               ray_address=ray_address, finishing={"junit": junit, "summary_md": summary_md}, warn=_stderr)
     if resume is not None:
         _debug(f"resuming {resume}")
         run_dir = resume_run(resume, **how)
@@ -159,16 +160,10 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
         run_dir = run_suite(loaded, out=out, keep_suite_as=keep_suite_as, **how)
     record = load_run(run_dir)
     name = record["suite"]["name"]
-    gated = record["gates"] is not None
     failed, bug = _failures(record)
-    results = [GateResult(**g) for g in record["gates"]] if gated else run_checks(record)
-    if gated:  # a failed combination fails the run whatever the gates say: shown as a failed run check
-        results += run_checks({"runs": failed})
+    # a failed combination fails the run whatever the gates say: shown as a failed run check
+    results, gated = gate_results(record)
     code = EXIT_INTERNAL if bug else EXIT_OK if all(results) and not failed else EXIT_GATE_FAILED
-    if junit:
-        _write_text(junit, junit_xml(name, results, record))
-    if summary_md:
-        _write_text(summary_md, summary_markdown(name, str(run_dir), results, record, gated=gated))
     for e in failed:
         _stderr(_failure_line(e))
     if as_json:
@@ -194,14 +189,6 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
     print(verdict_table_text(record, report=str(Path(run_dir) / "report.html")))
     print(run_dir)
     return code
-
-
-def _write_text(path: Path, text: str) -> None:
-    from evalkit.record.io import write_text_atomic
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text)
 
 
 def cmd_run(args) -> int:
@@ -412,6 +399,8 @@ def cmd_baseline_set(args) -> int:
 def cmd_history(args) -> int:
     from evalkit.ci import history
 
+    if args.record:
+        return _history_record(args)
     db = _history_db(args)
     _debug(f"history database: {db}")
     if not db.is_file():
@@ -433,6 +422,23 @@ def cmd_history(args) -> int:
     out = Path(args.out) if args.out else db.with_name("history.html")
     history.write_history_html(db, args.suite, fields, out)
     print(out)
+    return EXIT_OK
+
+
+def _history_record(args) -> int:
+    """``evalkit history --record RUN_DIR``: add a finished run that missed its entry (a busy database) to the
+    history database beside it (or --db); recording a run again replaces its entry."""
+    from evalkit.ci import history
+    from evalkit.record.summary import load_run
+
+    if args.where or args.field or args.suite or args.out:
+        raise UserError("--record RUN_DIR adds a run to the history database: give it alone, or with --db FILE")
+    for folder in args.record:
+        run_dir = Path(folder).resolve()
+        record = load_run(run_dir)
+        db = Path(args.db) if args.db else run_dir.parent.parent / history.HISTORY_DB
+        history.record_run(db, record, run_dir)
+        print(f"recorded run {record['run_id']} in {db}")
     return EXIT_OK
 
 
@@ -468,14 +474,14 @@ def cmd_signoff(args) -> int:
     from evalkit.ci.gates import GateResult
 
     if args.target == "keygen":
-        if not args.out or args.record or args.model or args.key or args.public_key:
+        if not args.out or args.record or args.model or args.key or args.public_key or args.resume:
             raise UserError("usage: evalkit signoff keygen --out DIR")
         private_path, public_path = signoff.generate_keys(Path(args.out))
         print(f"private key (keep it secret, mode 0600): {private_path}")
         print(f"public key (give it to whoever verifies): {public_path}")
         return EXIT_OK
     if args.target == "verify":
-        if not args.record or not args.model or args.key:
+        if not args.record or not args.model or args.key or args.resume:
             raise UserError("usage: evalkit signoff verify signoff.json --model MODEL.onnx [--public-key PUB.pem]")
         public_key = Path(args.public_key) if args.public_key else None
         problems = signoff.verify_signoff(Path(args.record), Path(args.model), public_key)
@@ -495,19 +501,35 @@ def cmd_signoff(args) -> int:
                   "can be recomputed by anyone, so its origin was not checked; sign with --key and verify with "
                   "--public-key for that)")
         return EXIT_GATE_FAILED if problems else EXIT_OK
-    from evalkit.run import run_suite
+    from evalkit.run import resume_run, run_suite
     from evalkit.config.suite import load_suite
     from evalkit.record.summary import load_run
 
-    if not args.model or args.record or args.public_key:
-        raise UserError("usage: evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--key KEY.pem] "
-                        "[--out DIR]")
-    private_key = signoff.load_private_key(Path(args.key)) if args.key else None  # before the run: fail early
-    loaded = signoff.with_model(load_suite(Path(args.target)), Path(args.model), args.model_name)
-    run_dir = run_suite(loaded, out=Path(args.out) if args.out else None, log=_progress)
+    if args.resume:
+        if args.target or args.model or args.model_name or args.key or args.out or args.record or args.public_key:
+            raise UserError(f"--resume {args.resume} finishes an interrupted sign-off with its own suite, model and "
+                            "key: give it alone (evalkit signoff --resume RUN_DIR)")
+        # the run folder's state names the model signed off: the sign-off is written before the final rename
+        run_dir = resume_run(Path(args.resume), log=_progress, warn=_stderr)
+        if not (run_dir / signoff.SIGNOFF_JSON).is_file():
+            raise UserError(f"--resume {args.resume}: the run was not a sign-off's (it was completed as a plain run "
+                            f"in {run_dir}); start one with `evalkit signoff SUITE.yaml --model MODEL.onnx`")
+    else:
+        if not args.target or not args.model or args.record or args.public_key:
+            raise UserError("usage: evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--key KEY.pem] "
+                            "[--out DIR]")
+        if args.key:
+            signoff.load_private_key(Path(args.key))  # before the run: fail early
+        loaded = signoff.with_model(load_suite(Path(args.target)), Path(args.model), args.model_name)
+        finishing = {"signoff": {"model": str(Path(args.model).resolve()), "model_name": args.model_name,
+                                 "key": str(Path(args.key).resolve()) if args.key else None}}
+        run_dir = run_suite(loaded, out=Path(args.out) if args.out else None, log=_progress, finishing=finishing,
+                            warn=_stderr)
     run = load_run(run_dir)
-    record = signoff.build_signoff(loaded, Path(args.model), run_dir, run, private_key)
-    json_path, html_path = signoff.write_signoff(record, run_dir)
+    json_path, html_path = run_dir / signoff.SIGNOFF_JSON, run_dir / signoff.SIGNOFF_HTML
+    record = signoff.read_signoff(json_path)
+    model = record["model"]["path"]
+    private_key = record.get("signature")
     failed = [g for g in record["criteria"] if not g["passed"]]
     failed_runs, bug = _failures(run)
     # a bug's verdict is FAIL, but the cause is evalkit's, not the model's: exit 3, and its error line
@@ -521,7 +543,7 @@ def cmd_signoff(args) -> int:
         from evalkit.record.summary import json_safe
 
         print(json.dumps(json_safe({
-            "verdict": record["verdict"], "model": str(args.model), "signed": private_key is not None,
+            "verdict": record["verdict"], "model": str(args.model or model), "signed": private_key is not None,
             "criteria_passed": len(record["criteria"]) - len(failed), "criteria": len(record["criteria"]),
             "failed": failed, "run_dir": str(run_dir), "signoff_json": str(json_path), "signoff_html": str(html_path),
         }), allow_nan=False))
@@ -529,7 +551,7 @@ def cmd_signoff(args) -> int:
     from evalkit.report.verdicts import verdict_table_text
 
     print(f"sign-off {record['verdict']}: {len(record['criteria']) - len(failed)} of {len(record['criteria'])} "
-          f"criteria passed for {args.model}" + ("" if private_key else " (unsigned: pass --key to sign it)"))
+          f"criteria passed for {args.model or model}" + ("" if private_key else " (unsigned: pass --key to sign it)"))
     for g in failed:
         print(f"  FAIL  {GateResult(**g).where}  {g['gate']}: {g['message']}")
     print()
@@ -847,11 +869,15 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--db", help="the database (default: found from RUN_DIR or SUITE.yaml; without them "
                       "./reports/history.sqlite)")
     hist.add_argument("--out", metavar="HTML", help="default: history.html beside the database")
+    hist.add_argument("--record", metavar="RUN_DIR", action="append", help="add this finished run folder to the "
+                      "database beside it (or --db) instead: for a run that could not record itself (a busy "
+                      "database); repeatable; recording a run again replaces its entry")
     hist.set_defaults(func=cmd_history)
 
     sign = sub.add_parser(
         "signoff", help="release sign-off of one model file, and its verification",
         usage="evalkit signoff SUITE.yaml --model MODEL.onnx [--model-name NAME] [--key KEY.pem] [--out DIR]\n"
+              "       evalkit signoff --resume RUN_DIR\n"
               "       evalkit signoff verify signoff.json --model MODEL.onnx [--public-key PUB.pem]\n"
               "       evalkit signoff keygen --out DIR",
         description="Run a release suite (its gates are the release criteria) with MODEL as the model, and write "
@@ -860,7 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
         "over the whole record. With --key (an Ed25519 private key, from `keygen`) the record is also signed. "
         "`verify` checks that a record is unaltered and belongs to MODEL; the digest alone proves integrity, not "
         "origin: with --public-key it also checks the signature. Exit 0: PASS / verified; 1: FAIL / not verified.")
-    sign.add_argument("target", metavar="SUITE.yaml|verify|keygen")
+    sign.add_argument("target", nargs="?", metavar="SUITE.yaml|verify|keygen")
     sign.add_argument("record", nargs="?", metavar="signoff.json", help="with verify: the record to check")
     sign.add_argument("--model", metavar="MODEL.onnx", help="the model file signed off (or checked)")
     sign.add_argument("--model-name", help="which model of the suite MODEL replaces (needed when it has several)")
@@ -868,6 +894,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "with keygen: where the key pair is written")
     sign.add_argument("--key", metavar="KEY.pem", help="sign the record with this Ed25519 private key (PEM)")
     sign.add_argument("--public-key", metavar="PUB.pem", help="with verify: check the signature with this public key")
+    sign.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted sign-off (its .<run-id>.partial "
+                      "folder, as the interruption's message names it) into its signoff.json")
     sign.add_argument("--json", action="store_true", help="print one JSON object (verdict, criteria, failures, files; "
                       "with verify: verified, origin_checked, problems)")
     sign.set_defaults(func=cmd_signoff)
@@ -1066,7 +1094,10 @@ def main(argv: list[str] | None = None) -> int:
         _stderr(f"evalkit: terminated ({_interrupted_run(exc)})")
         return EXIT_TERMINATED
     except UserError as exc:
-        _stderr(f"evalkit: error: {' '.join(str(exc).split())}")
+        kept = ""
+        if getattr(exc, "partial_run", None) is not None and str(exc.partial_run) not in str(exc):
+            kept = f" ({_interrupted_run(exc)})"
+        _stderr(f"evalkit: error: {' '.join(str(exc).split())}{kept}")
         return exc.exit_code
     except KeyboardInterrupt as exc:
         _stderr(f"evalkit: interrupted ({_interrupted_run(exc)})")
@@ -1096,12 +1127,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted_run(exc: BaseException) -> str:
     """What an interruption left: nothing, or a .partial run folder with finished combinations to resume."""
+    completed = getattr(exc, "completed_run", None)
+    if completed is not None:
+        return (f"after the run was completed: {completed}, with its history entry and every file asked for; "
+                "nothing to resume")
     partial = getattr(exc, "partial_run", None)
     if partial is None:
         return "no run folder was completed"
     finished, total = exc.partial_progress
-    return (f"{finished} of {total} combinations finished and are kept in {partial}; continue with: "
-            f"evalkit run --resume {partial}")
+    stage = getattr(exc, "partial_stage", "combinations")
+    if stage in ("combinations", "report"):
+        return (f"{finished} of {total} combinations finished and are kept in {partial}"
+                + ("; the record and report were not yet written" if stage == "report" else "")
+                + f"; continue with: {exc.resume_command}")
+    steps = getattr(exc, "finishing_steps", {})
+    done = ["the record and report"] + [name for name, made in steps.items() if made]
+    missing = [name for name, made in steps.items() if not made] + ["the final name"]
+
+    def words(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+    return (f"{finished} of {total} combinations finished; {words(done)} are "
+            f"written ({partial}); not yet {words(missing)}; finish with: {exc.resume_command}")
 
 
 def _internal_or_environment(exc: OSError) -> int:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,9 +28,10 @@ from evalkit.measure.parity import add_parity, compare_with_golden, golden_items
 from evalkit.record import io
 from evalkit.record.environment import content_sha256, machine_info, versions
 from evalkit.measure.golden import save_golden
-from evalkit.ci.history import HISTORY_DB, record_run
+from evalkit.ci.history import HISTORY_DB, HistoryBusy, record_run
 from evalkit.errors import UserError
 from evalkit.progress import Steps
+from evalkit.faults import fault_point
 from evalkit.matrix.executors import Executor, default_workers, execute
 from evalkit.pipeline.generate import check_protocol, prepare_input
 from evalkit.ci.baseline import load_baseline
@@ -46,14 +49,27 @@ from evalkit.pipeline.mel import mel_frame_count, video_frame_count
 from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
 from evalkit.media.decode import check_decodes, decoded_once
 from evalkit.config.suite import BackendSpec, LoadedSuite, SessionOptions, SuiteError, cross_check, load_suite
-from evalkit.matrix.jobs import (combo_folder, finished_entries, mark_stopped, one_blas_thread, plan_jobs,  # noqa: F401 (re-exported)
-                                protocol_audio, read_state, write_state, writer_running)
+from evalkit.matrix.jobs import (WORKER_DIED, combo_folder, claim, finished_entries, mark_stopped,  # noqa: F401 (re-exported)
+                                one_blas_thread, plan_jobs, protocol_audio, read_state, write_state, writer_running)
 
 
 class RequiredBackendMissing(UserError):
     """A backend marked ``required`` cannot run here: the run fails (exit 1)."""
 
     exit_code = 1
+
+
+class RunNotFinished(UserError):
+    """A worker process died with a combination (killed by the out-of-memory killer, say): the others are kept
+    in the .partial folder, which ``--resume`` finishes by running the lost ones again (exit 1)."""
+
+    exit_code = 1
+
+
+FINISHING_KEYS = ("save_golden", "junit", "summary_md", "signoff")
+"""What a run writes when its combinations are done, besides its folder (kept in run_state.json, so that a
+resume finishes it as the run would have): golden outputs, JUnit XML, Markdown summary, sign-off
+(``{"model", "model_name", "key"}``)."""
 
 
 def new_run_id() -> str:
@@ -220,7 +236,7 @@ def _file_facts(path: Path | None) -> dict | None:
 
 def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_golden_to: Path | None = None,
               keep_suite_as: str | None = None, workers: int | None = None, executor: Executor = "local",
-              ray_address: str | None = None) -> Path:
+              ray_address: str | None = None, finishing: dict | None = None, warn=None) -> Path:
     """Run every model x backend x input x protocol of the suite; returns the finished run folder.
 
     With ``save_golden_to``, the raw outputs of each model x input are also saved there as a golden set.
@@ -230,13 +246,27 @@ def run_suite(loaded: LoadedSuite, out: Path | None = None, log=print, save_gold
     ``executor`` "ray" runs each combination as a task on the Ray cluster at ``ray_address``.
     A combination that fails is recorded as failed (matrix.jobs.failed_entry); the others run on.
     Each input video is decoded once, by preflight (media.decode.decoded_once).
+    ``finishing``: what else the run writes before its folder takes its final name (FINISHING_KEYS); kept in
+    the .partial folder's state, so that ``resume_run`` finishes an interrupted run as it would have finished.
+    ``warn``: where a warning line goes (a busy history database; default ``log``).
     """
+    finishing = _finishing(finishing, save_golden_to)
     with decoded_once(), one_blas_thread():
-        return _run_suite(loaded, out, log, save_golden_to, keep_suite_as, workers, executor, ray_address)
+        return _run_suite(loaded, out, log, keep_suite_as, workers, executor, ray_address, finishing, warn or log)
 
 
-def _run_suite(loaded: LoadedSuite, out: Path | None, log, save_golden_to: Path | None, keep_suite_as: str | None,
-               workers: int | None, executor: Executor, ray_address: str | None) -> Path:
+def _finishing(finishing: dict | None, save_golden_to: Path | None) -> dict:
+    finishing = {key: value for key, value in (finishing or {}).items() if value is not None}
+    unknown = set(finishing) - set(FINISHING_KEYS)
+    if unknown:
+        raise TypeError(f"finishing: unknown keys {sorted(unknown)} (known: {', '.join(FINISHING_KEYS)})")
+    if save_golden_to is not None:
+        finishing["save_golden"] = save_golden_to
+    return {key: (str(Path(value).resolve()) if key != "signoff" else value) for key, value in finishing.items()}
+
+
+def _run_suite(loaded: LoadedSuite, out: Path | None, log, keep_suite_as: str | None, workers: int | None,
+               executor: Executor, ray_address: str | None, finishing: dict, warn) -> Path:
     suite = loaded.suite
     prepared, baseline = preflight(loaded)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
@@ -244,51 +274,85 @@ def _run_suite(loaded: LoadedSuite, out: Path | None, log, save_golden_to: Path 
     final = base / suite.name / run_id
     partial = base / suite.name / f".{run_id}{PARTIAL_SUFFIX}"
     partial.mkdir(parents=True)
+    lock = claim(partial)  # a new folder: nobody else can hold it
     try:
+        fault_point("claimed")
         if keep_suite_as:
             (partial / keep_suite_as).write_text(loaded.text)
         record = _new_record(loaded, run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                              final / keep_suite_as if keep_suite_as else loaded.path, prepared)
-        write_state(partial, loaded, run_id, record["created_utc"], len(plan_jobs(suite)), keep_suite_as, record)
+        write_state(partial, loaded, run_id, record["created_utc"], len(plan_jobs(suite)), keep_suite_as, record,
+                    finishing)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        lock.release()
         raise
-    return _complete(loaded, record, partial, baseline, {}, log, save_golden_to, workers, executor, ray_address)
+    return _complete(loaded, record, partial, baseline, {}, log, workers, executor, ray_address, finishing, lock,
+                     warn)
 
 
 def resume_run(partial: Path, log=print, save_golden_to: Path | None = None, workers: int | None = None,
-               executor: Executor = "local", ray_address: str | None = None) -> Path:
+               executor: Executor = "local", ray_address: str | None = None, finishing: dict | None = None,
+               warn=None) -> Path:
     """Complete an interrupted run folder (``.<run-id>.partial``): its combinations with status ok are kept,
-    the others run; then parity, gates, report and the rename, as a normal run. The suite must be the one the
-    run started with (same SHA-256), and so must the model and input files (UserError otherwise)."""
+    the others run; then parity, gates, report, the finishing steps the run was started with (its state's
+    ``finishing``, with ``finishing`` and ``save_golden_to`` added or replacing them: golden outputs, JUnit,
+    Markdown, sign-off) and the rename, as a normal run. The folder is claimed first (its lock): a folder that
+    another process is writing is refused. The suite must be the one the run started with (same SHA-256), and
+    so must the model and input files (UserError otherwise)."""
+    finishing = _finishing(finishing, save_golden_to)
     with decoded_once(), one_blas_thread():
-        return _resume_run(Path(partial), log, save_golden_to, workers, executor, ray_address)
+        return _resume_run(Path(partial), log, workers, executor, ray_address, finishing, warn or log)
 
 
-def _resume_run(partial: Path, log, save_golden_to: Path | None, workers: int | None, executor: Executor,
-                ray_address: str | None) -> Path:
+def _resume_run(partial: Path, log, workers: int | None, executor: Executor, ray_address: str | None,
+                finishing: dict, warn) -> Path:
     state = read_state(partial)
     run_id = state["run_id"]
-    if writer_running(state):
-        raise UserError(f"--resume {partial}: run {run_id} is still running (process {state['pid']} on this "
-                        "machine); wait for it to finish, or stop it (Ctrl-C) and resume then")
-    if partial.name != f".{run_id}{PARTIAL_SUFFIX}":
-        raise UserError(f"--resume {partial}: run {run_id}'s folder is named .{run_id}{PARTIAL_SUFFIX} (renamed "
-                        "folders cannot be resumed)")
-    kept = state["kept_suite"]
-    loaded = load_suite(partial / kept if kept else Path(state["suite_path"]))
-    if loaded.sha256 != state["suite_sha256"]:
-        raise UserError(f"--resume {partial}: the suite {loaded.path} changed since run {run_id} started (SHA-256 "
-                        f"{state['suite_sha256'][:12]}... then, {loaded.sha256[:12]}... now); start a new run with "
-                        f"`evalkit run {loaded.path}`")
-    prepared, baseline = preflight(loaded)
-    final = partial.parent / run_id
-    record = _new_record(loaded, run_id, state["created_utc"], final / kept if kept else loaded.path, prepared)
-    check_unchanged(partial, state, record)
-    write_state(partial, loaded, run_id, state["created_utc"], state["combinations"], kept, record)  # now ours
+    try:
+        lock = claim(partial)  # before anything else: one owner per run folder
+    except FileNotFoundError:
+        raise UserError(f"--resume {partial}: folder not found: another evalkit process completed or removed it "
+                        "meanwhile (list the unfinished ones with `evalkit runs partial`)") from None
+    if lock is None:
+        raise UserError(f"--resume {partial}: run {run_id} is being written by another evalkit process (it holds "
+                        "the folder's lock); wait for it to finish, or stop it (Ctrl-C) and resume then")
+    try:
+        fault_point("claimed")
+        state = read_state(partial)  # as the last owner left it
+        if writer_running(state):  # a writer from before the lock (an older evalkit's), alive
+            raise UserError(f"--resume {partial}: run {run_id} is still running (process {state['pid']} on this "
+                            "machine); wait for it to finish, or stop it (Ctrl-C) and resume then")
+        if partial.name != f".{run_id}{PARTIAL_SUFFIX}":
+            raise UserError(f"--resume {partial}: run {run_id}'s folder is named .{run_id}{PARTIAL_SUFFIX} (renamed "
+                            "folders cannot be resumed)")
+        finishing = {**state.get("finishing", {}), **finishing}
+        kept = state["kept_suite"]
+        loaded = load_suite(partial / kept if kept else Path(state["suite_path"]))
+        if loaded.sha256 != state["suite_sha256"]:
+            raise UserError(f"--resume {partial}: the suite {loaded.path} changed since run {run_id} started "
+                            f"(SHA-256 {state['suite_sha256'][:12]}... then, {loaded.sha256[:12]}... now); start a "
+                            f"new run with `evalkit run {loaded.path}`")
+        if finishing.get("signoff"):  # a sign-off's run: the suite with the model signed off
+            from evalkit.ci.signoff import load_private_key, with_model
+
+            signoff = finishing["signoff"]
+            loaded = with_model(loaded, Path(signoff["model"]), signoff.get("model_name"))
+            if signoff.get("key"):
+                load_private_key(Path(signoff["key"]))  # now, not after the run
+        prepared, baseline = preflight(loaded)
+        final = partial.parent / run_id
+        record = _new_record(loaded, run_id, state["created_utc"], final / kept if kept else loaded.path, prepared)
+        check_unchanged(partial, state, record)
+        write_state(partial, loaded, run_id, state["created_utc"], state["combinations"], kept, record,
+                    finishing)  # now ours
+    except BaseException:
+        lock.release()
+        raise
     done = finished_entries(partial)
     log(f"resuming run {run_id}: {len(done)} of {state['combinations']} combinations already finished")
-    return _complete(loaded, record, partial, baseline, done, log, save_golden_to, workers, executor, ray_address)
+    return _complete(loaded, record, partial, baseline, done, log, workers, executor, ray_address, finishing, lock,
+                     warn)
 
 
 def recorded_files(record: dict) -> Iterator[tuple[str, str, str, dict]]:
@@ -354,28 +418,44 @@ def _new_record(loaded: LoadedSuite, run_id: str, created_utc: str, suite_path: 
 
 
 def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict | None, done: dict[str, dict], log,
-              save_golden_to: Path | None, workers: int | None, executor: Executor, ray_address: str | None) -> Path:
-    """Run the combinations not ``done`` (entries by folder), then parity, gates, the record, the report, and
-    the rename of ``partial`` to the run's final name. Interrupted after a combination finished: ``partial`` is
-    kept (the exception carries it as ``partial_run``); otherwise, or on an error, it is removed."""
+              workers: int | None, executor: Executor, ray_address: str | None, finishing: dict, lock,
+              warn) -> Path:
+    """Run the combinations not ``done`` (entries by folder), then parity, gates, the record, the report, the
+    finishing steps (history, JUnit/Markdown, golden outputs, sign-off: ``_finish``) and, last, the rename of
+    ``partial`` to the run's final name, with SIGINT and SIGTERM deferred until it is done. So the final name
+    means finished, history included, and anything before it is in ``partial``, which ``--resume`` finishes.
+
+    Interrupted after a combination finished, or a worker died with one (RunNotFinished): ``partial`` is kept
+    and marked stopped (the exception carries it as ``partial_run``, with ``partial_progress`` and
+    ``resume_command``); interrupted after the rename, the exception carries the finished folder as
+    ``completed_run``; otherwise, or on an error before every combination finished, ``partial`` is removed.
+    ``lock`` (the folder's, claimed by the caller) is released in every case."""
     suite = loaded.suite
     base = partial.parent.parent
     final = partial.parent / record["run_id"]
     jobs = plan_jobs(suite)
     entries = {job: done[job.folder] for job in jobs if job.folder in done}
     todo = [job for job in jobs if job not in entries]
-    steps = Steps(len(jobs), "run", log, already=len(entries))  # its clock: the record's wall_seconds
+    progress = Steps(len(jobs), "run", log, already=len(entries))  # its clock: the record's wall_seconds
+    stage = "combinations"
+    steps = {}  # the finishing steps this run takes, each True once done (``_finish``)
     try:
         with closing(execute(loaded, todo, partial, workers or default_workers(suite), executor, ray_address,
                              log)) as results:
             for job, entry in results:
                 entries[job] = entry
-                steps.step(f"{job.model}/{job.backend}/{job.input}/{job.protocol}, {entry['status']}")
+                progress.step(f"{job.model}/{job.backend}/{job.input}/{job.protocol}, {entry['status']}")
+        lost = [job for job in jobs if entries[job].get("errors") == WORKER_DIED]
+        if lost:
+            raise RunNotFinished(
+                f"{_lost_list(lost, entries)}; the {len(jobs) - len(lost)} other combinations ran and are kept in "
+                f"{partial}; run {'them' if len(lost) > 1 else 'it'} again with: {resume_command(partial, finishing)}")
         record["runs"] = [entries[job] for job in jobs]
         failed = [e for e in record["runs"] if e["status"] == "failed"]
         if failed:
             log(f"{len(failed)} of {len(jobs)} combinations FAILED; the others ran (see their reasons in the record)")
-        steps.phase("comparing backends (parity) ...")
+        stage = "report"
+        progress.phase("comparing backends (parity) ...")
         record["parity"] = add_parity(record, suite, partial, log=log)
         if suite.golden is not None:
             compare_with_golden(record, suite, partial)
@@ -390,26 +470,128 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
                                       "machine": baseline["machine"]}
         add_verdicts(record)  # each run's verdict, after its summary and the gates
         record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        record["wall_seconds"] = steps.elapsed()
+        record["wall_seconds"] = progress.elapsed()
         checked = RunRecord.model_validate(json_safe(record)).to_json_dict()  # what evalkit writes always loads
         write_json_atomic(partial / RUN_RECORD, checked)
-        steps.phase("writing the report (summary.csv, frames.csv, report.html) ...")
+        progress.phase("writing the report (summary.csv, frames.csv, report.html) ...")
         make_view_assets(partial, checked, log=log)
         render_run(partial, checked, log=log)
-        partial.rename(final)
-        log(f"recording the run in {base / HISTORY_DB} ...")
-        record_run(base / HISTORY_DB, checked, final)
-        if save_golden_to is not None:
-            items = golden_items(record, final)
-            save_golden(save_golden_to, items)
-            log(f"saved golden outputs of {len(items)} model x input pairs to {save_golden_to}")
+        stage = "finishing"
+        _finish(loaded, checked, record, partial, final, base / HISTORY_DB, finishing, log, warn, steps)
+        fault_point("finishing")
+        with signals_deferred():  # the rename and what says it happened: a signal waits until both are done
+            partial.rename(final)
+            fault_point("renamed")  # here, without the deferral, the signal would find the run half renamed
+            stage = "renamed"
+            lock.forget_file(final)
     except BaseException as exc:
+        if stage == "renamed":  # complete: a signal that arrived during the rename is told after it
+            exc.completed_run = final
+            raise
         finished = len(finished_entries(partial)) if partial.is_dir() else 0
-        if not isinstance(exc, Exception) and finished:  # interrupted (Ctrl-C, SIGTERM): keep what finished
+        interrupted = not isinstance(exc, Exception)
+        if (interrupted and (finished or stage != "combinations")) or isinstance(exc, RunNotFinished) or (
+                stage == "finishing" and isinstance(exc, UserError)):
             mark_stopped(partial)
             exc.partial_run = partial
             exc.partial_progress = (finished, len(jobs))
+            exc.partial_stage = stage
+            exc.finishing_steps = steps
+            exc.resume_command = resume_command(partial, finishing)
         else:
             shutil.rmtree(partial, ignore_errors=True)
         raise
+    finally:
+        lock.release()
     return final
+
+
+def _lost_list(lost: list, entries: dict) -> str:
+    return "; ".join(f"{job.model}/{job.backend}/{job.input}/{job.protocol}: {entries[job]['reason']}"
+                     for job in lost)
+
+
+def resume_command(partial: Path, finishing: dict) -> str:
+    """The command that finishes ``partial`` (a sign-off's run: as a sign-off, printing its verdict)."""
+    return f"evalkit {'signoff' if finishing.get('signoff') else 'run'} --resume {partial}"
+
+
+def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, final: Path, db: Path,
+            finishing: dict, log, warn, steps: dict) -> None:
+    """The finishing steps, into ``partial`` or beside it, naming the run by its ``final`` folder: the history
+    entry, JUnit XML and Markdown summary, golden outputs, sign-off. Each can be done again (a resume does).
+    ``steps``: each step this run takes, by name, False until it is done (what an interruption's message tells)."""
+    wanted = (("the history entry", True), ("the JUnit XML", finishing.get("junit")),
+              ("the Markdown summary", finishing.get("summary_md")),
+              ("the golden outputs", finishing.get("save_golden")), ("the sign-off", finishing.get("signoff")))
+    steps.update({name: False for name, asked in wanted if asked})
+    log(f"recording the run in {db} ...")
+    try:
+        record_run(db, checked, final, log=log)
+        steps["the history entry"] = True
+    except HistoryBusy as exc:  # the run stands; its run.json keeps what the entry needs
+        warn(f"evalkit: warning: {exc}")
+    write_ci_files(checked, final, finishing)
+    steps.update({name: True for name in ("the JUnit XML", "the Markdown summary") if name in steps})
+    if finishing.get("save_golden"):
+        items = golden_items(record, partial)
+        save_golden(Path(finishing["save_golden"]), items)
+        steps["the golden outputs"] = True
+        log(f"saved golden outputs of {len(items)} model x input pairs to {finishing['save_golden']}")
+    if finishing.get("signoff"):
+        from evalkit.ci.signoff import build_signoff, load_private_key, write_signoff
+
+        signoff = finishing["signoff"]
+        key = load_private_key(Path(signoff["key"])) if signoff.get("key") else None
+        write_signoff(build_signoff(loaded, Path(signoff["model"]), final, load_run(partial), key), partial)
+        steps["the sign-off"] = True
+
+
+def write_ci_files(record: dict, run_dir: Path, finishing: dict) -> None:
+    """The JUnit XML (``finishing["junit"]``) and Markdown summary (``finishing["summary_md"]``) of a finished
+    record, whose folder is (or will be, once renamed) ``run_dir``."""
+    if not (finishing.get("junit") or finishing.get("summary_md")):
+        return
+    from evalkit.ci.gates import junit_xml, summary_markdown
+    from evalkit.record.io import write_text_atomic
+
+    results, gated = gate_results(record)
+    for key, text in (("junit", lambda: junit_xml(record["suite"]["name"], results, record)),
+                      ("summary_md", lambda: summary_markdown(record["suite"]["name"], str(run_dir), results,
+                                                              record, gated=gated))):
+        if finishing.get(key):
+            Path(finishing[key]).parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(Path(finishing[key]), text())
+
+
+def gate_results(record: dict) -> tuple[list, bool]:
+    """The verdict's results of a finished record, and whether it had gates: its gates, or without gates the
+    run checks (each run ran, with finite metrics); a failed combination is a failed run check either way."""
+    from evalkit.ci.gates import GateResult, run_checks
+
+    gated = record["gates"] is not None
+    if not gated:
+        return run_checks(record), False
+    return [GateResult(**g) for g in record["gates"]] + run_checks(
+        {"runs": [e for e in record["runs"] if e["status"] == "failed"]}), True
+
+
+@contextmanager
+def signals_deferred(signums=(signal.SIGINT, signal.SIGTERM)):
+    """SIGINT and SIGTERM that arrive inside are held, and delivered (to the handlers as they were) on leaving:
+    the steps inside happen all or not at all. Python runs signal handlers in the main thread only: elsewhere
+    this defers nothing, as it need not."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+    for signum in signums:
+        signal.signal(signum, lambda number, frame: held.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if held:
+            signal.raise_signal(held[0])

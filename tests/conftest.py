@@ -116,11 +116,11 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
 
 # Under xdist each test file goes whole to a worker, in collection order (`--no-loadscope-reorder` in
 # pyproject.toml; xdist's default order is the files with the most tests first). These files take the
-# longest (a Ray cluster; every backend; the pipeline's known answers; the streamed pass: 40 to 115 s each
-# here, measured with --durations=0) and go first, so the two workers finish together. In xdist's own order
+# longest (a Ray cluster; runs killed and resumed; every backend; the pipeline's known answers; the streamed
+# pass: 40 to 115 s each here, measured with --durations=0) and go first, so the two workers finish together. In xdist's own order
 # the Ray file, with two tests, went last and ran alone for its last minute.
-LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/pipeline/test_backends.py", "tests/pipeline/test_pipeline.py",
-                 "tests/pipeline/test_streamed.py"]
+LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/test_faults.py", "tests/pipeline/test_backends.py",
+                 "tests/pipeline/test_pipeline.py", "tests/pipeline/test_streamed.py"]
 
 
 def pytest_collection_modifyitems(config, items):

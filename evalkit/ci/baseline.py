@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from evalkit.errors import UserError
+from evalkit.faults import fault_point
 from evalkit.record.summary import RUN_RECORD, load_run
 
 BASELINE_FILES = (RUN_RECORD, "summary.csv", "frames.csv", "parity.csv")
@@ -34,7 +36,8 @@ def set_baseline(run_dir: Path, name: str | None = None, folder: Path = DEFAULT_
 
     Nothing but ``folder/name`` is ever touched. An existing ``folder/name`` is replaced only with ``force``
     and only when it is a baseline itself (``is_baseline``); the copy is written under a temporary name
-    and renamed into place, so a failure leaves the old baseline as it was.
+    and put in place in one step (``exchange``: the old one then has the temporary name, and is removed), so
+    a failure or a signal leaves the old baseline or the new one at ``folder/name``, never neither.
     """
     record = load_run(run_dir)
     name = check_name(name if name is not None else record["suite"]["name"],
@@ -58,16 +61,39 @@ def set_baseline(run_dir: Path, name: str | None = None, folder: Path = DEFAULT_
         (tmp / BASELINE_MARKER).write_text(f"evalkit baseline '{name}' from run {record['run_id']} "
                                            f"({record['created_utc']}, suite {record['suite']['name']})\n")
         if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=folder))
-            os.replace(dest, old / name)  # a rename: the old baseline is moved aside, then removed
-            os.replace(tmp, dest)
-            shutil.rmtree(old)
+            exchange(tmp, dest)  # one step: the new baseline in, the old one at tmp's name; never neither
+            fault_point("baseline-swap")
         else:
             os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return dest
+
+
+RENAME_EXCHANGE = 2  # linux/fs.h: renameat2's flag that swaps two existing paths atomically
+AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two existing folders in one atomic step (Linux's ``renameat2(RENAME_EXCHANGE)``, through ctypes): a
+    reader of either path sees the old folder or the new one, never nothing. UserError where the system or the
+    file system cannot (another OS, an old kernel, some network file systems): nothing is changed then."""
+    import ctypes
+    import errno
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform.startswith(
+        "linux") else None
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), str(a), None, str(b))
+    raise UserError(f"{b}: cannot replace it in one step here (this system or file system has no atomic "
+                    "exchange, renameat2 RENAME_EXCHANGE); remove the old baseline yourself, then run "
+                    "`evalkit baseline set` again without --force")
 
 
 def resolve_baseline(value: str, suite_file: Path) -> Path:

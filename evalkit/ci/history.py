@@ -10,11 +10,14 @@ value: every numeric summary field).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 from evalkit.errors import UserError
+from evalkit.faults import fault_point
 from evalkit.metrics.latency import SPEED_ALIASES
 from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, TEXT_COLUMNS, number, run_key
 
@@ -46,15 +49,56 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def connect(db: Path) -> sqlite3.Connection:
+BUSY_SECONDS_ENV = "EVALKIT_HISTORY_BUSY_SECONDS"
+BUSY_SECONDS = 60.0  # how long a writer waits for another process's transaction on the database to end
+
+
+class HistoryBusy(UserError):
+    """Another process held the history database longer than the busy timeout: busy, not damaged."""
+
+
+def busy_seconds() -> float:
+    """The busy timeout: EVALKIT_HISTORY_BUSY_SECONDS, else BUSY_SECONDS."""
+    value = os.environ.get(BUSY_SECONDS_ENV)
+    try:
+        return float(value) if value else BUSY_SECONDS
+    except ValueError:
+        raise UserError(f"{BUSY_SECONDS_ENV}={value!r}: expected a number of seconds") from None
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the database (not a damaged file)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _busy_error(db: Path, run_dir: Path | None) -> HistoryBusy:
+    later = (f"record the run later with: evalkit history --record {run_dir}" if run_dir is not None
+             else "try again when it is done")
+    return HistoryBusy(f"{db}: busy: another process held a write transaction on it for more than "
+                       f"{busy_seconds():g} s (the database is not damaged); {later}")
+
+
+def connect(db: Path, run_dir: Path | None = None, timeout: float | None = None) -> sqlite3.Connection:
+    """The history database (made when absent), waiting up to ``timeout`` seconds (default ``busy_seconds()``)
+    for another process's transaction; HistoryBusy after that (``run_dir``: the run the message says to record
+    later)."""
     db = Path(db)
     db.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(db)
+    con = sqlite3.connect(db, timeout=busy_seconds() if timeout is None else timeout)
     try:
         con.executescript(SCHEMA)
         con.execute("SELECT run_id, suite, created_utc, git_commit, gates_passed, gates_json FROM runs LIMIT 1")
         if "protocol" not in {row[1] for row in con.execute('PRAGMA table_info("values")')}:
             con.execute('ALTER TABLE "values" ADD COLUMN protocol TEXT')  # databases from before protocols
+    except sqlite3.OperationalError as exc:
+        con.close()
+        if _is_busy(exc):
+            raise _busy_error(db, run_dir) from None
+        raise UserError(f"{db}: not an evalkit history database (expected an SQLite file with its runs table: "
+                        f"{exc})") from None
     except sqlite3.DatabaseError as exc:
         con.close()
         raise UserError(f"{db}: not an evalkit history database (expected an SQLite file with its runs table: "
@@ -62,26 +106,55 @@ def connect(db: Path) -> sqlite3.Connection:
     return con
 
 
-def record_run(db: Path, record: dict, run_dir: Path) -> None:
-    """Add a finished run (idempotent: a run id is stored once)."""
+TRY_SECONDS = 0.25  # one try's wait (SQLite's own busy handler) before the next, within busy_seconds()
+
+
+def record_run(db: Path, record: dict, run_dir: Path, log=None) -> None:
+    """Add a finished run (idempotent: a run id is stored once, its values replaced) in one transaction.
+
+    While another process holds the database, it tries again (``log`` says once that it waits) for up to
+    ``busy_seconds()``; then HistoryBusy, which says the database is busy, not damaged, and how to record the
+    run later (nothing is written: the run folder's run.json keeps all the entry needs)."""
+    deadline, told = time.monotonic() + busy_seconds(), False
+    commit = git_commit()
+    while True:
+        try:
+            con = connect(db, run_dir, timeout=TRY_SECONDS)
+            try:
+                with con:
+                    _insert_run(con, record, run_dir, commit)
+                    fault_point("history")  # inside the transaction: a signal here leaves the database as it was
+                return
+            finally:
+                con.close()
+        except (HistoryBusy, sqlite3.OperationalError) as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _is_busy(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise _busy_error(db, run_dir) from None
+            if log is not None and not told:
+                log(f"{db}: busy (another process is writing it); waiting up to {busy_seconds():g} s ...")
+                told = True
+
+
+def _insert_run(con: sqlite3.Connection, record: dict, run_dir: Path, commit: str | None) -> None:
     gates = record["suite"]["definition"].get("gates", [])
-    with connect(db) as con:
-        con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
-            record["run_id"], record["suite"]["name"], record["created_utc"], git_commit(),
-            record["machine"].get("cpu"), str(run_dir), None if record.get("gates_passed") is None else int(record["gates_passed"]),
-            json.dumps(gates)))
-        con.execute('DELETE FROM "values" WHERE run_id = ?', (record["run_id"],))
-        rows = []
-        for entry in record["runs"]:
-            for field in SUMMARY_COLUMNS:
-                if field in TEXT_FIELDS:
-                    continue
-                value = number(entry["summary"].get(field))
-                if value is not None:
-                    rows.append((record["run_id"], entry["model"], entry["backend"], entry["input"], field, value,
-                                 run_key(entry)[3]))
-        con.executemany('INSERT INTO "values" (run_id, model, backend, input, field, value, protocol) '
-                        'VALUES (?, ?, ?, ?, ?, ?, ?)', rows)
+    con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
+        record["run_id"], record["suite"]["name"], record["created_utc"], commit,
+        record["machine"].get("cpu"), str(run_dir), None if record.get("gates_passed") is None else int(record["gates_passed"]),
+        json.dumps(gates)))
+    con.execute('DELETE FROM "values" WHERE run_id = ?', (record["run_id"],))
+    rows = []
+    for entry in record["runs"]:
+        for field in SUMMARY_COLUMNS:
+            if field in TEXT_FIELDS:
+                continue
+            value = number(entry["summary"].get(field))
+            if value is not None:
+                rows.append((record["run_id"], entry["model"], entry["backend"], entry["input"], field, value,
+                             run_key(entry)[3]))
+    con.executemany('INSERT INTO "values" (run_id, model, backend, input, field, value, protocol) '
+                    'VALUES (?, ?, ?, ?, ?, ?, ?)', rows)
 
 
 def runs(db: Path, suite: str | None = None) -> list[dict]:

@@ -6,8 +6,9 @@ Workers and Ray take the jobs longest first (jobs.longest_first), so that no wor
 with the longest one.
 
 - one worker: the jobs run here, one after the other (no pool);
-- N workers: a ``ProcessPoolExecutor`` of N processes started with ``spawn`` (ONNX Runtime is not fork-safe
-  once a session exists); the workers write into the run folder themselves;
+- N workers: N processes started with ``spawn`` (ONNX Runtime is not fork-safe once a session exists), each
+  sent one job at a time (so a worker that dies costs its own job only); the workers write into the run
+  folder themselves and die with their driver;
 - Ray (evalkit/matrix/ray_tasks.py): each job is a task on a cluster; its files travel through the object store.
 """
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import sys
+from multiprocessing import connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal
 
@@ -56,11 +58,93 @@ def execute(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int, e
         yield from _run_in_pool(loaded, longest_first(loaded.suite, jobs), run_dir, min(workers, len(jobs)), log)
 
 
-def _worker_init() -> None:
+def _worker_init(driver: int) -> None:
     """A worker ignores Ctrl-C (the terminal sends it to the whole process group): the driver stops it. Its
-    progress bars are off: several processes' bars on one terminal would be unreadable."""
+    progress bars are off: several processes' bars on one terminal would be unreadable. It dies with its driver
+    (``die_with_parent``): a driver killed with SIGKILL leaves no worker writing into its run folder."""
+    import threading
+
+    from tqdm import tqdm
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TQDM_DISABLE"] = "1"
+    # tqdm's default lock is a multiprocessing semaphore; a worker killed with SIGKILL could not give it back,
+    # and the resource tracker would warn about it at the run's end: a worker's own bars need a thread lock only
+    tqdm.set_lock(threading.RLock())
+    die_with_parent(driver)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to send this process SIGKILL when its parent ends (``prctl(PR_SET_PDEATHSIG)``), and end now
+    if the parent has already gone (it may have, before the request took effect). Elsewhere: nothing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_main(conn, driver: int) -> None:
+    """A worker process: runs the jobs its driver sends on ``conn`` (``(loaded, job, run_dir)``; None: stop)
+    and sends back ``("entry", entry)``, or ``("error", traceback text)`` for what ``run_job`` itself raised."""
+    _worker_init(driver)
+    from evalkit.matrix.jobs import run_job
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        loaded, job, run_dir = message
+        try:
+            reply = ("entry", run_job(loaded, job, run_dir))
+        except Exception:
+            import traceback
+
+            reply = ("error", traceback.format_exc())
+        conn.send(reply)
+
+
+class _Worker:
+    """A worker process, its end of the pipe, and the job it is running (None: idle)."""
+
+    def __init__(self, context, driver: int):
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(theirs, driver), daemon=True,
+                                       name="evalkit-worker")
+        self.process.start()
+        theirs.close()
+        self.job = None
+
+    def give(self, loaded, job, run_dir: Path) -> bool:
+        """Send it ``job``; False when it has died meanwhile (it never got the job)."""
+        try:
+            self.conn.send((loaded, job, run_dir))
+        except OSError:
+            return False
+        self.job = job
+        return True
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+
+    def reply(self):
+        """The worker's reply, or None when it died without one."""
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):
+            return None
 
 
 class CombinationsBar:
@@ -95,34 +179,66 @@ class CombinationsBar:
 
 def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int,
                  log) -> Iterator[tuple[Job, dict]]:
-    from evalkit.matrix.jobs import run_job
+    """The jobs in ``workers`` spawned worker processes, each job sent to a worker that is free. The driver knows
+    which job each worker runs: a worker that dies (SIGKILL from the out-of-memory killer, a native crash)
+    fails its own job only (``jobs.worker_died_entry``, kept as its entry.json), a new worker takes its place,
+    and the other jobs run on. Interrupted (or a bug here), every worker is stopped at once."""
+    from evalkit.matrix.jobs import worker_died_entry, write_entry
 
     log(f"running {len(jobs)} combinations in {workers} worker processes ...")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init)
-    finished = False
+    context = multiprocessing.get_context("spawn")
+    todo = list(jobs)
+    pool: list[_Worker] = []
     try:
-        pending = {pool.submit(run_job, loaded, job, run_dir): job for job in jobs}
         with CombinationsBar(len(jobs), log) as bar:
-            while pending:
-                done, _ = wait(pending, timeout=bar.TICK_SECONDS, return_when=FIRST_COMPLETED)
+            while todo or any(w.job is not None for w in pool):
+                for worker in [w for w in pool if w.job is None and not w.process.is_alive()]:
+                    pool.remove(worker)  # died while idle: nothing lost, another takes its place
+                    worker.conn.close()
+                while todo and len(pool) < workers:
+                    pool.append(_Worker(context, os.getpid()))
+                for worker in pool:
+                    if worker.job is None and todo and worker.give(loaded, todo[0], run_dir):
+                        todo.pop(0)
+                busy = [w for w in pool if w.job is not None]
+                ready = connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                                        timeout=bar.TICK_SECONDS)
                 bar.tick()
-                for future in done:
-                    job = pending.pop(future)
-                    entry = future.result()
+                for worker in busy:
+                    if worker.conn not in ready and worker.process.sentinel not in ready:
+                        continue
+                    job, reply = worker.job, worker.reply()
+                    if reply is None and worker.process.is_alive():
+                        continue  # woken by the other handle; its reply comes
+                    worker.job = None
+                    if reply is None:  # it died with the job
+                        worker.process.join()
+                        entry = worker_died_entry(job, loaded.suite, worker.process.exitcode)
+                        write_entry(run_dir / job.folder, entry)
+                    elif reply[0] == "error":
+                        raise RuntimeError(f"a worker process failed outside its job {job.label}:\n{reply[1]}")
+                    else:
+                        entry = reply[1]
                     bar.done(_finished_line(job, entry))
                     yield job, entry
-        finished = True
-    finally:
-        if not finished:  # interrupted, or a worker died: stop the others now, not after their jobs
-            processes = list((pool._processes or {}).values())
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join(timeout=10)
-            pool.shutdown(wait=False, cancel_futures=True)
-        else:
-            pool.shutdown()
+        for worker in pool:
+            worker.stop()
+        for worker in pool:
+            worker.process.join(timeout=30)
+    finally:  # interrupted, or done: no worker outlives the run (a stopped one has already gone)
+        _end(pool)
+
+
+def _end(pool: list[_Worker]) -> None:
+    for worker in pool:
+        if worker.process.is_alive():
+            worker.process.terminate()
+    for worker in pool:
+        worker.process.join(timeout=10)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.conn.close()
 
 
 def _finished_line(job: Job, entry: dict) -> str:

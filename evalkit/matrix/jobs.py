@@ -14,6 +14,8 @@ A finished job leaves ``entry.json`` in its folder, and the ``.partial`` run fol
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -29,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from evalkit.config.suite import DEFAULT_PROTOCOL, BackendSpec, LoadedSuite
 from evalkit.errors import UserError
+from evalkit.faults import fault_point
 from evalkit.measure.outputs import measure_run
 from evalkit.pipeline.external import run_external
 from evalkit.pipeline.generate import compute_audio_features, generate, prepare_input, template_index
@@ -40,6 +43,7 @@ ENTRY_JSON = "entry.json"  # a combination's finished entry (non-finite floats a
 TRACEBACK_TXT = "traceback.txt"  # a failed combination's traceback, when evalkit's bug failed it
 STATE_JSON = "run_state.json"  # in a .partial run folder: what `evalkit run --resume` needs
 STATE_KIND = "evalkit.partial_run"
+LOCK_FILE = ".lock"  # in a .partial run folder: locked (flock) by the one process writing it, for its lifetime
 
 
 def combo_folder(model: str, backend: str, input_name: str, protocol: str = DEFAULT_PROTOCOL) -> str:
@@ -186,6 +190,7 @@ def _job(loaded: LoadedSuite, job: Job, run_dir: Path, log=None) -> dict:
     folder = run_dir / job.folder
     if folder.exists():
         shutil.rmtree(folder)  # an interrupted try's leftovers
+    fault_point(f"job:{job.folder}")
     try:
         prep = prepared_input(spec, contract)
         audio = audio_features(protocol_audio(suite, spec, protocol), model, contract)
@@ -238,6 +243,29 @@ def failed_entry(job: Job, suite, exc: Exception, folder: Path) -> dict:
         entry["traceback"] = f"{job.folder}/{TRACEBACK_TXT}"
         entry["reason"] = (f"{type(exc).__name__}: {message} (a bug in evalkit; please report it with the "
                            f"traceback in {job.folder}/{TRACEBACK_TXT})")
+    return entry
+
+
+WORKER_DIED = "user: WorkerDied"  # a failed entry's ``errors`` when the process running it died
+
+
+def worker_died_entry(job: Job, suite, exitcode: int | None) -> dict:
+    """The entry of a combination whose worker process died while running it (SIGKILL from the out-of-memory
+    killer, a crash in a native library): failed, with the reason; kept in its folder, and run again by
+    ``--resume`` (only "ok" entries are kept by a resume)."""
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown"
+        how = f"worker killed by signal {-exitcode} ({name}" + (
+            ": what the out-of-memory killer sends" if -exitcode == signal.SIGKILL else "") + ")"
+    else:
+        how = f"worker exited with code {exitcode} without finishing"
+    entry = {**_identity(*job_specs(suite, job)), "status": "failed", "folder": job.folder, "errors": WORKER_DIED,
+             "traceback": None, "reason": how}
     return entry
 
 
@@ -351,9 +379,10 @@ def _run_one(partial: Path, suite, model, contract, spec, prep, protocol, backen
 # --- the .partial run folder: its state file, its finished entries, and stale ones ------------------------------
 
 def write_state(partial: Path, loaded: LoadedSuite, run_id: str, created_utc: str, combinations: int,
-                keep_suite_as: str | None, record: dict) -> None:
-    """``run_state.json``: the suite (path and SHA-256), the run, the files' facts, and who is writing it."""
-    write_json_atomic(partial / STATE_JSON, {
+                keep_suite_as: str | None, record: dict, finishing: dict | None = None) -> None:
+    """``run_state.json``: the suite (path and SHA-256), the run, the files' facts, who is writing it, and what
+    the run writes when its combinations are done (``finishing``: run.FINISHING_KEYS)."""
+    write_json_atomic(partial / STATE_JSON, {"finishing": finishing or {},
         "kind": STATE_KIND, "run_id": run_id, "created_utc": created_utc,
         "suite_path": str(loaded.path), "suite_sha256": loaded.sha256, "kept_suite": keep_suite_as,
         "combinations": combinations, "host": socket.gethostname(), "pid": os.getpid(),
@@ -421,6 +450,69 @@ def _alive(pid) -> bool:
     return True
 
 
+class RunLock:
+    """The lock on a ``.partial`` run folder's LOCK_FILE: one owner per run folder. Held (``fcntl.flock``) from
+    the moment a run or a resume claims the folder until it stops; the kernel releases it when its process
+    ends, however it ends (SIGKILL included), so a lock that can be taken means no process is writing."""
+
+    def __init__(self, folder: Path, fd: int):
+        self.folder, self.fd = Path(folder), fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor releases the lock
+            self.fd = None
+
+    def forget_file(self, folder: Path) -> None:
+        """The run is complete in ``folder`` (its final name): remove the lock file there, then release."""
+        try:
+            (Path(folder) / LOCK_FILE).unlink()
+        except FileNotFoundError:
+            pass
+        self.release()
+
+
+def claim(folder: Path) -> RunLock | None:
+    """Lock ``folder`` (a .partial run folder) for this process; None when another process holds it.
+    FileNotFoundError when the folder is gone, or went once locked (a run that held it completed and renamed it:
+    the file locked must still be the folder's own)."""
+    folder = Path(folder)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    for attempt in range(3):  # `runs partial` takes a shared lock for a moment to look: look again after it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == 2:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(folder / LOCK_FILE))
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)
+        raise FileNotFoundError(errno.ENOENT, "the run folder was completed or removed meanwhile", str(folder))
+    return RunLock(folder, fd)
+
+
+def locked(folder: Path) -> bool | None:
+    """Whether a process holds ``folder``'s lock now (True), none does (False), or the folder has no lock file
+    (None: made by an evalkit before the lock)."""
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def writer_running(state: dict) -> bool:
     """Whether the process that wrote a run_state.json is still running, on this machine: its pid lives and, where
     the state recorded when that process started, it is the same process (not another one given the same pid)."""
@@ -444,7 +536,8 @@ def partial_runs(where: Path) -> list[PartialRun]:
         except (OSError, ValueError):
             pass
         stamps = [p.stat().st_mtime for p in (folder, *folder.glob(f"*/{ENTRY_JSON}")) if p.exists()]
-        running = writer_running(state)
+        held = locked(folder)  # the lock says; a folder without one (an older evalkit's) by its writer's pid
+        running = held if held is not None else writer_running(state)
         found.append(PartialRun(folder, now - max(stamps), len(finished_entries(folder)),
                                 state.get("combinations"), running))
     return found

@@ -131,12 +131,17 @@ def test_a_nan_never_passes_a_gate():
 
 @pytest.fixture
 def fake_run(demo_run, tmp_path, monkeypatch):
-    """`evalkit run` without generating: run_suite returns a copy of the demo run (its record editable)."""
+    """`evalkit run` without generating: run_suite returns a copy of the demo run (its record editable), after
+    writing the CI files asked for, as a run does before its folder takes its final name."""
     copy = tmp_path / "run"
     shutil.copytree(demo_run, copy, ignore=shutil.ignore_patterns("*.mp4", "*.mkv", "frames*"))
     import evalkit.run
 
-    monkeypatch.setattr(evalkit.run, "run_suite", lambda *a, **k: copy)
+    def run_suite(*args, finishing=None, **kwargs):
+        evalkit.run.write_ci_files(load_run(copy), copy, {k: v for k, v in (finishing or {}).items() if v})
+        return copy
+
+    monkeypatch.setattr(evalkit.run, "run_suite", run_suite)
     return copy
 
 
