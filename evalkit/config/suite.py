@@ -297,6 +297,24 @@ class SyncNetSpec(BaseModel):
     vshift: int = Field(15, ge=1, le=10_000, description="Lags searched: -vshift..vshift frames.")
 
 
+class NetworkMetricSpec(BaseModel):
+    """FID's Inception or FVD's I3D, exported by the user to ONNX (docs/field-metrics.md); evalkit ships no weights."""
+
+    model_config = _FROZEN
+    model: ExistingFile = Field(description="The ONNX network: FID [N, 3, 299, 299] in [-1, 1] -> [N, 2048]; FVD "
+                                "[N, 3, 16, 224, 224] in [-1, 1] -> [N, 400].")
+    region: Literal["inner", "mouth"] = Field("inner", description="What is compared with the ground truth: the "
+                                              "model's inner region, or the contract's mouth_box within it.")
+
+
+class LpipsSpec(NetworkMetricSpec):
+    """LPIPS: the feature network (``lpips.LPIPS(net='alex').net`` exported to ONNX) and its linear layers' weights."""
+
+    model: ExistingFile = Field(description="The feature network: [N, 3, H, W] (after LPIPS's scaling layer) -> "
+                                "its L feature maps.")
+    linear: ExistingFile = Field(description="An .npz of the L linear weight vectors (lin0 ... lin4), one per map.")
+
+
 class MetricsSpec(BaseModel):
     """How outputs are compared with the ground truth and the audio."""
 
@@ -313,6 +331,12 @@ class MetricsSpec(BaseModel):
         "within this PSNR (dB) of the mouth region of the unmasked reference channels it was given is flagged as "
         "a near-copy (copy_flag 1). 50 dB is an RMS difference of 0.8 grey levels: closer than a re-drawn mouth "
         "(the drawn fixture's exact re-draw scores 46 dB, a copy inf).")
+    face: bool = Field(True, description="Landmark distance (LMD), mouth opening from landmarks and identity with "
+                       "dlib's models, where evalkit[face] is installed (without it the columns are absent).")
+    lpips: Optional[LpipsSpec] = Field(None, description="LPIPS per frame with the user's ONNX export (optional).")
+    fid: Optional[NetworkMetricSpec] = Field(None, description="FID with the user's Inception in ONNX (optional).")
+    fvd: Optional[NetworkMetricSpec] = Field(None, description="FVD on 16-frame clips with the user's I3D in ONNX "
+                                             "(optional).")
 
 
 class GateSpec(BaseModel):

@@ -280,6 +280,7 @@ class RunEntry(RecordPart):
     sync: Sync | None = None
     ground_truth_sync: Sync | None = None
     syncnet: SyncNet | None = None
+    field: dict[str, Any] | None = None  # the field's metrics (measure.field.measure_field): CPBD, LMD, identity, ...
     # compared with other runs
     parity: ParityComparison | None = None
     golden: dict[str, Any] | None = None
