@@ -3,8 +3,8 @@
 What it measures (``metrics.face``, ``metrics.lpips``, ``metrics.fid``, ``metrics.fvd`` of the suite):
 
 - CPBD (``metrics.cpbd``) of the output's mouth region (the contract's ``mouth_box`` in the lossless inner
-  region) and of the template frame's it re-drew, every frame: a no-reference blur measure beside
-  ``mouth_sharpness_ratio``, for every run, with or without ground truth.
+  region) and of the template frame's it re-drew, on ``CPBD_SAMPLES`` frames spread over the run: a no-reference
+  blur measure beside ``mouth_sharpness_ratio``, for every run, with or without ground truth.
 - With ``evalkit[face]`` installed (``metrics.face``): dlib's 68 landmarks of every output full frame (the template
   with the output pasted back) and of the ground truth's frame, in the face rectangle that the crop box gives
   (``face_rect_from_box``: the box-to-rectangle relation calibrated once per run by the detector on the first frame
@@ -41,7 +41,8 @@ from evalkit.pipeline.crop import CropPreparer
 from evalkit.pipeline.paste import Paster
 from evalkit.record.layout import FRAMES_INNER
 
-IDENTITY_SAMPLES = 16  # frames whose identity descriptors are computed, spread evenly over the run
+IDENTITY_SAMPLES = 12  # frames whose identity descriptors are computed, spread evenly over the run
+CPBD_SAMPLES = 50  # frames whose mouth CPBD is computed (about 7 ms each here), spread evenly over the run
 CALIBRATION_TRIES = 5  # frames tried (spread over the run) for the detector to calibrate the face rectangle
 BATCH = 16  # frames per LPIPS / FID network call
 AGREE_FRAMES = 1  # two reliable sync estimates within this many frames agree
@@ -173,6 +174,8 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
     pending: dict[str, tuple[list, list]] = {"lpips": ([], []), "fid": ([], []), "fvd": ([], [])}  # (truth, output)
     lpips_values: list[float] = []
     cpbd_out, cpbd_template, template_cpbd = [], [], {}
+    cpbd_at = identity_frames(n, CPBD_SAMPLES)
+    cpbd_wanted = set(cpbd_at)
     result: dict = {"face_missing": missing, "face": None}
     crop_copy = np.empty_like(cropper.crop)
     truth_is_template = ground_truth is not None and _same(ground_truth, template)
@@ -195,10 +198,11 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
                     raise UserError(f"ground truth {ground_truth} ended after {i} frames, expected {n}")
                 spill.read_into(t, frame)
                 template_inner = cropper.crop_frame(frame, box)
-                cpbd_out.append(cpbd(inner[my1:my2, mx1:mx2]))
-                if t not in template_cpbd:
-                    template_cpbd[t] = cpbd(template_inner[my1:my2, mx1:mx2])
-                cpbd_template.append(template_cpbd[t])
+                if i in cpbd_wanted:
+                    cpbd_out.append(cpbd(inner[my1:my2, mx1:mx2]))
+                    if t not in template_cpbd:
+                        template_cpbd[t] = cpbd(template_inner[my1:my2, mx1:mx2])
+                    cpbd_template.append(template_cpbd[t])
                 if series is not None:
                     np.copyto(crop_copy, cropper.crop)
                     paster.paste(crop_copy, inner, frame, box, out=full)
@@ -226,6 +230,7 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
                                 fid_sets[1].add(fid.frames(a))
                                 fid_sets[0].add(fid.frames(b))
                             pending[name] = ([], [])
+    result["cpbd_frames"] = cpbd_at
     result["cpbd_mouth"] = cpbd_out
     result["cpbd_mouth_template"] = cpbd_template
     if series is not None:
