@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 import yaml
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalkit.config.contract import Contract
+from evalkit.config.contract import PRESETS, Contract
 from evalkit.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -92,15 +93,27 @@ _CONTRACT_LIMITS = {
     "input_scale": {"le": 1e6}, "output_scale": {"le": 1e6},
 }
 
-# Every contract field, optional: what a suite may override.
-ContractOverrides = create_model(
+# Every contract field, optional: what a suite may override; and a shipped preset (config.contract.PRESETS).
+_ContractOverrides = create_model(
     "ContractOverrides",
     __config__=_FROZEN,
+    preset=(Optional[Literal[tuple(PRESETS)]], Field(None, description="A shipped contract preset (the other "
+                                                      "fields override its values): " + ", ".join(PRESETS))),
+    audio_features=(Optional[Literal["hubert", "wenet"]], Field(None, description="The preset's audio features: "
+                                                               "hubert or wenet (default: hubert).")),
     **{
         name: (Optional[field.annotation], Field(None, description=field.description, **_CONTRACT_LIMITS.get(name, {})))
         for name, field in Contract.model_fields.items()
     },
 )
+
+
+def _preset_by_name(value: Any) -> Any:
+    """``contract: ultralight-160``: a preset named alone."""
+    return {"preset": value} if isinstance(value, str) else value
+
+
+ContractOverrides = Annotated[_ContractOverrides, BeforeValidator(_preset_by_name)]
 
 
 def _overrides(obj: BaseModel) -> dict[str, Any]:
@@ -117,7 +130,7 @@ class ModelSpec(BaseModel):
     audio_features: Optional[ExistingFile] = Field(
         None, description="Precomputed features (.npy, [frames, feature_dim]) instead of an encoder."
     )
-    contract: ContractOverrides = Field(default_factory=ContractOverrides, description="Contract overrides for this model.")
+    contract: ContractOverrides = Field(default_factory=_ContractOverrides, description="Contract overrides for this model.")
 
     @model_validator(mode="after")
     def _one_feature_source(self) -> "ModelSpec":
@@ -428,7 +441,9 @@ class Suite(BaseModel):
     store_full_frames: bool = Field(False, description="Also keep every generated full frame losslessly "
                                     "(frames_full.mkv, about 20x the inner frames' size). Off: a full frame is the "
                                     "template plus the pasted inner region, recomputed where needed.")
-    contract: ContractOverrides = Field(default_factory=ContractOverrides, description="Contract overrides for all models.")
+    contract: ContractOverrides = Field(default_factory=_ContractOverrides, description="Contract overrides for all "
+                                        "models: fields of the contract, or a shipped preset (contract: "
+                                        "ultralight-160, or {preset: ultralight-160, audio_features: wenet}).")
     models: list[ModelSpec] = Field(min_length=1)
     inputs: list[InputSpec] = Field(min_length=1)
     backends: list[BackendSpec] = Field(

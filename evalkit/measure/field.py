@@ -4,7 +4,8 @@ What it measures (``metrics.face``, ``metrics.lpips``, ``metrics.fid``, ``metric
 
 - CPBD (``metrics.cpbd``) of the output's mouth region (the contract's ``mouth_box`` in the lossless inner
   region) and of the template frame's it re-drew, on ``CPBD_SAMPLES`` frames spread over the run: a no-reference
-  blur measure beside ``mouth_sharpness_ratio``, for every run, with or without ground truth.
+  blur measure beside ``mouth_sharpness_ratio``, for every run, with or without ground truth. A mouth box smaller
+  than CPBD's 64 px blocks (the 160 px family's, 123 x 53) is judged in blocks of its smaller side.
 - With ``evalkit[face]`` installed (``metrics.face``): dlib's 68 landmarks of every output full frame (the template
   with the output pasted back) and of the ground truth's frame, in the face rectangle that the crop box gives
   (``face_rect_from_box``: the box-to-rectangle relation calibrated once per run by the detector on the first frame
@@ -32,7 +33,7 @@ from evalkit.config.suite import MetricsSpec
 from evalkit.errors import UserError
 from evalkit.media.decode import FrameReader, SpilledFrames
 from evalkit.media.ffmpeg import probe_video
-from evalkit.metrics.cpbd import cpbd
+from evalkit.metrics.cpbd import BLOCK as CPBD_BLOCK, cpbd
 from evalkit.metrics.face import (ALL_POINTS, DEFAULT_RECT_FROM_BOX, MOUTH_POINTS, FaceModels, descriptor_distance,
                                   face_models_missing, face_rect_from_box, landmark_distance, mouth_opening_ratio,
                                   rect_relation)
@@ -176,6 +177,7 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
     cpbd_out, cpbd_template, template_cpbd = [], [], {}
     cpbd_at = identity_frames(n, CPBD_SAMPLES)
     cpbd_wanted = set(cpbd_at)
+    cpbd_block = min(CPBD_BLOCK, my2 - my1, mx2 - mx1)  # a mouth box under 64 px (the 160 px family): smaller blocks
     result: dict = {"face_missing": missing, "face": None}
     crop_copy = np.empty_like(cropper.crop)
     truth_is_template = ground_truth is not None and _same(ground_truth, template)
@@ -199,9 +201,9 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
                 spill.read_into(t, frame)
                 template_inner = cropper.crop_frame(frame, box)
                 if i in cpbd_wanted:
-                    cpbd_out.append(cpbd(inner[my1:my2, mx1:mx2]))
+                    cpbd_out.append(cpbd(inner[my1:my2, mx1:mx2], cpbd_block))
                     if t not in template_cpbd:
-                        template_cpbd[t] = cpbd(template_inner[my1:my2, mx1:mx2])
+                        template_cpbd[t] = cpbd(template_inner[my1:my2, mx1:mx2], cpbd_block)
                     cpbd_template.append(template_cpbd[t])
                 if series is not None:
                     np.copyto(crop_copy, cropper.crop)
