@@ -136,6 +136,34 @@ def test_without_the_extra_the_report_says_how_to_get_it(field_run):
     assert "evalkit[face]" in (run_dir / "report.html").read_text()
 
 
+def test_where_the_extra_is_missing_the_face_part_says_so_and_the_rest_is_measured(field_run, fixtures_dir,
+                                                                                    monkeypatch):
+    """The same measuring code as a machine without evalkit[face] runs (the check of the extra answers "missing"):
+    no face part, the one line in its place, no face column in the summary row, the run section's line."""
+    import evalkit.measure.field as field_module
+    from evalkit.config.contract import Contract
+    from evalkit.config.suite import MetricsSpec
+    from evalkit.pipeline.audio import load_audio
+    from evalkit.pipeline.crop import load_crop_boxes
+    from evalkit.record.field import field_row
+    from evalkit.report.html import run_section
+
+    _, run_dir, record = field_run
+    entry = next(e for e in record["runs"] if e["model"] == "reference")
+    monkeypatch.setattr(field_module, "face_models_missing", lambda: FACE_EXTRA_HINT)
+    clip = fixtures_dir / "clip"
+    field = field_module.measure_field(run_dir / entry["folder"], entry["frames"], entry["template_indices"],
+                                       load_crop_boxes(clip / "crop_boxes.txt"), clip / "talking_head.mkv",
+                                       clip / "talking_head.mkv", Contract(), MetricsSpec(),
+                                       load_audio(clip / "speech.wav", 16000), entry["sync"])
+    assert field["face"] is None and field["face_missing"] == FACE_EXTRA_HINT
+    assert field["cpbd_mouth"] == entry["field"]["cpbd_mouth"]  # CPBD needs no extra
+    row = field_row({"field": field})
+    assert "lmd_mouth_mean" not in row and "identity_template_max" not in row and row["cpbd_mouth"] > 0
+    section = run_section(run_dir, record, dict(entry, field=field), [])
+    assert ("LMD, identity", FACE_EXTRA_HINT) in section["facts"]
+
+
 @pytest.fixture
 def astronaut_frames(tmp_path):
     """Three frames: the astronaut, a flat grey frame (no face), the astronaut blurred."""
