@@ -130,7 +130,8 @@ class ModelSpec(BaseModel):
     audio_features: Optional[ExistingFile] = Field(
         None, description="Precomputed features (.npy, [frames, feature_dim]) instead of an encoder."
     )
-    contract: ContractOverrides = Field(default_factory=_ContractOverrides, description="Contract overrides for this model.")
+    contract: ContractOverrides = Field(default_factory=_ContractOverrides,
+                                        description="Contract overrides for this model (or a preset: see the suite's).")
 
     @model_validator(mode="after")
     def _one_feature_source(self) -> "ModelSpec":

@@ -213,8 +213,8 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
                                truth_key=t if same_truth else None)
                 if truth is not None and (lpips or fid or fvd):
                     truth_inner = cropper.crop_frame(truth, box)
-                    for name, spec in (("lpips", metrics.lpips if lpips else None), ("fid", metrics.fid if fid else None),
-                                       ("fvd", metrics.fvd if fvd else None)):
+                    for name, spec in (("lpips", metrics.lpips if lpips else None),
+                                       ("fid", metrics.fid if fid else None), ("fvd", metrics.fvd if fvd else None)):
                         if spec is not None:
                             pending[name][0].append(region(spec, truth_inner).copy())
                             pending[name][1].append(region(spec, inner).copy())

@@ -137,8 +137,9 @@ def field_lines(result: dict) -> list[str]:
         if not found:
             lines.append(f"LMD: {NO_FACE} in any reference frame")
         else:
-            lines.append(f"LMD mouth (points 48-67) {result['lmd_mouth_mean']:.3f} px mean, {result['lmd_mouth_max']:.3f}"
-                         f" max; all 68 points {result['lmd_all_mean']:.3f} px (pixels of the frame)")
+            lines.append(f"LMD mouth (points 48-67) {result['lmd_mouth_mean']:.3f} px mean, "
+                         f"{result['lmd_mouth_max']:.3f} max; all 68 points {result['lmd_all_mean']:.3f} px (pixels of "
+                         "the frame)")
             if result["identity_frames"]:
                 lines.append(f"identity distance {result['identity_mean']:.3f} mean, {result['identity_max']:.3f} max "
                              f"over {result['identity_frames']} frames (below 0.6: the same person)")

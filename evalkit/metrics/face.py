@@ -132,8 +132,8 @@ def mouth_opening_ratio(landmarks: np.ndarray) -> np.ndarray:
     so a head moving towards the camera does not open the mouth.
     """
     p = np.asarray(landmarks, np.float64).reshape(-1, 68, 2)
-    height = np.mean([np.linalg.norm(p[:, top] - p[:, bottom], axis=-1) for top, bottom in ((61, 67), (62, 66), (63, 65))],
-                     axis=0)
+    gaps = ((61, 67), (62, 66), (63, 65))
+    height = np.mean([np.linalg.norm(p[:, top] - p[:, bottom], axis=-1) for top, bottom in gaps], axis=0)
     width = np.linalg.norm(p[:, 48] - p[:, 54], axis=-1)
     return height / np.maximum(width, 1e-9)
 
