@@ -201,7 +201,21 @@ def sync_sentence(e: dict) -> str:
     if e["syncnet"]:
         sn = e["syncnet"]
         text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
-    return text + "."
+    return text + landmark_sync_clause(e) + "."
+
+
+def landmark_sync_clause(e: dict) -> str:
+    """The second sync estimate, from the landmarks' mouth opening (evalkit[face]), and whether the two agree."""
+    face = (e.get("field") or {}).get("face") or {}
+    lm = face.get("sync")
+    if not lm:
+        return ""
+    if lm["no_signal"]:
+        return f"; landmarks: no signal ({lm['reason']})"
+    text = (f"; landmarks: offset {lm['offset_frames']:+d}, confidence {lm['confidence']:.1f}, "
+            + ("reliable" if lm["reliable"] else "not reliable"))
+    agrees = face.get("agrees_with_builtin")
+    return text + ("" if agrees is None else ", agreeing" if agrees else ", DISAGREEING with the estimate above")
 
 
 def copy_sentences(entries: list[dict]) -> list[str]:

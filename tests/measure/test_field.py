@@ -126,6 +126,7 @@ def test_report_shows_the_field_table(field_run):
     _, run_dir, _ = field_run
     page = (run_dir / "report.html").read_text()
     assert "The field&#39;s metrics" in page and "LMD mouth" in page
+    assert "landmarks: offset +3, confidence" in page and "agreeing" in page  # lag2 on this clip: +3 both ways
 
 
 @pytest.mark.skipif(missing is None, reason="the face extra is installed: this checks the run without it")
