@@ -82,3 +82,20 @@ def test_the_160_px_fixture_runs_end_to_end_under_the_preset(run_160):
     assert row["sync_reliable"] == 1
     assert entry["sync"]["peak_frames"] == pytest.approx(entry["ground_truth_sync"]["peak_frames"], abs=0.25)
     assert 0 < row["cpbd_mouth"] <= 1  # the 123 x 53 px mouth box: one 53 px block a step
+
+
+def test_hubert_pairs_as_the_family_saves_them_are_read_as_rows(tmp_path):
+    """The family's inference script saves HuBERT features as [frames, 2, 1024]: one 2048-value row a frame."""
+    import numpy as np
+
+    from evalkit.errors import UserError
+    from evalkit.pipeline.audio_encoder import load_features
+
+    hubert = Contract().with_overrides({"preset": "ultralight-160"})
+    pairs = np.arange(5 * 2 * 1024, dtype=np.float32).reshape(5, 2, 1024)
+    np.save(tmp_path / "speech_hu.npy", pairs)
+    rows = load_features(tmp_path / "speech_hu.npy", 5, hubert)
+    assert rows.shape == (5, 2048) and rows[3, 1024] == pairs[3, 1, 0]
+    np.save(tmp_path / "bad.npy", pairs[:, :, :512])
+    with pytest.raises(UserError, match=r"shape \[5, 1024\], expected \[frames, 2048\]"):
+        load_features(tmp_path / "bad.npy", 5, hubert)
