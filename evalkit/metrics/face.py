@@ -42,9 +42,15 @@ frames (``calibrate_rect_from_box``) and uses this only where the detector finds
 
 
 def face_models_missing() -> str | None:
-    """None when the face extra is importable; otherwise the one line saying how to get it."""
+    """None when the face extra is usable here; otherwise the one line saying how to get it."""
     if importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None:
         return FACE_EXTRA_HINT
+    try:
+        import dlib  # noqa: F401 (a wheel built for another platform fails here, not mid-run)
+    except ImportError as exc:
+        return f"{FACE_EXTRA_HINT}; dlib is installed but does not import here: {' '.join(str(exc).split())[:200]}"
+    if not _model_file("shape_predictor_68_face_landmarks.dat").is_file():
+        return f"{FACE_EXTRA_HINT}; face_recognition_models lacks its model files: reinstall it"
     return None
 
 
