@@ -385,13 +385,14 @@ def cmd_metrics_field(args) -> int:
 
     if (args.lpips is None) != (args.lpips_linear is None):
         raise UserError("--lpips and --lpips-linear go together: the feature network and its linear weights (.npz)")
-    for option in ("lpips", "lpips_linear", "fid", "fvd"):
+    for option in ("lpips", "lpips_linear", "fid", "fvd", "audio"):
         value = getattr(args, option)
         if value is not None and not Path(value).is_file():
             raise UserError(f"--{option.replace('_', '-')} {value}: file not found")
     result = field_between(Path(args.reference), Path(args.candidate), parse_roi(args.roi), trim=args.trim,
                            lpips=(Path(args.lpips), Path(args.lpips_linear)) if args.lpips else None,
-                           fid=Path(args.fid) if args.fid else None, fvd=Path(args.fvd) if args.fvd else None)
+                           fid=Path(args.fid) if args.fid else None, fvd=Path(args.fvd) if args.fvd else None,
+                           audio=Path(args.audio) if args.audio else None)
     if args.json:
         print(json.dumps(json_safe(result), allow_nan=False))
         return EXIT_OK
@@ -835,6 +836,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lpips-linear", metavar="LIN.npz", help="LPIPS linear weights, one vector per feature map")
     g.add_argument("--fid", metavar="INCEPTION.onnx", help="FID's Inception network")
     g.add_argument("--fvd", metavar="I3D.onnx", help="FVD's I3D network (clips of 16 frames)")
+    g.add_argument("--audio", metavar="AUDIO", help="time the candidate's landmark mouth opening against this audio "
+                   "(default: the candidate's own sound track, when it is a video with one)")
     g = field.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object with every value and the per-frame "
                    "lists (None where no face was found)")

@@ -31,10 +31,12 @@ def _mean_max(values: list) -> tuple[float | None, float | None]:
 
 def field_between(reference: Path, candidate: Path, roi: tuple[int, int, int, int] | None = None,
                   trim: bool = False, lpips: tuple[Path, Path] | None = None, fid: Path | None = None,
-                  fvd: Path | None = None) -> dict:
+                  fvd: Path | None = None, audio: Path | None = None, max_offset: int = 15) -> dict:
     """LMD (mouth, all 68), identity distance, landmark mouth opening, CPBD and optionally LPIPS / FID / FVD of
     ``candidate`` against ``reference``, frame by frame. Landmarks and identity use whole frames; CPBD, LPIPS, FID
-    and FVD the ``roi`` (x, y, w, h) or whole frames."""
+    and FVD the ``roi`` (x, y, w, h) or whole frames. With the face extra and a video candidate, the landmarks'
+    mouth opening is also timed against ``audio`` (default: the candidate's own sound track, when it has one):
+    ``lm_sync`` (frames without a face count as a closed mouth: 0)."""
     ref, cand = open_frames(reference), open_frames(candidate)
     if (ref.width, ref.height) != (cand.width, cand.height):
         raise UserError(f"reference {reference} is {ref.width}x{ref.height}, candidate {candidate} is "
@@ -57,6 +59,7 @@ def field_between(reference: Path, candidate: Path, roi: tuple[int, int, int, in
     fid_sets, fvd_sets = (FeatureGaussian(), FeatureGaussian()), (FeatureGaussian(), FeatureGaussian())
     batch: tuple[list, list] = ([], [])
     clip: tuple[list, list] = ([], [])
+    previous = None
     with ref.reader() as ref_frames, cand.reader() as cand_frames:
         for i in range(n):
             a, b = next(ref_frames).copy(), next(cand_frames).copy()
@@ -70,7 +73,8 @@ def field_between(reference: Path, candidate: Path, roi: tuple[int, int, int, in
                     lmd_all.append(None)
                     opening.append(None)
                 else:
-                    rect = found[0][:4]
+                    rect = _follow(found, previous)
+                    previous = rect
                     pa, pb = models.landmarks(a, rect), models.landmarks(b, rect)
                     lmd_mouth.append(float(landmark_distance(pa, pb, MOUTH_POINTS)[0]))
                     lmd_all.append(float(landmark_distance(pa, pb, ALL_POINTS)[0]))
@@ -109,6 +113,7 @@ def field_between(reference: Path, candidate: Path, roi: tuple[int, int, int, in
                       lmd_all_mean=_mean_max(lmd_all)[0], identity_mean=_mean_max(identity)[0],
                       identity_max=_mean_max(identity)[1], identity_frames=len(identity), no_face_frames=no_face,
                       lmd_mouth=lmd_mouth, lmd_all=lmd_all, opening=opening)
+        result["lm_sync"] = _landmark_sync(cand, candidate, audio, opening, max_offset)
     if lpips_net:
         result["lpips_mean"], result["lpips_max"] = _mean_max(lpips_values)
         result["lpips"] = lpips_values
@@ -117,6 +122,39 @@ def field_between(reference: Path, candidate: Path, roi: tuple[int, int, int, in
     if fvd_net:
         result.update(fvd=_frechet(*fvd_sets), fvd_clips=fvd_sets[0].count)
     return result
+
+
+def _follow(found: np.ndarray, previous) -> np.ndarray:
+    """The detected face to measure: the one overlapping the previous frame's most (the same face, not another
+    or a false detection that scores higher in one frame), else the best scored."""
+    if previous is None:
+        return found[0][:4]
+
+    def overlap(rect) -> float:
+        w = max(0.0, min(rect[2], previous[2]) - max(rect[0], previous[0]))
+        h = max(0.0, min(rect[3], previous[3]) - max(rect[1], previous[1]))
+        union = ((rect[2] - rect[0]) * (rect[3] - rect[1]) + (previous[2] - previous[0]) * (previous[3] - previous[1])
+                 - w * h)
+        return w * h / union if union > 0 else 0.0
+
+    best = max(found, key=lambda row: overlap(row[:4]))
+    return best[:4] if overlap(best[:4]) > 0 else found[0][:4]
+
+
+def _landmark_sync(source, path: Path, audio: Path | None, opening: list, max_offset: int) -> dict | None:
+    """The landmark opening's sync against the audio, or None where there is no frame rate or no audio."""
+    from evalkit.measure.field import sync_dict
+    from evalkit.measure.video_fidelity import read_audio_track
+    from evalkit.media.ffmpeg import probe_video
+    from evalkit.metrics.sync import audio_envelope
+    from evalkit.pipeline.audio import load_audio
+
+    if source.fps is None or not opening or (audio is None and not probe_video(path).has_audio):
+        return None
+    wav = load_audio(audio, 16000) if audio is not None else read_audio_track(path, 16000)
+    n = min(len(opening), int(len(wav) * source.fps / 16000 + 1e-6))
+    series = np.array([0.0 if v is None else v for v in opening], np.float64)
+    return sync_dict(audio_envelope(wav, 16000, source.fps, n), series, source.fps, max_offset, len(opening))
 
 
 def _frechet(a: FeatureGaussian, b: FeatureGaussian) -> float | None:
@@ -147,6 +185,11 @@ def field_lines(result: dict) -> list[str]:
             first = ", ".join(map(str, result["no_face_frames"][:10]))
             lines.append(f"{NO_FACE} in {len(result['no_face_frames'])} of {result['frames']} reference frames "
                          f"(frames {first}{', ...' if len(result['no_face_frames']) > 10 else ''})")
+    lm = result.get("lm_sync")
+    if lm:
+        lines.append(f"landmark sync: no signal ({lm['reason']})" if lm["no_signal"] else
+                     f"landmark sync: offset {lm['offset_frames']:+d} frames, confidence {lm['confidence']:.2f} ("
+                     + ("reliable" if lm["reliable"] else f"UNRELIABLE: {lm['reason']}") + "; + = mouth after sound)")
     for key, label in (("cpbd_reference", "CPBD reference"), ("cpbd_candidate", "CPBD candidate")):
         value = result[key]
         lines.append(f"{label} {value:.3f}" if value is not None else f"{label}: no 64x64 block with edges")

@@ -203,3 +203,15 @@ def test_metrics_field_cpbd_and_bad_options(astronaut_frames, tmp_path, capsys):
                  "--fid", str(tmp_path / "absent.onnx")]) == 2
     assert "absent.onnx: file not found" in capsys.readouterr().err
     assert not math.isnan(result["cpbd_reference"])
+
+
+@needs_face
+def test_metrics_field_times_the_landmark_opening_against_the_audio(astronaut_frames, tmp_path, capsys):
+    """A frame folder has no frame rate: no landmark sync, and no error; an audio file that is absent is a usage
+    error naming it."""
+    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lm_sync"] is None
+    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
+                 "--audio", str(tmp_path / "absent.wav")]) == 2
+    assert "absent.wav: file not found" in capsys.readouterr().err
