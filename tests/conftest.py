@@ -120,7 +120,7 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
 # pass: 40 to 115 s each here, measured with --durations=0) and go first, so the two workers finish together. In xdist's own order
 # the Ray file, with two tests, went last and ran alone for its last minute.
 LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/test_faults.py", "tests/pipeline/test_backends.py",
-                 "tests/pipeline/test_pipeline.py", "tests/pipeline/test_streamed.py"]
+                 "tests/pipeline/test_pipeline.py", "tests/pipeline/test_streamed.py", "tests/measure/test_field.py"]
 
 
 def pytest_collection_modifyitems(config, items):

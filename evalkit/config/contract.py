@@ -152,7 +152,69 @@ class Contract(BaseModel):
         return (1, 3, self.inner_height, self.inner_width)
 
     def with_overrides(self, overrides: dict | None) -> "Contract":
-        """A new contract with ``overrides`` applied and re-validated."""
+        """A new contract with ``overrides`` applied and re-validated (a ``preset`` among them first: see
+        ``PRESETS``)."""
         if not overrides:
             return self
-        return Contract.model_validate({**self.model_dump(), **overrides})
+        return Contract.model_validate({**self.model_dump(), **expand_preset(overrides)})
+
+
+# --- shipped presets: other members of the family, as their inference code runs them ----------------------------
+
+_ULTRALIGHT_160 = {
+    # Ultralight-Digital-Human's inference script: the box from landmarks 1, 31, 52 as above, resized to 168 x 168
+    # (its cv2.resize(crop, (168, 168), cv2.INTER_AREA) passes INTER_AREA as dst, so the resize is bilinear, and so
+    # is the resize back), the model sees [4:164, 4:164], cv2.rectangle(img, (5, 5, 150, 145), ...) blacks out x 5..154,
+    # y 5..149; BGR / 255 in, x 255 out; the audio window is rows i - 4 .. i + 3 of the feature matrix with zero rows
+    # past either end (no repeated end rows).
+    "crop_size": 168, "inner_box": (4, 4, 164, 164), "mask_box": (5, 5, 155, 150),
+    "mouth_box": (11, 43, 134, 96),  # the 320 px default's x 7-84 %, y 27-60 %, at 160 px
+    "resize_interpolation": "bilinear", "channel_order": "bgr",
+    "feature_window_before": 4, "feature_window_after": 3, "feature_pad_repeat": 0,
+}
+PRESETS: dict[str, dict[str, dict]] = {
+    "ultralight-160": {
+        # HuBERT: 1024-d rows at 50 Hz taken in pairs (2 x 1024 a video frame at 25 fps): 8 rows -> [16, 32, 32]
+        "hubert": {**_ULTRALIGHT_160, "fps": 25.0, "feature_dim": 2048, "audio_input_shape": (16, 32, 32)},
+        # WeNet: an 8192-value row (16 x 512) a video frame at 20 fps: 8 rows -> [128, 16, 32]
+        "wenet": {**_ULTRALIGHT_160, "fps": 20.0, "feature_dim": 8192, "audio_input_shape": (128, 16, 32)},
+    },
+}
+"""Contract presets a suite names with ``contract: {preset: NAME, audio_features: KIND}`` (or ``contract: NAME``:
+the first kind). The family's 160 px models take their audio features precomputed (HuBERT or WeNet, not mels):
+give them as a model's ``audio_features`` .npy, [frames, feature_dim]."""
+
+
+def expand_preset(overrides: dict) -> dict:
+    """Contract overrides with ``preset`` (and ``audio_features``) replaced by the preset's fields; the other
+    overrides win over the preset's."""
+    if not overrides or ("preset" not in overrides and "audio_features" not in overrides):
+        return dict(overrides or {})
+    rest = dict(overrides)
+    name, kind = rest.pop("preset", None), rest.pop("audio_features", None)
+    if name is None:
+        raise ValueError(f"audio_features: {kind!r} chooses among a preset's audio features: name the preset too "
+                         f"(preset: {' | '.join(PRESETS)})")
+    if name not in PRESETS:
+        raise ValueError(f"preset: {name!r} is not a shipped contract preset ({', '.join(PRESETS)})")
+    kinds = PRESETS[name]
+    kind = kind or next(iter(kinds))
+    if kind not in kinds:
+        raise ValueError(f"audio_features: {kind!r} is not one of preset {name}'s ({', '.join(kinds)})")
+    return {**kinds[kind], **rest}
+
+
+def preset_for(image_shape, audio_shape) -> str | None:
+    """The preset (as a suite writes it) whose image and audio inputs have these shapes (batch axis included, any
+    dimension may be a name or None), or None."""
+    def fits(actual, expected) -> bool:
+        return len(actual) == len(expected) and all(not isinstance(a, int) or a == e
+                                                    for a, e in zip(actual[1:], expected[1:]))
+
+    for name, kinds in PRESETS.items():
+        for kind, fields in kinds.items():
+            contract = Contract().with_overrides(fields)
+            if fits(list(image_shape), contract.image_input_shape) and (
+                    audio_shape is None or fits(list(audio_shape), (1, *contract.audio_input_shape))):
+                return f"contract: {{preset: {name}, audio_features: {kind}}}"
+    return None

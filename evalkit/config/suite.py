@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 import yaml
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalkit.config.contract import Contract
+from evalkit.config.contract import PRESETS, Contract
 from evalkit.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -92,15 +93,27 @@ _CONTRACT_LIMITS = {
     "input_scale": {"le": 1e6}, "output_scale": {"le": 1e6},
 }
 
-# Every contract field, optional: what a suite may override.
-ContractOverrides = create_model(
+# Every contract field, optional: what a suite may override; and a shipped preset (config.contract.PRESETS).
+_ContractOverrides = create_model(
     "ContractOverrides",
     __config__=_FROZEN,
+    preset=(Optional[Literal[tuple(PRESETS)]], Field(None, description="A shipped contract preset (the other "
+                                                      "fields override its values): " + ", ".join(PRESETS))),
+    audio_features=(Optional[Literal["hubert", "wenet"]], Field(None, description="The preset's audio features: "
+                                                               "hubert or wenet (default: hubert).")),
     **{
         name: (Optional[field.annotation], Field(None, description=field.description, **_CONTRACT_LIMITS.get(name, {})))
         for name, field in Contract.model_fields.items()
     },
 )
+
+
+def _preset_by_name(value: Any) -> Any:
+    """``contract: ultralight-160``: a preset named alone."""
+    return {"preset": value} if isinstance(value, str) else value
+
+
+ContractOverrides = Annotated[_ContractOverrides, BeforeValidator(_preset_by_name)]
 
 
 def _overrides(obj: BaseModel) -> dict[str, Any]:
@@ -117,7 +130,8 @@ class ModelSpec(BaseModel):
     audio_features: Optional[ExistingFile] = Field(
         None, description="Precomputed features (.npy, [frames, feature_dim]) instead of an encoder."
     )
-    contract: ContractOverrides = Field(default_factory=ContractOverrides, description="Contract overrides for this model.")
+    contract: ContractOverrides = Field(default_factory=_ContractOverrides,
+                                        description="Contract overrides for this model (or a preset: see the suite's).")
 
     @model_validator(mode="after")
     def _one_feature_source(self) -> "ModelSpec":
@@ -297,6 +311,24 @@ class SyncNetSpec(BaseModel):
     vshift: int = Field(15, ge=1, le=10_000, description="Lags searched: -vshift..vshift frames.")
 
 
+class NetworkMetricSpec(BaseModel):
+    """FID's Inception or FVD's I3D, exported by the user to ONNX (docs/field-metrics.md); evalkit ships no weights."""
+
+    model_config = _FROZEN
+    model: ExistingFile = Field(description="The ONNX network: FID [N, 3, 299, 299] in [-1, 1] -> [N, 2048]; FVD "
+                                "[N, 3, 16, 224, 224] in [-1, 1] -> [N, 400].")
+    region: Literal["inner", "mouth"] = Field("inner", description="What is compared with the ground truth: the "
+                                              "model's inner region, or the contract's mouth_box within it.")
+
+
+class LpipsSpec(NetworkMetricSpec):
+    """LPIPS: the feature network (``lpips.LPIPS(net='alex').net`` exported to ONNX) and its linear layers' weights."""
+
+    model: ExistingFile = Field(description="The feature network: [N, 3, H, W] (after LPIPS's scaling layer) -> "
+                                "its L feature maps.")
+    linear: ExistingFile = Field(description="An .npz of the L linear weight vectors (lin0 ... lin4), one per map.")
+
+
 class MetricsSpec(BaseModel):
     """How outputs are compared with the ground truth and the audio."""
 
@@ -320,6 +352,12 @@ class MetricsSpec(BaseModel):
     sync_tolerance_frames: int = Field(
         1, ge=0, le=100, description="A run's verdict says \"sync late\" or \"sync early\" when its reliable "
         "sync offset is further than this (frames) from the source's own offset (or from 0 without one).")
+    face: bool = Field(True, description="Landmark distance (LMD), mouth opening from landmarks and identity with "
+                       "dlib's models, where evalkit[face] is installed (without it the columns are absent).")
+    lpips: Optional[LpipsSpec] = Field(None, description="LPIPS per frame with the user's ONNX export (optional).")
+    fid: Optional[NetworkMetricSpec] = Field(None, description="FID with the user's Inception in ONNX (optional).")
+    fvd: Optional[NetworkMetricSpec] = Field(None, description="FVD on 16-frame clips with the user's I3D in ONNX "
+                                             "(optional).")
 
 
 class GateSpec(BaseModel):
@@ -415,7 +453,9 @@ class Suite(BaseModel):
     store_full_frames: bool = Field(False, description="Also keep every generated full frame losslessly "
                                     "(frames_full.mkv, about 20x the inner frames' size). Off: a full frame is the "
                                     "template plus the pasted inner region, recomputed where needed.")
-    contract: ContractOverrides = Field(default_factory=ContractOverrides, description="Contract overrides for all models.")
+    contract: ContractOverrides = Field(default_factory=_ContractOverrides, description="Contract overrides for all "
+                                        "models: fields of the contract, or a shipped preset (contract: "
+                                        "ultralight-160, or {preset: ultralight-160, audio_features: wenet}).")
     models: list[ModelSpec] = Field(min_length=1)
     inputs: list[InputSpec] = Field(min_length=1)
     backends: list[BackendSpec] = Field(

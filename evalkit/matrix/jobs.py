@@ -373,6 +373,10 @@ def _run_one(partial: Path, suite, model, contract, spec, prep, protocol, backen
             partial / folder, ground_truth, prep.boxes, indices, contract,
             entry["frames"], suite.metrics, audio.wav, contract.sample_rate,
         ))
+    from evalkit.measure.field import measure_field  # the field's metrics: CPBD, and LMD / identity with evalkit[face]
+
+    entry["field"] = measure_field(partial / folder, entry["frames"], entry["template_indices"], prep.boxes,
+                                   prep.video.path, ground_truth, contract, suite.metrics, audio.wav, entry.get("sync"))
     return entry
 
 

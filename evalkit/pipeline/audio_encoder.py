@@ -45,11 +45,14 @@ def encode_mel_windows(encoder_path: Path, windows, contract: Contract, out: np.
 
 
 def load_features(path: Path, frames: int, contract: Contract) -> np.ndarray:
-    """Precomputed features from ``path`` (.npy, [frames, feature_dim]), checked against the audio."""
+    """Precomputed features from ``path`` (.npy, [frames, feature_dim], or [frames, ...] holding feature_dim values a
+    row), checked against the audio."""
     try:
         features = np.load(path)
     except Exception as exc:
         raise UserError(f"cannot read audio features {path}: {exc} (expected a .npy array)") from exc
+    if features.ndim > 2:  # rows of several values, e.g. HuBERT pairs [frames, 2, 1024] (the 160 px family's files)
+        features = features.reshape(len(features), -1)
     if features.ndim != 2 or features.shape[1] != contract.feature_dim:
         raise UserError(
             f"audio features {path}: shape {list(features.shape)}, expected [frames, {contract.feature_dim}]"

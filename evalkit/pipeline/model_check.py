@@ -198,6 +198,10 @@ def check_generator_io(session, contract: Contract, where: str) -> list[Finding]
             out.append(Finding("error", False, f"{where}: {kind} '{arg.name}' is {_type_name(arg.type)}: export with "
                                f"float32 {kind}s (torch.onnx.export of a .float() model; to run in float16, cast "
                                f"inside the graph and keep the {kind}s float32)"))
+    preset = _preset_fitting(inputs, c)
+    if preset is not None:
+        out.append(Finding("error", False, f"{where}: a {preset[1]} px export of the family, not the contract's "
+                           f"{c.inner_width} px: run it under the shipped preset, {preset[0]}"))
     axes = [a for n in (image_name, audio_name) if n for a in _symbolic_axes(n, inputs[n].shape)]
     axes += _symbolic_axes(first.name, first.shape)
     if axes:
@@ -207,6 +211,20 @@ def check_generator_io(session, contract: Contract, where: str) -> list[Finding]
         out.append(Finding("info", True, f"{where}: static shapes (batch 1 only; optional: dynamic_axes="
                            "{'image': {0: 'batch'}, 'audio': {0: 'batch'}, 'output': {0: 'batch'}} to time batches)"))
     return out
+
+
+def _preset_fitting(inputs: dict, contract: Contract) -> tuple[str, int] | None:
+    """(the suite line of the shipped preset, its size) when the model's 6-channel image input does not fit the
+    contract but fits a preset (config.contract.preset_for); None otherwise."""
+    from evalkit.config.contract import preset_for
+    from evalkit.pipeline.runner import _shape_fits
+
+    images = [i for i in inputs.values() if len(i.shape) == 4 and i.shape[1] == 6]
+    if len(images) != 1 or _shape_fits(images[0].shape, contract.image_input_shape):
+        return None
+    others = [i for i in inputs.values() if i is not images[0]]
+    line = preset_for(images[0].shape, others[0].shape if len(others) == 1 else None)
+    return (line, images[0].shape[-1]) if line else None
 
 
 def check_encoder_io(session, contract: Contract, where: str) -> list[Finding]:

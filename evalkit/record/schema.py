@@ -172,6 +172,40 @@ class MouthSharpness(RecordPart):
     template: Real
 
 
+class FaceField(RecordPart):
+    """The field's face metrics of a run (measure.field, with evalkit[face]): per-frame LMD (pixels of the full frame,
+    ``lmd_unit``), mouth opening from landmarks, identity distances on ``identity_frames``, the landmark sync."""
+
+    rect_from: str
+    rect_relation: list[float]
+    lmd_mouth: list[Real]
+    lmd_all: list[Real]
+    lmd_unit: str
+    opening: list[Real]
+    ground_truth_opening: list[Real]
+    identity_frames: list[int]
+    identity_template: list[Real]
+    identity_ground_truth: list[Real]
+    sync: Sync
+    ground_truth_sync: Sync | None
+    agrees_with_builtin: bool | None
+
+
+class FieldMetrics(RecordPart):
+    """The field's own metrics of a run (measure.field.measure_field): CPBD of the mouth on ``cpbd_frames``, the face
+    metrics (None where evalkit[face] is missing: ``face_missing`` says how to get it), LPIPS per frame, FID and FVD
+    with their sample counts (each None unless the suite names its network)."""
+
+    face_missing: str | None
+    face: FaceField | None
+    cpbd_frames: list[int]
+    cpbd_mouth: list[Real]
+    cpbd_mouth_template: list[Real]
+    lpips: dict[str, Any] | None = None  # {values: [...], region}
+    fid: dict[str, Any] | None = None  # {value, samples, region}
+    fvd: dict[str, Any] | None = None  # {value, clips, clip_frames, region}
+
+
 class RegionSeries(RecordPart):
     """Per-frame PSNR (dB; inf for identical frames) and SSIM of one region."""
 
@@ -320,6 +354,7 @@ class RunEntry(RecordPart):
     ground_truth_sync: Sync | None = None
     video_lag: Sync | None = None  # the output's mouth motion against the ground truth's (metrics.sync.video_lag)
     syncnet: SyncNet | None = None
+    field: FieldMetrics | None = None  # the field's own metrics: CPBD, LMD, identity, LPIPS, FID, FVD
     # compared with other runs
     parity: ParityComparison | None = None
     golden: dict[str, Any] | None = None

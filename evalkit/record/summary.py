@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from evalkit.errors import UserError
 from evalkit.metrics import latency_summary, summarise
+from evalkit.record.field import FIELD_COLUMNS, FIELD_COUNT_COLUMNS, FIELD_HIGHER_IS_BETTER, field_row
 from evalkit.record.layout import RUN_RECORD
 from evalkit.record.schema import (KNOWN_SCHEMA_VERSIONS, RECORD_KIND, RunRecord,  # noqa: F401 (re-exported)
                                     describe_error, validate_record)
@@ -53,12 +54,14 @@ COUNT_COLUMNS = {"frames", "video_lag_frames", "video_lag_reliable", "copy_flag"
                  "gt_sync_reliable", "sync_offset_vs_ground_truth_frames", "syncnet_offset_frames", "nan_count",
                  "inf_count", "wrap_count", "warmup_iterations", "timed_inferences", "intra_op_threads",
                  "parity_passed", "parity_failing_elements", "parity_nan_mismatches", "golden_passed",
-                 "golden_failing_elements"} | {c for c in FIDELITY_COLUMNS if c.endswith("_inf_frames")}
+                 "golden_failing_elements"} | {c for c in FIDELITY_COLUMNS if c.endswith("_inf_frames")} | (
+                 FIELD_COUNT_COLUMNS)
 """Columns of whole numbers (counts, frame offsets, 0/1 flags): summary.csv writes them as 317, not 317.0."""
 TEXT_COLUMNS = ("model", "backend", "input", "protocol", "kind", "precision", "status", "verdict", "reason",
                 "sync_reason", "parity_against")
 """The columns of summary.csv that hold words, not numbers."""
-SUMMARY_COLUMNS = ID_COLUMNS + FIDELITY_COLUMNS + COPY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS + PARITY_COLUMNS
+SUMMARY_COLUMNS = (ID_COLUMNS + FIDELITY_COLUMNS + COPY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS
+                   + PARITY_COLUMNS + FIELD_COLUMNS)
 """The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
 
 HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} | {
@@ -68,7 +71,7 @@ HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} 
     "nan_count": False, "inf_count": False, "out_fraction_outside": False,
     "sync_confidence": True, "video_lag_confidence": True, "lse_c": True, "lse_d": False,
     "copy_mouth_psnr": False, "copy_frames_fraction": False, "copy_flag": False, "wrap_count": False,
-}
+} | FIELD_HIGHER_IS_BETTER
 """Direction of the columns that have one (the report marks best and worst by it)."""
 
 
@@ -166,6 +169,7 @@ def summary_row(entry: dict) -> dict:
     if golden:
         row.update(golden_passed=int(golden["passed"]), golden_max_abs=golden.get("max_abs"),
                    golden_failing_elements=golden.get("failing_elements"))
+    row.update(field_row(entry))
     return {c: row.get(c) for c in SUMMARY_COLUMNS}
 
 

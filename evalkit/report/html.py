@@ -46,6 +46,22 @@ TABLE_GROUPS = [
                                             "was given (inf: an exact copy)"),
         ("copy_flag", "near-copy", 0, "1 when the output copies its input (see Copy detection)"),
     ]),
+    ("The field's metrics", [
+        ("lmd_mouth_mean", "LMD mouth", 2, "landmark distance of the mouth points 48-67 to the ground truth's, pixels of "
+                                           "the full frame (lower is better; needs evalkit[face])"),
+        ("lmd_all_mean", "LMD all", 2, "landmark distance over all 68 points, pixels of the full frame"),
+        ("identity_template_max", "identity", 3, "largest identity descriptor distance of an output frame to its "
+                                                "template frame (below 0.6: the same person)"),
+        ("identity_gt_max", "identity GT", 3, "largest identity distance to the ground truth's frame"),
+        ("lm_sync_offset_frames", "lm offset", 0, "sync offset of the landmarks' mouth opening (frames)"),
+        ("lm_sync_agrees", "agrees", 0, "1 when the landmark and built-in sync estimates, both reliable, agree "
+                                        "within a frame"),
+        ("cpbd_mouth", "CPBD", 3, "no-reference sharpness of the output's mouth (higher is sharper)"),
+        ("cpbd_mouth_template", "CPBD tmpl", 3, "the same of the template frames' mouths"),
+        ("lpips_mean", "LPIPS", 4, "mean LPIPS against the ground truth (lower is better)"),
+        ("fid", "FID", 2, "FID against the ground truth's frames (lower is better; see fid_samples)"),
+        ("fvd", "FVD", 2, "FVD on 16-frame clips (lower is better; see fvd_clips)"),
+    ]),
     ("Output values and speed", [
         ("out_mean", "out mean", 4, "mean raw model output, before x255 (a healthy model stays in [0, 1])"),
         ("out_std", "out std", 4, "standard deviation of the raw outputs"),
@@ -234,7 +250,21 @@ def sync_sentence(e: dict) -> str:
     if e["syncnet"]:
         sn = e["syncnet"]
         text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
-    return text + "."
+    return text + landmark_sync_clause(e) + "."
+
+
+def landmark_sync_clause(e: dict) -> str:
+    """The second sync estimate, from the landmarks' mouth opening (evalkit[face]), and whether the two agree."""
+    face = (e.get("field") or {}).get("face") or {}
+    lm = face.get("sync")
+    if not lm:
+        return ""
+    if lm["no_signal"]:
+        return f"; landmarks: no signal ({lm['reason']})"
+    text = (f"; landmarks: offset {lm['offset_frames']:+d}, confidence {lm['confidence']:.1f}, "
+            + ("reliable" if lm["reliable"] else "not reliable"))
+    agrees = face.get("agrees_with_builtin")
+    return text + ("" if agrees is None else ", agreeing" if agrees else ", DISAGREEING with the estimate above")
 
 
 def copy_sentences(entries: list[dict]) -> list[str]:
@@ -332,13 +362,19 @@ def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> 
                                   "worst frames or side-by-side video")
     if section["video"] is None:
         section["missing"].append("no video in the run folder")
+
     section["sync"] = sync_sentence(entry)
     for col, label, d in [("psnr_mean", "PSNR mean (dB)", 2), ("ssim_mean", "SSIM mean", 4),
                           ("copy_mouth_psnr", "copy PSNR (dB)", 2), ("out_mean", "out mean", 4),
-                          ("throughput_fps", "inference FPS", 1), ("latency_p50_ms", "median latency (ms)", 2)]:
+                          ("throughput_fps", "inference FPS", 1), ("latency_p50_ms", "median latency (ms)", 2),
+                          ("lmd_mouth_mean", "LMD mouth (px)", 2), ("identity_template_max", "identity max", 3),
+                          ("cpbd_mouth", "CPBD mouth", 3)]:
         if number(s.get(col)) is not None:
             section["facts"].append((label, _fmt(s.get(col), d)))
     section["facts"].insert(0, ("frames", _fmt(entry["frames"], 0)))
+    face_missing = (entry.get("field") or {}).get("face_missing")
+    if face_missing:  # the one line saying how to get LMD and identity
+        section["facts"].append(("LMD, identity", face_missing))
     return section
 
 

@@ -1,0 +1,279 @@
+"""The talking-head field's own metrics of a generated run: one pass over its frames after generation.
+
+What it measures (``metrics.face``, ``metrics.lpips``, ``metrics.fid``, ``metrics.fvd`` of the suite):
+
+- CPBD (``metrics.cpbd``) of the output's mouth region (the contract's ``mouth_box`` in the lossless inner
+  region) and of the template frame's it re-drew, on ``CPBD_SAMPLES`` frames spread over the run: a no-reference
+  blur measure beside ``mouth_sharpness_ratio``, for every run, with or without ground truth. A mouth box smaller
+  than CPBD's 64 px blocks (the 160 px family's, 123 x 53) is judged in blocks of its smaller side.
+- With ``evalkit[face]`` installed (``metrics.face``): dlib's 68 landmarks of every output full frame (the template
+  with the output pasted back) and of the ground truth's frame, in the face rectangle that the crop box gives
+  (``face_rect_from_box``: the box-to-rectangle relation calibrated once per run by the detector on the first frame
+  that shows a face; the detector runs on no other frame). LMD per frame over the mouth points 48-67 and over all
+  68, in pixels of the full frame; the mouth opening from landmarks (inner-lip height over mouth width) as a
+  second sync signal against the audio (``metrics.sync.sync_of_signals``); identity: the descriptor distance of
+  the output's face to its template frame's and to the ground truth's, on ``IDENTITY_SAMPLES`` frames spread
+  over the run (the descriptor network is the costly part: about 0.1 s a face here).
+- LPIPS per frame, FID and FVD (``metrics.perceptual``) of the output's region against the ground truth's, with
+  the user's ONNX networks; the sample counts beside each value.
+
+Without the extra the entry's ``field.face`` is None and ``field.face_missing`` says how to get it (one line);
+nothing fails.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.config.contract import Contract
+from evalkit.config.suite import MetricsSpec
+from evalkit.errors import UserError
+from evalkit.media.decode import FrameReader, SpilledFrames
+from evalkit.media.ffmpeg import probe_video
+from evalkit.metrics.cpbd import BLOCK as CPBD_BLOCK, cpbd
+from evalkit.metrics.face import (ALL_POINTS, DEFAULT_RECT_FROM_BOX, MOUTH_POINTS, FaceModels, descriptor_distance,
+                                  face_models_missing, face_rect_from_box, landmark_distance, mouth_opening_ratio,
+                                  rect_relation)
+from evalkit.metrics.perceptual import FVD_CLIP, FeatureExtractor, FeatureGaussian, Lpips, frechet_of
+from evalkit.pipeline.crop import CropPreparer
+from evalkit.pipeline.paste import Paster
+from evalkit.record.layout import FRAMES_INNER
+
+IDENTITY_SAMPLES = 12  # frames whose identity descriptors are computed, spread evenly over the run
+CPBD_SAMPLES = 50  # frames whose mouth CPBD is computed (about 7 ms each here), spread evenly over the run
+CALIBRATION_TRIES = 5  # frames tried (spread over the run) for the detector to calibrate the face rectangle
+BATCH = 16  # frames per LPIPS / FID network call
+AGREE_FRAMES = 1  # two reliable sync estimates within this many frames agree
+
+
+def identity_frames(n: int, samples: int = IDENTITY_SAMPLES) -> list[int]:
+    """``samples`` frame indices spread evenly over ``n`` frames (all of them when fewer)."""
+    if n <= samples:
+        return list(range(n))
+    return sorted({int(round(x)) for x in np.linspace(0, n - 1, samples)})
+
+
+def sync_dict(envelope: np.ndarray, opening: np.ndarray, fps: float, max_offset: int, video_frames: int) -> dict:
+    """The sync estimate of a landmark opening series against the audio envelope, as a record's Sync dict."""
+    from evalkit.metrics.sync import sync_of_signals
+
+    need = 2 * max_offset + 3
+    n = min(len(envelope), len(opening))
+    if n < need:
+        return _no_signal(fps, f"{n} frames are too few for lags of +/-{max_offset} (need {need})")
+    if float(np.std(opening[:n])) < 1e-6:
+        return _no_signal(fps, "the mouth's landmarks do not move")
+    if float(np.max(envelope[:n])) <= 0:
+        return _no_signal(fps, "the audio is silent")
+    return sync_of_signals(envelope[:n], opening[:n], fps, max_offset, video_frames).to_dict()
+
+
+def _no_signal(fps: float, reason: str) -> dict:
+    return {"offset_frames": None, "offset_ms": None, "confidence": 0.0, "fps": fps, "no_signal": True,
+            "reliable": False, "reason": reason, "peak_frames": None, "lags": [], "curve": []}
+
+
+def agreement(a: dict | None, b: dict | None) -> bool | None:
+    """Whether two sync estimates agree within AGREE_FRAMES; None unless both are reliable."""
+    if not a or not b or not a.get("reliable") or not b.get("reliable"):
+        return None
+    return abs(a["offset_frames"] - b["offset_frames"]) <= AGREE_FRAMES
+
+
+class FaceSeries:
+    """Per-frame landmarks, LMD, mouth opening and sampled identity distances, fed one frame at a time."""
+
+    def __init__(self, identity_at: set[int]):
+        self.models = FaceModels.load()
+        self.identity_at = identity_at
+        self.lmd_mouth: list[float] = []
+        self.lmd_all: list[float] = []
+        self.opening: list[float] = []
+        self.truth_opening: list[float] = []
+        self.identity_frames: list[int] = []
+        self.identity_template: list[float] = []
+        self.identity_truth: list[float] = []
+        self._descriptors: dict = {}
+
+    def _descriptor(self, key, image: np.ndarray, rect) -> np.ndarray:
+        if key is None or key not in self._descriptors:
+            d = self.models.descriptor(image, rect, self.models.landmarks(image, rect))
+            if key is None:
+                return d
+            self._descriptors[key] = d
+        return self._descriptors[key]
+
+    def add(self, i: int, rect, output: np.ndarray, truth: np.ndarray | None = None,
+            template: np.ndarray | None = None, template_key=None, truth_key=None) -> None:
+        """Frame ``i``: the output's full frame, the ground truth's (or None) and the template's (or None), one face
+        rectangle for all. ``*_key`` name a template or truth frame whose descriptor may be reused (None: never)."""
+        points = self.models.landmarks(output, rect)
+        self.opening.append(float(mouth_opening_ratio(points)[0]))
+        if truth is not None:
+            truth_points = self.models.landmarks(truth, rect)
+            self.truth_opening.append(float(mouth_opening_ratio(truth_points)[0]))
+            self.lmd_mouth.append(float(landmark_distance(truth_points, points, MOUTH_POINTS)[0]))
+            self.lmd_all.append(float(landmark_distance(truth_points, points, ALL_POINTS)[0]))
+        if i in self.identity_at and (truth is not None or template is not None):
+            own = self.models.descriptor(output, rect, points)
+            self.identity_frames.append(i)
+            if template is not None:
+                self.identity_template.append(float(descriptor_distance(
+                    own, self._descriptor(("t", template_key) if template_key is not None else None, template,
+                                          rect))[0]))
+            if truth is not None:
+                self.identity_truth.append(float(descriptor_distance(
+                    own, self._descriptor(("t", truth_key) if truth_key is not None else None, truth, rect))[0]))
+
+
+def calibrate_rect_from_box(models: FaceModels, frames, boxes) -> tuple[tuple[float, ...], str]:
+    """The box-to-rectangle relation from the detector on the first of ``frames`` (full frames, with their crop
+    ``boxes``) where it finds a face overlapping the box; DEFAULT_RECT_FROM_BOX where it finds none."""
+    for k, (frame, box) in enumerate(zip(frames, boxes)):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        w = x2 - x1
+        h, wd = frame.shape[:2]
+        wx1, wy1, wx2, wy2 = max(0, x1 - w // 2), max(0, y1 - w), min(wd, x2 + w // 2), min(h, y2 + w // 2)
+        found = models.detect(frame[wy1:wy2, wx1:wx2], upsample=1 if w < 160 else 0)
+        for left, top, right, bottom, _ in found:
+            rect = (left + wx1, top + wy1, right + wx1, bottom + wy1)
+            cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+            if x1 <= cx <= x2 and y1 - w <= cy <= y2:  # the face whose box this is
+                return rect_relation(box, rect), f"the detector on frame {k} of those tried"
+    return DEFAULT_RECT_FROM_BOX, "the default relation (the detector found no face in the frames tried)"
+
+
+def measure_field(folder: Path, frames: int, template_indices: list[int], boxes: np.ndarray, template: Path,
+                  ground_truth: Path | None, contract: Contract, metrics: MetricsSpec, wav: np.ndarray,
+                  builtin_sync: dict | None = None, log=print) -> dict:
+    """The field metrics of one generated run folder (its lossless inner frames, FRAMES_INNER), as the entry's
+    ``field`` part. Output frame i re-drew template frame ``template_indices[i]`` with crop box
+    ``boxes[template_indices[i]]``; the ground truth's frame i is its truth."""
+    missing = face_models_missing() if metrics.face else "metrics.face is off in the suite"
+    inner_info = probe_video(folder / FRAMES_INNER)
+    template_info = probe_video(template)
+    truth_info = probe_video(ground_truth) if ground_truth is not None else None
+    n = min(frames, inner_info.frames, truth_info.frames if truth_info else frames)
+    mx1, my1, mx2, my2 = contract.mouth_box
+
+    def region(spec, image: np.ndarray) -> np.ndarray:
+        return image if spec.region == "inner" else image[my1:my2, mx1:mx2]
+
+    cropper, paster = CropPreparer(contract), Paster(contract)
+    inner = np.empty((inner_info.height, inner_info.width, 3), np.uint8)
+    frame = np.empty((template_info.height, template_info.width, 3), np.uint8)
+    full = np.empty_like(frame)
+    truth = np.empty((truth_info.height, truth_info.width, 3), np.uint8) if truth_info else None
+    lpips = Lpips(metrics.lpips.model, metrics.lpips.linear) if metrics.lpips and truth_info else None
+    fid = FeatureExtractor(metrics.fid.model, "FID") if metrics.fid and truth_info else None
+    fvd = FeatureExtractor(metrics.fvd.model, "FVD") if metrics.fvd and truth_info else None
+    fid_sets = (FeatureGaussian(), FeatureGaussian())
+    fvd_sets = (FeatureGaussian(), FeatureGaussian())
+    pending: dict[str, tuple[list, list]] = {"lpips": ([], []), "fid": ([], []), "fvd": ([], [])}  # (truth, output)
+    lpips_values: list[float] = []
+    cpbd_out, cpbd_template, template_cpbd = [], [], {}
+    cpbd_at = identity_frames(n, CPBD_SAMPLES)
+    cpbd_wanted = set(cpbd_at)
+    cpbd_block = min(CPBD_BLOCK, my2 - my1, mx2 - mx1)  # a mouth box under 64 px (the 160 px family): smaller blocks
+    result: dict = {"face_missing": missing, "face": None}
+    crop_copy = np.empty_like(cropper.crop)
+    truth_is_template = ground_truth is not None and _same(ground_truth, template)
+    with SpilledFrames(template_info) as spill:
+        series = relation = None
+        if missing is None:
+            models = FaceModels.load()
+            tries = identity_frames(n, CALIBRATION_TRIES)
+            calib_frames = [spill.read_into(template_indices[k], np.empty_like(frame)) for k in tries]
+            relation, how = calibrate_rect_from_box(models, calib_frames, [boxes[template_indices[k]] for k in tries])
+            series = FaceSeries(set(identity_frames(n)))
+            result["face"] = {"rect_from": how, "rect_relation": list(relation)}
+        with FrameReader(inner_info) as inner_reader, (FrameReader(truth_info) if truth_info else _Nothing()) as tr:
+            for i in range(n):
+                t = template_indices[i]
+                box = boxes[t]
+                if not inner_reader.read_into(inner):
+                    raise UserError(f"{folder / FRAMES_INNER} ended after {i} frames, expected {n}")
+                if truth is not None and not tr.read_into(truth):
+                    raise UserError(f"ground truth {ground_truth} ended after {i} frames, expected {n}")
+                spill.read_into(t, frame)
+                template_inner = cropper.crop_frame(frame, box)
+                if i in cpbd_wanted:
+                    cpbd_out.append(cpbd(inner[my1:my2, mx1:mx2], cpbd_block))
+                    if t not in template_cpbd:
+                        template_cpbd[t] = cpbd(template_inner[my1:my2, mx1:mx2], cpbd_block)
+                    cpbd_template.append(template_cpbd[t])
+                if series is not None:
+                    np.copyto(crop_copy, cropper.crop)
+                    paster.paste(crop_copy, inner, frame, box, out=full)
+                    same_truth = truth_is_template and t == i
+                    series.add(i, face_rect_from_box(box, relation), full, truth, frame, template_key=t,
+                               truth_key=t if same_truth else None)
+                if truth is not None and (lpips or fid or fvd):
+                    truth_inner = cropper.crop_frame(truth, box)
+                    for name, spec in (("lpips", metrics.lpips if lpips else None),
+                                       ("fid", metrics.fid if fid else None), ("fvd", metrics.fvd if fvd else None)):
+                        if spec is not None:
+                            pending[name][0].append(region(spec, truth_inner).copy())
+                            pending[name][1].append(region(spec, inner).copy())
+                    if fvd and len(pending["fvd"][0]) == FVD_CLIP:
+                        fvd_sets[1].add(fvd.clip(np.stack(pending["fvd"][0])))
+                        fvd_sets[0].add(fvd.clip(np.stack(pending["fvd"][1])))
+                        pending["fvd"] = ([], [])
+                    for name in ("lpips", "fid"):
+                        got = pending[name]
+                        if got[0] and (len(got[0]) == BATCH or i == n - 1):
+                            a, b = np.stack(got[0]), np.stack(got[1])
+                            if name == "lpips":
+                                lpips_values += lpips(a, b).tolist()
+                            else:
+                                fid_sets[1].add(fid.frames(a))
+                                fid_sets[0].add(fid.frames(b))
+                            pending[name] = ([], [])
+    result["cpbd_frames"] = cpbd_at
+    result["cpbd_mouth"] = cpbd_out
+    result["cpbd_mouth_template"] = cpbd_template
+    if series is not None:
+        face = result["face"]
+        face.update(lmd_mouth=series.lmd_mouth, lmd_all=series.lmd_all, lmd_unit="pixels of the full frame "
+                    f"({template_info.width}x{template_info.height})", opening=series.opening,
+                    ground_truth_opening=series.truth_opening, identity_frames=series.identity_frames,
+                    identity_template=series.identity_template, identity_ground_truth=series.identity_truth)
+        from evalkit.metrics.sync import audio_envelope
+
+        fps, max_offset = contract.fps, metrics.sync_max_offset
+        audio_frames = min(n, int(len(wav) * fps / contract.sample_rate + 1e-6))
+        envelope = audio_envelope(wav, contract.sample_rate, fps, audio_frames)
+        face["sync"] = sync_dict(envelope, np.asarray(series.opening), fps, max_offset, n)
+        face["ground_truth_sync"] = (sync_dict(envelope, np.asarray(series.truth_opening), fps, max_offset, n)
+                                     if series.truth_opening else None)
+        face["agrees_with_builtin"] = agreement(face["sync"], builtin_sync)
+    if lpips:
+        result["lpips"] = {"values": lpips_values, "region": metrics.lpips.region}
+    if fid:
+        result["fid"] = {"value": _frechet(*fid_sets), "samples": fid_sets[0].count, "region": metrics.fid.region}
+    if fvd:
+        result["fvd"] = {"value": _frechet(*fvd_sets), "clips": fvd_sets[0].count, "clip_frames": FVD_CLIP,
+                         "region": metrics.fvd.region}
+    return result
+
+
+def _frechet(a: FeatureGaussian, b: FeatureGaussian) -> float:
+    return frechet_of(a, b) if a.count >= 2 and b.count >= 2 else math.nan
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None

@@ -1,0 +1,73 @@
+"""The summary.csv columns of the field's metrics (an entry's ``field``: ``measure.field.measure_field``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FIELD_COLUMNS = ["lmd_mouth_mean", "lmd_mouth_max", "lmd_all_mean", "identity_template_mean", "identity_template_max",
+                 "identity_gt_mean", "identity_gt_max", "identity_frames", "lm_sync_offset_frames",
+                 "lm_sync_confidence", "lm_sync_reliable", "lm_sync_agrees", "cpbd_mouth", "cpbd_mouth_template",
+                 "lpips_mean", "lpips_max", "fid", "fid_samples", "fvd", "fvd_clips"]
+"""LMD (pixels of the full frame; mouth points 48-67, all 68), identity descriptor distances (below 0.6: one
+person), the sync of the landmarks' mouth opening and whether it agrees with the built-in estimate (both reliable),
+CPBD of the mouth (output and template), LPIPS, FID and FVD with their sample counts."""
+
+FIELD_COUNT_COLUMNS = {"identity_frames", "lm_sync_offset_frames", "lm_sync_reliable", "lm_sync_agrees",
+                       "fid_samples", "fvd_clips"}
+
+FIELD_HIGHER_IS_BETTER = {
+    "lmd_mouth_mean": False, "lmd_mouth_max": False, "lmd_all_mean": False,
+    "identity_template_mean": False, "identity_template_max": False, "identity_gt_mean": False,
+    "identity_gt_max": False, "lm_sync_confidence": True, "cpbd_mouth": True,
+    "lpips_mean": False, "lpips_max": False, "fid": False, "fvd": False,
+}
+
+
+def _finite(values) -> np.ndarray:
+    x = np.asarray([float(v) for v in values or []], np.float64)
+    return x[np.isfinite(x)]
+
+
+def _mean_max(values) -> tuple[float | None, float | None]:
+    x = _finite(values)
+    return (float(x.mean()), float(x.max())) if x.size else (None, None)
+
+
+def field_row(entry: dict) -> dict:
+    """The FIELD_COLUMNS of one entry (absent parts: no key)."""
+    field = entry.get("field")
+    if not field:
+        return {}
+    row: dict = {}
+    cpbd = _finite(field.get("cpbd_mouth"))
+    if cpbd.size:
+        row["cpbd_mouth"] = float(cpbd.mean())
+    template = _finite(field.get("cpbd_mouth_template"))
+    if template.size:
+        row["cpbd_mouth_template"] = float(template.mean())
+    face = field.get("face")
+    if face:
+        row["lmd_mouth_mean"], row["lmd_mouth_max"] = _mean_max(face.get("lmd_mouth"))
+        row["lmd_all_mean"] = _mean_max(face.get("lmd_all"))[0]
+        row["identity_template_mean"], row["identity_template_max"] = _mean_max(face.get("identity_template"))
+        row["identity_gt_mean"], row["identity_gt_max"] = _mean_max(face.get("identity_ground_truth"))
+        row["identity_frames"] = len(face.get("identity_frames") or [])
+        sync = face.get("sync")
+        if sync:
+            row.update(lm_sync_offset_frames=sync["offset_frames"], lm_sync_confidence=sync["confidence"],
+                       lm_sync_reliable=int(bool(sync["reliable"])))
+        agrees = face.get("agrees_with_builtin")
+        if agrees is not None:
+            row["lm_sync_agrees"] = int(agrees)
+    lpips = field.get("lpips")
+    if lpips:
+        row["lpips_mean"], row["lpips_max"] = _mean_max(lpips["values"])
+    for name, count in (("fid", "samples"), ("fvd", "clips")):
+        part = field.get(name)
+        if part:
+            value = float(part["value"])
+            row[name] = None if math.isnan(value) else value
+            row[f"{name}_{count}"] = part[count]
+    return row
