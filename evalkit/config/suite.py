@@ -113,6 +113,9 @@ def _preset_by_name(value: Any) -> Any:
     return {"preset": value} if isinstance(value, str) else value
 
 
+# pickle finds a class by its qualified name: the model's own name, "ContractOverrides", is the annotated alias
+# below, so a suite sent to a worker process (--workers) could not be pickled without this
+_ContractOverrides.__qualname__ = "_ContractOverrides"
 ContractOverrides = Annotated[_ContractOverrides, BeforeValidator(_preset_by_name)]
 
 

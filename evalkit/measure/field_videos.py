@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from evalkit.errors import UserError
-from evalkit.media.frames import open_frames
+from evalkit.measure.video_fidelity import open_pair
 from evalkit.metrics.cpbd import cpbd
 from evalkit.metrics.face import (ALL_POINTS, MOUTH_POINTS, FaceModels, descriptor_distance, face_models_missing,
                                   landmark_distance, mouth_opening_ratio)
@@ -37,17 +37,7 @@ def field_between(reference: Path, candidate: Path, roi: tuple[int, int, int, in
     and FVD the ``roi`` (x, y, w, h) or whole frames. With the face extra and a video candidate, the landmarks'
     mouth opening is also timed against ``audio`` (default: the candidate's own sound track, when it has one):
     ``lm_sync`` (frames without a face count as a closed mouth: 0)."""
-    ref, cand = open_frames(reference), open_frames(candidate)
-    if (ref.width, ref.height) != (cand.width, cand.height):
-        raise UserError(f"reference {reference} is {ref.width}x{ref.height}, candidate {candidate} is "
-                        f"{cand.width}x{cand.height}: frames of different sizes cannot be compared")
-    if ref.frames != cand.frames and not trim:
-        raise UserError(f"reference {reference} has {ref.frames} frames, candidate {candidate} has {cand.frames} "
-                        f"(pass --trim to compare the first {min(ref.frames, cand.frames)})")
-    n = min(ref.frames, cand.frames)
-    x, y, w, h = roi or (0, 0, ref.width, ref.height)
-    if x + w > ref.width or y + h > ref.height:
-        raise UserError(f"--roi {x},{y},{w},{h} reaches outside the {ref.width}x{ref.height} frame")
+    ref, cand, n, (x, y, w, h) = open_pair(reference, candidate, roi, trim)
     missing = face_models_missing()
     models = FaceModels.load() if missing is None else None
     lpips_net = Lpips(*lpips) if lpips else None

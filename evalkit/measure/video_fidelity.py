@@ -13,9 +13,9 @@ from evalkit.metrics import psnr, ssim, summarise
 BATCH = 16
 
 
-def fidelity_between(reference: Path, candidate: Path, roi: tuple[int, int, int, int] | None = None,
-                     trim: bool = False) -> dict:
-    """Per-frame PSNR/SSIM of ``candidate`` against ``reference`` (optionally inside ``roi``) and their summary."""
+def open_pair(reference: Path, candidate: Path, roi: tuple[int, int, int, int] | None, trim: bool):
+    """Both videos (or frame folders) opened and checked against each other: (reference, candidate, frames to
+    compare, (x, y, w, h) of the region, the whole frame without ``roi``); a mismatch is a UserError."""
     ref, cand = open_frames(reference), open_frames(candidate)
     if (ref.width, ref.height) != (cand.width, cand.height):
         raise UserError(f"reference {reference} is {ref.width}x{ref.height}, candidate {candidate} is "
@@ -23,10 +23,16 @@ def fidelity_between(reference: Path, candidate: Path, roi: tuple[int, int, int,
     if ref.frames != cand.frames and not trim:
         raise UserError(f"reference {reference} has {ref.frames} frames, candidate {candidate} has {cand.frames} "
                         f"(pass --trim to compare the first {min(ref.frames, cand.frames)})")
-    n = min(ref.frames, cand.frames)
     x, y, w, h = roi or (0, 0, ref.width, ref.height)
     if x + w > ref.width or y + h > ref.height:
         raise UserError(f"--roi {x},{y},{w},{h} reaches outside the {ref.width}x{ref.height} frame")
+    return ref, cand, min(ref.frames, cand.frames), (x, y, w, h)
+
+
+def fidelity_between(reference: Path, candidate: Path, roi: tuple[int, int, int, int] | None = None,
+                     trim: bool = False) -> dict:
+    """Per-frame PSNR/SSIM of ``candidate`` against ``reference`` (optionally inside ``roi``) and their summary."""
+    ref, cand, n, (x, y, w, h) = open_pair(reference, candidate, roi, trim)
     a = np.empty((BATCH, h, w, 3), np.uint8)
     b = np.empty_like(a)
     psnr_values: list[float] = []

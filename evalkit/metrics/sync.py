@@ -436,19 +436,9 @@ def video_lag(reference: np.ndarray | MouthTrack, candidate: np.ndarray | MouthT
         norm = math.sqrt(float(np.sum(x * x)) * float(np.sum(y * y)))
         if norm > 0:
             curve[j] = float(np.sum(x * y)) / norm
-    if np.all(np.isnan(curve)):
-        return no_signal(fps, "the output's mouth does not change")
-    best = int(np.nanargmax(curve))
-    confidence = float((curve[best] - np.nanmedian(curve)) * math.sqrt(n))
-    offset = int(lags[best])
-    reasons = []
-    if abs(offset) == max_offset:
-        reasons.append(f"the best lag is at the edge of the search range (+/-{max_offset})")
-    if confidence < VIDEO_LAG_RELIABLE_CONFIDENCE:
-        reasons.append(f"confidence {confidence:.1f} is below {VIDEO_LAG_RELIABLE_CONFIDENCE:g}: the output's mouth "
-                       "does not follow the ground truth's at any lag")
-    return SyncResult(offset, offset * 1000.0 / fps, confidence, fps, False, "; ".join(reasons), lags.tolist(),
-                      [float(c) for c in curve], reliable=not reasons, peak_frames=subframe_peak(lags, curve, best))
+    return curve_result(lags, curve, n, fps, VIDEO_LAG_RELIABLE_CONFIDENCE,
+                        "the output's mouth does not follow the ground truth's at any lag",
+                        "the output's mouth does not change")
 
 
 def lag_curve(audio: np.ndarray, video: np.ndarray, max_offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -498,20 +488,28 @@ def sync_of_signals(envelope: np.ndarray, opening: np.ndarray, fps: float, max_o
     """
     n = min(len(envelope), len(opening))
     lags, curve = lag_curve(envelope, opening, max_offset)
+    short = [f"the audio covers only {n} of the {video_frames} frames"] if n < MIN_AUDIO_COVERAGE * video_frames else []
+    return curve_result(lags, curve, n, fps, RELIABLE_CONFIDENCE, "the best lag does not stand out from chance",
+                        "no lag has both signals varying", short)
+
+
+def curve_result(lags: np.ndarray, curve: np.ndarray, n: int, fps: float, threshold: float, weak: str,
+                 flat: str, reasons: list[str] = ()) -> SyncResult:
+    """A lag curve (Pearson r per lag, NaN where a side does not vary; ``n`` frames compared) as a result: the
+    best lag, its confidence ((best r - median r) * sqrt(n)), and ``reliable`` unless the confidence is below
+    ``threshold`` (``weak`` says what that means), the peak is at the range's edge, or one of ``reasons`` holds.
+    All NaN: no signal, for the reason ``flat``."""
     if np.all(np.isnan(curve)):
-        return no_signal(fps, "no lag has both signals varying")
+        return no_signal(fps, flat)
     best = int(np.nanargmax(curve))
     confidence = float((curve[best] - np.nanmedian(curve)) * math.sqrt(n))
     offset = int(lags[best])
-    reasons = []
-    if n < MIN_AUDIO_COVERAGE * video_frames:
-        reasons.append(f"the audio covers only {n} of the {video_frames} frames")
-    if abs(offset) == max_offset:
-        reasons.append(f"the best lag is at the edge of the search range (+/-{max_offset}): the true one may lie "
+    reasons = list(reasons)
+    if abs(offset) == lags[-1]:
+        reasons.append(f"the best lag is at the edge of the search range (+/-{lags[-1]}): the true one may lie "
                        "beyond it")
-    if confidence < RELIABLE_CONFIDENCE:
-        reasons.append(f"confidence {confidence:.1f} is below {RELIABLE_CONFIDENCE:g}: the best lag does not stand "
-                       "out from chance")
+    if confidence < threshold:
+        reasons.append(f"confidence {confidence:.1f} is below {threshold:g}: {weak}")
     return SyncResult(offset, offset * 1000.0 / fps, confidence, fps, False, "; ".join(reasons), lags.tolist(),
                       [float(c) for c in curve], reliable=not reasons, peak_frames=subframe_peak(lags, curve, best))
 
