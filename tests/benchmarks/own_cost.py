@@ -103,11 +103,20 @@ def _role(pid: int) -> str | None:
             args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
     except OSError:
         return None
-    if not args or "ffmpeg" not in Path(args[0]).name:
+    if not args or "ffmpeg" not in Path(args[0]).name or "-version" in args:
         return None
     if "-i" in args and args[-1] in ("pipe:", "pipe:1", "-"):
         return f"ffmpeg decode {Path(args[args.index('-i') + 1]).name}"
-    return f"ffmpeg encode {Path(args[-1]).name}"
+
+    def after(*flags: str) -> str:
+        for flag in flags:
+            if flag in args[:-1]:
+                return args[args.index(flag) + 1]
+        return ""
+
+    # encoders write to a temporary name (renamed when done): tell them by codec and preset
+    codec = after("-c:v", "-vcodec")
+    return " ".join(["ffmpeg encode", codec, after("-preset")]).strip() if codec else "ffmpeg, other (pictures, probes)"
 
 
 def _cpu(pid: int) -> float | None:
