@@ -40,6 +40,9 @@ TABLE_GROUPS = [
         ("sync_confidence", "conf.", 1, "sync confidence (units of chance); coloured among reliable estimates only"),
         ("sync_reliable", "reliable", 0, "1 when the sync estimate may be acted on (see the Sync section)"),
         ("gt_sync_offset_frames", "source offset", 0, "the ground truth's own sync offset (frames)"),
+        ("video_lag_frames", "video lag", 0, "the output's mouth motion against the ground truth's, no audio (frames; "
+                                             "+ = the output late)"),
+        ("video_lag_reliable", "lag reliable", 0, "1 when the video lag may be acted on (see the Sync section)"),
         ("lse_d", "LSE-D", 3, "SyncNet distance (lower is better)"),
         ("lse_c", "LSE-C", 3, "SyncNet confidence (higher is better)"),
         ("copy_mouth_psnr", "copy PSNR", 2, "mouth PSNR (dB) against the unmasked reference channels the model "
