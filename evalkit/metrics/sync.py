@@ -201,6 +201,7 @@ class MouthTrack:
         self._key = self._prev = None
         self._key_at = self._prev_at = np.zeros(2)
         self.keyframes = 0
+        self._components = None  # ((fps, frames), mean, components, variances): components()'s last answer
 
     def add(self, thumbnail: np.ndarray) -> None:
         """One frame's ``THUMBNAIL_SHAPE`` uint8 grey mouth thumbnail, in order."""
@@ -312,16 +313,18 @@ class MouthTrack:
         pixels], variances [count]), from the covariance accumulated chunk by chunk (``PCA_SHAPE``: 756
         pixels, so the matrix is 4.6 MB whatever the clip's length)."""
         n = self.frames if frames is None else frames
-        d = PCA_SHAPE[0] * PCA_SHAPE[1]
-        total, outer = np.zeros(d), np.zeros((d, d))
-        for _, _, x in self._detrended(fps, n):
-            total += x.sum(axis=0, dtype=np.float64)
-            outer += (x.T @ x).astype(np.float64)
-        mean = total / max(n, 1)
-        covariance = outer / max(n, 1) - np.outer(mean, mean)
-        variances, vectors = np.linalg.eigh(covariance)
-        order = slice(None, -count - 1, -1)
-        return mean, vectors[:, order].T.copy(), np.maximum(variances[order], 0.0)
+        key = (fps, n)  # the whole decomposition is kept: sync (1 component) and video_lag (8) share one pass
+        if self._components is None or self._components[0] != key:
+            d = PCA_SHAPE[0] * PCA_SHAPE[1]
+            total, outer = np.zeros(d), np.zeros((d, d))
+            for _, _, x in self._detrended(fps, n):
+                total += x.sum(axis=0, dtype=np.float64)
+                outer += (x.T @ x).astype(np.float64)
+            mean = total / max(n, 1)
+            variances, vectors = np.linalg.eigh(outer / max(n, 1) - np.outer(mean, mean))
+            self._components = key, mean, vectors[:, ::-1].T, np.maximum(variances[::-1], 0.0)
+        _, mean, vectors, variances = self._components
+        return mean, vectors[:count].copy(), variances[:count].copy()
 
     def project(self, fps: float, mean: np.ndarray, components: np.ndarray, frames: int | None = None) -> np.ndarray:
         """The detrended thumbnails' coordinates along ``components`` (from ``components``, this track's or
@@ -393,17 +396,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     x = x - x.mean()
     scale = x.std()
     return x / scale if scale > 1e-12 else np.zeros_like(x)
-
-
-def mouth_translations(thumbnails: np.ndarray) -> np.ndarray:
-    """Each thumbnail's (dx, dy) translation against the first one, in thumbnail pixels, shape [N, 2]
-    (``MouthTrack``'s keyframe tracking)."""
-    return MouthTrack.of(np.asarray(thumbnails)).positions
-
-
-def mouth_opening(mouth: np.ndarray | MouthTrack, fps: float) -> tuple[np.ndarray, float]:
-    """Mouth opening per frame of mouth crops, thumbnails or a ``MouthTrack``; see ``MouthTrack.opening``."""
-    return MouthTrack.of(mouth).opening(fps)
 
 
 def video_lag(reference: np.ndarray | MouthTrack, candidate: np.ndarray | MouthTrack, fps: float,
