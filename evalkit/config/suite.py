@@ -355,6 +355,11 @@ class MetricsSpec(BaseModel):
     sync_tolerance_frames: int = Field(
         1, ge=0, le=100, description="A run's verdict says \"sync late\" or \"sync early\" when its reliable "
         "sync offset is further than this (frames) from the source's own offset (or from 0 without one).")
+    viewer_region: Literal["face", "full"] = Field(
+        "face", description="What the viewer's picture (output.mp4 decoded, against the ground truth) is measured "
+        "on: the face window that the side-by-side video shows (region mp4_face: the face with a margin around "
+        "every crop box of the run), or the whole frame (region mp4_full: mostly background the paste never "
+        "touches, and 5x the cost at 1440x1080).")
     face: bool = Field(True, description="Landmark distance (LMD), mouth opening from landmarks and identity with "
                        "dlib's models, where evalkit[face] is installed (without it the columns are absent).")
     lpips: Optional[LpipsSpec] = Field(None, description="LPIPS per frame with the user's ONNX export (optional).")
@@ -404,6 +409,21 @@ class GateSpec(BaseModel):
 
 PROTOCOL_KINDS = ("reconstruction", "cross_driven")
 DEFAULT_PROTOCOL = "reconstruction"
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+class Mp4Spec(BaseModel):
+    """How output.mp4, the video people watch, is encoded (H.264, yuv420p, with the driving audio)."""
+
+    model_config = _FROZEN
+    preset: Literal[X264_PRESETS] = Field(
+        "superfast", description="x264's speed preset. superfast: at CRF 18 the same picture quality as veryfast "
+        "within 0.2 dB here, at three quarters of its CPU, in a file about twice the size (docs/speed.md); "
+        "slower presets give smaller files, not better pictures.")
+    crf: int = Field(18, ge=0, le=51, description="x264's constant rate factor (0 lossless, 18 visually lossless, "
+                     "23 x264's default).")
 
 
 class ProtocolSpec(BaseModel):
@@ -466,6 +486,7 @@ class Suite(BaseModel):
     )
     timing: TimingSpec = Field(default_factory=TimingSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    mp4: Mp4Spec = Field(default_factory=Mp4Spec, description="How output.mp4 is encoded (its x264 preset and CRF).")
     parity: ParitySpec = Field(default_factory=ParitySpec)
     golden: Optional[ExistingDir] = Field(None, description="A folder saved by `evalkit run --save-golden`: "
                                           "every run's raw outputs are compared with it.")

@@ -302,7 +302,8 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
                              label=f"{model.name}/{backend.name}/{prep.spec.name}/{protocol.name}",
                              timing=suite.timing, keep_outputs=suite.parity.frames, protocol=protocol,
                              ground_truth=ground_truth, metrics=suite.metrics,
-                             store_full_frames=keeps_full_frames(suite), batch_size=backend.batch_size)
+                             store_full_frames=keeps_full_frames(suite), batch_size=backend.batch_size,
+                             mp4=suite.mp4)
     times = generated.times
     opts = backend.session_options
     entry.update(
@@ -318,6 +319,7 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
         copy={"mouth_mse": generated.copy_mse, "psnr_db": suite.metrics.copy_psnr_db},
         mouth_sharpness=generated.sharpness,
         template_indices=generated.template_indices, pipeline_seconds=times.pipeline_seconds,
+        mp4_encoding={"preset": suite.mp4.preset, "crf": suite.mp4.crf},
     )
     entry.update(generated.measured)
     return generated

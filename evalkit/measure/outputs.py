@@ -77,6 +77,7 @@ class FrameMeasures:
         mx1, my1, mx2, my2 = contract.mouth_box
         self.mouth = np.s_[my1:my2, mx1:mx2]
         self.fidelity = {region: {"psnr": [], "ssim": []} for region in REGIONS}
+        self.viewer: dict | None = None  # the viewer pass's region and window (measure_viewer_frames)
         # the regions measured in memory; mp4_full is scored by measure_viewer_frames' own per-thread kernels
         self.kernels = {region: SsimKernel() for region in ("inner", "mouth", "full")}
         # the mouths followed for sync, a frame at a time (3 KB a frame each, nothing else grows with the clip)
@@ -120,9 +121,12 @@ class FrameMeasures:
         result = {"sync": estimate_sync(wav, sample_rate, output, fps, max_offset).to_dict()}
         if with_truth:
             n = len(self.fidelity["inner"]["psnr"])
-            if len(self.fidelity["mp4_full"]["psnr"]) != n:
-                raise RuntimeError(f"{len(self.fidelity['mp4_full']['psnr'])} viewer frames measured for {n} frames")
-            result.update(compared_frames=n, fidelity=self.fidelity,
+            viewer = viewer_region(self.metrics)
+            if len(self.fidelity[viewer]["psnr"]) != n:
+                raise RuntimeError(f"{len(self.fidelity[viewer]['psnr'])} viewer frames measured for {n} frames")
+            fidelity = {region: series for region, series in self.fidelity.items()
+                        if not region.startswith("mp4_") or region == viewer}
+            result.update(compared_frames=n, fidelity=fidelity, viewer=self.viewer,
                           ground_truth_sync=estimate_sync(wav, sample_rate, truth, fps, max_offset).to_dict(),
                           video_lag=video_lag(truth, output, fps, max_offset).to_dict())
         if self.syncnet is not None:
@@ -134,21 +138,28 @@ VIEWER_RING = 8  # decoded frame pairs in flight in the viewer pass
 VIEWER_THREADS = 2  # SSIM workers (OpenCV and numpy release the GIL); each keeps its own SsimKernel
 
 
+def viewer_region(metrics: MetricsSpec) -> str:
+    """The region the viewer pass measures: ``mp4_face`` or ``mp4_full`` (``metrics.viewer_region``)."""
+    return f"mp4_{metrics.viewer_region}"
+
+
 def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path, frames: int,
                           side_by_side: Path | None = None, audio: Path | None = None,
                           window: tuple[int, int, int, int] | None = None) -> None:
-    """Region mp4_full: output.mp4 decoded once, beside the ground truth, for the first ``frames`` frames.
+    """The viewer's picture: output.mp4 decoded once, beside the ground truth, for the first ``frames`` frames.
 
-    Frames are scored by VIEWER_THREADS workers while the next ones decode. With ``side_by_side``, the same
-    decoded frames are also written there as ground truth | output (H.264, with ``audio``), so the page's
-    comparison video costs no second decode; ``window`` (x0, y0, x1, y1; ``media.frames.face_window``) is the
-    part of each frame it shows, the whole frame when None.
+    ``window`` (x0, y0, x1, y1; ``media.frames.face_window``, the whole frame when None) is the face window.
+    With ``metrics.viewer_region`` face (region mp4_face) only the window is decoded into memory and scored;
+    with full (region mp4_full) the whole frame is. Frames are scored by VIEWER_THREADS workers while the next
+    ones decode. With ``side_by_side``, the same decoded frames are also written there as ground truth | output
+    of the window (H.264, with ``audio``), so the page's comparison video costs no second decode.
     """
     from evalkit.media.encode import VideoWriter
 
+    region = viewer_region(measures.metrics)
     mp4_info, truth_info = probe_video(mp4), probe_video(ground_truth)
-    outs = np.empty((VIEWER_RING, mp4_info.height, mp4_info.width, 3), np.uint8)
-    truths = np.empty((VIEWER_RING, truth_info.height, truth_info.width, 3), np.uint8)
+    face = window or (0, 0, truth_info.width, truth_info.height)
+    read = face if region == "mp4_face" else None  # what is decoded into memory and scored
     scores = np.empty((frames, 2))
     local = threading.local()
 
@@ -159,12 +170,19 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
         scores[i] = float(psnr(truths[k], outs[k])[0]), kernel.frame(truths[k], outs[k])
 
     with ExitStack() as stack:
-        reader = stack.enter_context(FrameReader(mp4_info))
-        truth_reader = stack.enter_context(FrameReader(truth_info))
+        reader = stack.enter_context(FrameReader(mp4_info, read))
+        truth_reader = stack.enter_context(FrameReader(truth_info, read))
+        outs = np.empty((VIEWER_RING, *reader.shape), np.uint8)
+        truths = np.empty((VIEWER_RING, *truth_reader.shape), np.uint8)
+        if outs.shape != truths.shape:
+            raise UserError(f"{mp4} is {mp4_info.width}x{mp4_info.height}, its ground truth {ground_truth} "
+                            f"{truth_info.width}x{truth_info.height}: frames of different sizes cannot be compared")
         pool = stack.enter_context(ThreadPoolExecutor(VIEWER_THREADS, thread_name_prefix="evalkit-viewer"))
         writer = None
         if side_by_side is not None:
-            x0, y0, x1, y1 = window or (0, 0, truth_info.width, truth_info.height)
+            x0, y0, x1, y1 = face
+            if read is not None:  # the decoded frames are the window already
+                x1, y1, x0, y0 = x1 - x0, y1 - y0, 0, 0
             both = np.empty((y1 - y0, 2 * (x1 - x0), 3), np.uint8)
             writer = stack.enter_context(VideoWriter(side_by_side, both.shape[1], both.shape[0],
                                                      measures.contract.fps, kind="mp4", audio=audio, crf=23,
@@ -185,8 +203,9 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
                 writer.write(both)
         for job in pending:
             job.result()
-    measures.fidelity["mp4_full"]["psnr"].extend(scores[:, 0].tolist())
-    measures.fidelity["mp4_full"]["ssim"].extend(scores[:, 1].tolist())
+    measures.fidelity[region]["psnr"].extend(scores[:, 0].tolist())
+    measures.fidelity[region]["ssim"].extend(scores[:, 1].tolist())
+    measures.viewer = {"region": region, "window": list(face) if read is not None else None}
 
 
 def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_indices: list[int],
@@ -225,5 +244,8 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
                 truth_inner = cropper.crop_frame(bufs["gt"], boxes[template_indices[i]])
                 measures.add(bufs["inner"], bufs["full"], bufs["gt"], truth_inner)
     if ground_truth is not None:
-        measure_viewer_frames(measures, combo_dir / OUTPUT_MP4, ground_truth, n)
+        from evalkit.media.frames import face_window
+
+        measure_viewer_frames(measures, combo_dir / OUTPUT_MP4, ground_truth, n,
+                              window=face_window(boxes[template_indices[:n]], gt.width, gt.height))
     return measures.result(wav, sample_rate, ground_truth is not None)

@@ -155,23 +155,46 @@ def _decode_problem(info: VideoInfo, what: str, decoded: int, errors: list[str])
 
 
 class FrameReader:
-    """Reads rgb24 frames of ``info.path`` in order; use as a context manager."""
+    """Reads rgb24 frames of ``info.path`` in order; use as a context manager.
 
-    def __init__(self, info: VideoInfo):
+    With ``window`` (x0, y0, x1, y1, half-open), each frame read is that part of the frame only: the decoder
+    converts whole frames to rgb24 and then crops (``format=rgb24,crop``), so the pixels are exactly those of
+    the whole frame read and sliced; only the window crosses the pipe. From a video decoded once in this run,
+    only the window's rows are read from its file.
+    """
+
+    def __init__(self, info: VideoInfo, window: tuple[int, int, int, int] | None = None):
         self.info = info
-        self._frame_bytes = info.width * info.height * 3
+        if window is not None and tuple(window) == (0, 0, info.width, info.height):
+            window = None
+        self.window = None if window is None else tuple(int(v) for v in window)
+        if self.window is not None:
+            x0, y0, x1, y1 = self.window
+            if not (0 <= x0 < x1 <= info.width and 0 <= y0 < y1 <= info.height):
+                raise ValueError(f"window {self.window} is not inside a {info.width}x{info.height} frame")
+            self.shape = (y1 - y0, x1 - x0, 3)
+        else:
+            self.shape = (info.height, info.width, 3)
+        self._frame_bytes = self.shape[0] * self.shape[1] * 3
         self._process = None
         self._decoded = None
+        self._band = None  # a window's rows of one whole frame, read from a decoded-once file
+        self._index = 0
         self._stderr_tail: deque[bytes] = deque(maxlen=20)
 
     def __enter__(self) -> "FrameReader":
         decoded = decoded_frames_file(self.info)
         if decoded is not None:  # decoded once already in this run: read the frames, start no decoder
             self._decoded = open(decoded, "rb", buffering=0)  # noqa: SIM115 (closed in __exit__)
+            if self.window is not None:
+                x0, y0, x1, y1 = self.window
+                self._band = np.empty((y1 - y0, self.info.width, 3), np.uint8)
             return self
-        stream = ffmpeg.input(str(self.info.path)).output(
-            "pipe:", format="rawvideo", pix_fmt="rgb24", map="0:v:0", loglevel="error"
-        )
+        stream = ffmpeg.input(str(self.info.path))["v:0"]
+        if self.window is not None:
+            x0, y0, x1, y1 = self.window
+            stream = stream.filter("format", "rgb24").filter("crop", x1 - x0, y1 - y0, x0, y0, exact=1)
+        stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", loglevel="error")
         self._process = stream.run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         return self
@@ -182,7 +205,9 @@ class FrameReader:
                 self._stderr_tail.append(line)
 
     def read_into(self, buffer: np.ndarray) -> bool:
-        """Fill ``buffer`` (H, W, 3 uint8) with the next frame; False at the end of the video."""
+        """Fill ``buffer`` (``self.shape``, uint8) with the next frame; False at the end of the video."""
+        if self._band is not None:
+            return self._read_window(buffer)
         view = memoryview(buffer.reshape(-1))
         source = self._decoded if self._decoded is not None else self._process.stdout
         got = 0
@@ -195,6 +220,19 @@ class FrameReader:
             return False
         if got != self._frame_bytes:
             raise UserError(f"cannot read video {self.info.path}: it ends inside a frame ({self._why()})")
+        return True
+
+    def _read_window(self, buffer: np.ndarray) -> bool:
+        x0, y0, x1, y1 = self.window
+        row = self.info.width * 3
+        offset = (self._index * self.info.height + y0) * row
+        got = os.preadv(self._decoded.fileno(), [memoryview(self._band.reshape(-1))], offset)
+        if got == 0:
+            return False
+        if got != self._band.nbytes:
+            raise UserError(f"cannot read video {self.info.path}: it ends inside a frame (decoded file cut short)")
+        np.copyto(buffer, self._band[:, x0:x1])
+        self._index += 1
         return True
 
     def _why(self) -> str:

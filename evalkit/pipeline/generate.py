@@ -40,7 +40,7 @@ from evalkit.media.ffmpeg import VideoInfo, probe_video
 from evalkit.pipeline.paste import Paster
 from evalkit.pipeline.runner import Runner
 from evalkit.pipeline.latency import time_inference
-from evalkit.config.suite import InputSpec, MetricsSpec, ProtocolSpec, TimingSpec
+from evalkit.config.suite import InputSpec, MetricsSpec, Mp4Spec, ProtocolSpec, TimingSpec
 from evalkit.pipeline.stages import Stages, StageFailed, Timer
 from evalkit.media.decode import FrameReader, SpilledFrames, ping_pong_index, template_frames
 from evalkit.media.frames import face_window
@@ -288,7 +288,7 @@ class FrameSlot:
 def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path, label: str = "",
              timing: TimingSpec | None = None, keep_outputs: int = 8, protocol: ProtocolSpec | None = None,
              ground_truth: Path | None = None, metrics: MetricsSpec | None = None,
-             store_full_frames: bool = False, batch_size: int = 1) -> Generated:
+             store_full_frames: bool = False, batch_size: int = 1, mp4: Mp4Spec | None = None) -> Generated:
     """The streamed pass: every frame goes decode -> prepare -> infer -> paste -> {encode, measure} once.
 
     Writes OUTPUT_MP4 and FRAMES_INNER (the model's own pixels, lossless) into ``out_dir``; FRAMES_FULL
@@ -310,6 +310,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
 
     timing = timing or TimingSpec()
     metrics = metrics or MetricsSpec()
+    mp4 = mp4 or Mp4Spec()
     contract = runner.contract
     video, boxes = prepared.video, prepared.boxes
     n = audio.frames
@@ -448,7 +449,8 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     with ExitStack() as writers_stack:
         writers = [
             writers_stack.enter_context(VideoWriter(mp4_path, w, h, contract.fps, kind="mp4",
-                                                    audio=audio.path or prepared.spec.audio)),
+                                                    audio=audio.path or prepared.spec.audio, crf=mp4.crf,
+                                                    preset=mp4.preset)),
             writers_stack.enter_context(VideoWriter(out_dir / FRAMES_INNER, contract.inner_width,
                                                     contract.inner_height, contract.fps, kind="lossless")),
         ]

@@ -46,7 +46,7 @@ from evalkit.metrics.latency import SPEED_ALIASES
 from evalkit.record.vocabulary import RUN_STATUSES
 
 RECORD_KIND = "evalkit.run"
-RECORD_SCHEMA_VERSION = 4
+RECORD_SCHEMA_VERSION = 5
 
 
 def _real_to_json(value: float) -> float | str:
@@ -291,6 +291,20 @@ class TimingLoad(RecordPart):
     cpus: int
 
 
+class Viewer(RecordPart):
+    """What the viewer pass measured: region ``mp4_face`` (the face ``window``, x0 y0 x1 y1) or ``mp4_full``."""
+
+    region: Literal["mp4_face", "mp4_full"]
+    window: list[int] | None = None
+
+
+class Mp4Encoding(RecordPart):
+    """How evalkit encoded output.mp4 (the suite's ``mp4``): x264's preset and CRF."""
+
+    preset: str
+    crf: int
+
+
 class RunEntry(RecordPart):
     """One model x backend x input x protocol: who it is, whether it ran, and everything measured.
 
@@ -350,6 +364,8 @@ class RunEntry(RecordPart):
     # measured against the ground truth and the audio
     compared_frames: int | None = None
     fidelity: dict[str, RegionSeries] | None = None
+    viewer: Viewer | None = None  # the viewer pass's region (schema 5; older records: mp4_full)
+    mp4_encoding: Mp4Encoding | None = None  # evalkit's own pipeline only (schema 5; older records: veryfast, 18)
     sync: Sync | None = None
     ground_truth_sync: Sync | None = None
     video_lag: Sync | None = None  # the output's mouth motion against the ground truth's (metrics.sync.video_lag)
@@ -452,7 +468,26 @@ def _v3_to_v4(record: dict) -> dict:
     return record
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(record: dict) -> dict:
+    """Version 4 to 5: the viewer's region and output.mp4's encoding recorded. Before 5 every viewer pass measured
+    the whole frame (mp4_full) and evalkit encoded output.mp4 with x264's veryfast preset at CRF 18; both are
+    stated for the entries that had them, so a comparison with a newer run can tell the definitions apart."""
+    record = dict(record, schema_version=5)
+    if isinstance(record.get("runs"), list):
+        runs = []
+        for e in record["runs"]:
+            if isinstance(e, dict):
+                e = dict(e)
+                if isinstance(e.get("fidelity"), dict) and "mp4_full" in e["fidelity"]:
+                    e.setdefault("viewer", {"region": "mp4_full", "window": None})
+                if e.get("status") == "ok" and e.get("kind") == "onnxruntime":
+                    e.setdefault("mp4_encoding", {"preset": "veryfast", "crf": 18})
+            runs.append(e)
+        record["runs"] = runs
+    return record
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 """``MIGRATIONS[n]`` brings a version-n record to version n + 1."""
 KNOWN_SCHEMA_VERSIONS = (*MIGRATIONS, RECORD_SCHEMA_VERSION)
 

@@ -11,7 +11,9 @@ REGIONS = {
     "inner": "the model's 320x320 region, lossless output frames",
     "mouth": "the mouth_box within the model's region, lossless output frames",
     "full": "the pasted-back full frame, lossless output frames",
-    "mp4_full": "the full frame decoded from output.mp4 (H.264 yuv420p): what a viewer sees",
+    "mp4_face": "the face window decoded from output.mp4 (H.264 yuv420p): what a viewer sees of the face "
+                "(metrics.viewer_region: face, the default; the window the side-by-side video shows)",
+    "mp4_full": "the whole frame decoded from output.mp4 (H.264 yuv420p) (metrics.viewer_region: full)",
 }
 """Regions measured against the ground truth (keys of an entry's ``fidelity``), with what each is."""
 

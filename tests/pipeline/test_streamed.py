@@ -50,7 +50,7 @@ def test_measured_in_memory_equals_measured_from_the_written_files(fixtures_dir,
                              generated.frames, metrics, audio.wav, contract.sample_rate)
     streamed = generated.measured
     assert streamed["compared_frames"] == from_files["compared_frames"] == generated.frames == 47
-    for region in ("inner", "mouth", "full", "mp4_full"):
+    for region in ("inner", "mouth", "full", "mp4_face"):
         for name in ("psnr", "ssim"):
             assert streamed["fidelity"][region][name] == from_files["fidelity"][region][name], (region, name)
     assert streamed["sync"] == from_files["sync"]

@@ -82,12 +82,21 @@ def test_todays_record_loads_with_every_key_and_non_finite_numbers_round_trip(tm
 
 def test_a_version_2_record_reads_as_today_and_version_3_facts_name_the_frame_list(tmp_path):
     _write(tmp_path / "v2", _record(schema_version=2))
-    assert load_run(tmp_path / "v2")["schema_version"] == RECORD_SCHEMA_VERSION == 4
+    assert load_run(tmp_path / "v2")["schema_version"] == RECORD_SCHEMA_VERSION == 5
     facts = {"path": "/data/ds/full_body_img", "sha256": "a" * 64, "frame_list": "/tmp/cache/frames.ffconcat"}
     record = _record()
     record["inputs"]["talking_head"]["video"] = facts
     _write(tmp_path / "v3", record)
     assert load_run(tmp_path / "v3")["inputs"]["talking_head"]["video"] == facts
+
+
+def test_a_version_4_record_states_the_viewer_region_and_encoding_it_was_measured_with(tmp_path):
+    """Before version 5 the viewer pass measured the whole frame of an output.mp4 encoded with veryfast at CRF
+    18; a migrated record says so, so a newer run's mp4_face is never read as the same number."""
+    _write(tmp_path / "v4", _record(schema_version=4))
+    [entry] = [e for e in load_run(tmp_path / "v4")["runs"] if e["status"] == "ok"]
+    assert entry["viewer"] == {"region": "mp4_full", "window": None}
+    assert entry["mp4_encoding"] == {"preset": "veryfast", "crf": 18}
 
 
 def test_a_version_1_record_of_older_evalkit_migrates(tmp_path):
@@ -132,7 +141,7 @@ def test_a_failed_entry_carries_its_reason_and_errors():
         validate_record(_record(runs=[_entry(status="crashed")]))
 
 
-@pytest.mark.parametrize("version", [0, 5, 99, None, "2"])
+@pytest.mark.parametrize("version", [0, RECORD_SCHEMA_VERSION + 1, 99, None, "2"])
 def test_an_unknown_version_is_one_user_error_naming_the_file(tmp_path, version):
     _write(tmp_path / "run", _record(schema_version=version))
     with pytest.raises(UserError, match=rf"{tmp_path / 'run' / RUN_RECORD}: schema_version .* not one this evalkit"):

@@ -47,7 +47,7 @@ def test_summary_numbers_are_the_records(demo_run):
 def test_frames_csv_is_tidy(demo_run):
     frames = pd.read_csv(demo_run / "frames.csv")
     assert list(frames.columns) == FRAMES_COLUMNS
-    assert set(frames["region"]) == {"inner", "mouth", "full", "mp4_full"}
+    assert set(frames["region"]) == {"inner", "mouth", "full", "mp4_face"}
     assert len(frames) == 6 * 4 * 317  # six demo models x four regions x 317 frames
     one = frames[(frames.model == "reference") & (frames.region == "inner")]
     assert list(one["frame"]) == list(range(317)) and one["latency_ms"].notna().all()
