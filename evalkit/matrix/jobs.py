@@ -33,6 +33,7 @@ from evalkit.config.suite import DEFAULT_PROTOCOL, BackendSpec, LoadedSuite
 from evalkit.errors import UserError
 from evalkit.faults import fault_point
 from evalkit.measure.outputs import measure_run
+from evalkit.measure.stream import StreamMeasures
 from evalkit.pipeline.external import run_external
 from evalkit.pipeline.generate import compute_audio_features, generate, prepare_input, template_index
 from evalkit.pipeline.runner import OnnxRuntimeRunner, ProviderDidNotStart, available_providers
@@ -301,7 +302,7 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
         generated = generate(runner, audio, prep, folder,
                              label=f"{model.name}/{backend.name}/{prep.spec.name}/{protocol.name}",
                              timing=suite.timing, keep_outputs=suite.parity.frames, protocol=protocol,
-                             ground_truth=ground_truth, metrics=suite.metrics,
+                             measuring=StreamMeasures(contract, suite.metrics, ground_truth),
                              store_full_frames=keeps_full_frames(suite), batch_size=backend.batch_size,
                              mp4=suite.mp4)
     times = generated.times
@@ -375,10 +376,11 @@ def _run_one(partial: Path, suite, model, contract, spec, prep, protocol, backen
             partial / folder, ground_truth, prep.boxes, indices, contract,
             entry["frames"], suite.metrics, audio.wav, contract.sample_rate,
         ))
-    from evalkit.measure.field import measure_field  # the field's metrics: CPBD, and LMD / identity with evalkit[face]
+        from evalkit.measure.field import measure_field  # the field's metrics: CPBD, LMD / identity with evalkit[face]
 
-    entry["field"] = measure_field(partial / folder, entry["frames"], entry["template_indices"], prep.boxes,
-                                   prep.video.path, ground_truth, contract, suite.metrics, audio.wav, entry.get("sync"))
+        entry["field"] = measure_field(partial / folder, entry["frames"], entry["template_indices"], prep.boxes,
+                                       prep.video.path, ground_truth, contract, suite.metrics, audio.wav,
+                                       entry.get("sync"))
     return entry
 
 

@@ -146,50 +146,154 @@ def calibrate_rect_from_box(models: FaceModels, frames, boxes) -> tuple[tuple[fl
     return DEFAULT_RECT_FROM_BOX, "the default relation (the detector found no face in the frames tried)"
 
 
+class FieldMeasures:
+    """The field's metrics fed one output frame at a time, in order: from evalkit's streamed pass
+    (``measure.stream``, no file read again) or from a run folder's files (``measure_field``).
+
+    ``frames``: how many frames are measured (the compared frames with a ground truth); ``template_indices[i]``
+    the template frame output frame i re-drew, with crop box ``boxes[template_indices[i]]``;
+    ``template_frames(indices)`` yields those template frames (full frames, any buffers) lazily: the face
+    rectangle's calibration reads the first and stops where the detector finds a face.
+    """
+
+    def __init__(self, frames: int, template_indices, boxes: np.ndarray, template_frames, contract: Contract,
+                 metrics: MetricsSpec, with_truth: bool, truth_is_template: bool):
+        self.n = frames
+        self.template_indices, self.boxes = template_indices, boxes
+        self.contract, self.metrics = contract, metrics
+        self.truth_is_template = truth_is_template
+        mx1, my1, mx2, my2 = contract.mouth_box
+        self.mouth = np.s_[my1:my2, mx1:mx2]
+        self.missing = face_models_missing() if metrics.face else "metrics.face is off in the suite"
+        self.cropper = CropPreparer(contract)
+        self.lpips = Lpips(metrics.lpips.model, metrics.lpips.linear) if metrics.lpips and with_truth else None
+        self.fid = FeatureExtractor(metrics.fid.model, "FID") if metrics.fid and with_truth else None
+        self.fvd = FeatureExtractor(metrics.fvd.model, "FVD") if metrics.fvd and with_truth else None
+        self.fid_sets = (FeatureGaussian(), FeatureGaussian())
+        self.fvd_sets = (FeatureGaussian(), FeatureGaussian())
+        self.pending: dict[str, tuple[list, list]] = {"lpips": ([], []), "fid": ([], []), "fvd": ([], [])}
+        self.lpips_values: list[float] = []
+        self.cpbd_out, self.cpbd_template, self.template_cpbd = [], [], {}
+        self.cpbd_at = identity_frames(frames, CPBD_SAMPLES)
+        self.cpbd_wanted = set(self.cpbd_at)
+        self.cpbd_block = min(CPBD_BLOCK, my2 - my1, mx2 - mx1)  # a mouth box under 64 px (the 160 px family)
+        self.result_: dict = {"face_missing": self.missing, "face": None}
+        self.series = self.relation = None
+        if self.missing is None and frames > 0:
+            models = FaceModels.load()
+            tries = identity_frames(frames, CALIBRATION_TRIES)
+            wanted = [template_indices[k] for k in tries]
+            self.relation, how = calibrate_rect_from_box(models, template_frames(wanted),
+                                                         [boxes[t] for t in wanted])
+            self.series = FaceSeries(set(identity_frames(frames)))
+            self.result_["face"] = {"rect_from": how, "rect_relation": list(self.relation)}
+
+    def _region(self, spec, image: np.ndarray) -> np.ndarray:
+        return image if spec.region == "inner" else image[self.mouth]
+
+    def add(self, i: int, inner: np.ndarray, template_frame: np.ndarray, template_inner: np.ndarray,
+            full: np.ndarray | None, truth: np.ndarray | None = None) -> None:
+        """Output frame ``i`` (< frames): its inner region, the template frame it re-drew and that frame's inner
+        region as cut for the model, the pasted-back full frame (needed with the face models only) and the ground
+        truth's frame i (or None)."""
+        t = self.template_indices[i]
+        box = self.boxes[t]
+        if i in self.cpbd_wanted:
+            self.cpbd_out.append(cpbd(inner[self.mouth], self.cpbd_block))
+            if t not in self.template_cpbd:
+                self.template_cpbd[t] = cpbd(template_inner[self.mouth], self.cpbd_block)
+            self.cpbd_template.append(self.template_cpbd[t])
+        if self.series is not None:
+            same_truth = self.truth_is_template and t == i
+            self.series.add(i, face_rect_from_box(box, self.relation), full, truth, template_frame, template_key=t,
+                            truth_key=t if same_truth else None)
+        if truth is not None and (self.lpips or self.fid or self.fvd):
+            self._networks(i, inner, self.cropper.crop_frame(truth, box))
+
+    def _networks(self, i: int, inner: np.ndarray, truth_inner: np.ndarray) -> None:
+        metrics, pending = self.metrics, self.pending
+        for name, spec in (("lpips", metrics.lpips if self.lpips else None),
+                           ("fid", metrics.fid if self.fid else None), ("fvd", metrics.fvd if self.fvd else None)):
+            if spec is not None:
+                pending[name][0].append(self._region(spec, truth_inner).copy())
+                pending[name][1].append(self._region(spec, inner).copy())
+        if self.fvd and len(pending["fvd"][0]) == FVD_CLIP:
+            self.fvd_sets[1].add(self.fvd.clip(np.stack(pending["fvd"][0])))
+            self.fvd_sets[0].add(self.fvd.clip(np.stack(pending["fvd"][1])))
+            pending["fvd"] = ([], [])
+        for name in ("lpips", "fid"):
+            got = pending[name]
+            if got[0] and (len(got[0]) == BATCH or i == self.n - 1):
+                a, b = np.stack(got[0]), np.stack(got[1])
+                if name == "lpips":
+                    self.lpips_values += self.lpips(a, b).tolist()
+                else:
+                    self.fid_sets[1].add(self.fid.frames(a))
+                    self.fid_sets[0].add(self.fid.frames(b))
+                pending[name] = ([], [])
+
+    def result(self, wav: np.ndarray, template_size: tuple[int, int], builtin_sync: dict | None = None) -> dict:
+        """The entry's ``field`` part."""
+        result, metrics, contract = self.result_, self.metrics, self.contract
+        result["cpbd_frames"] = self.cpbd_at
+        result["cpbd_mouth"] = self.cpbd_out
+        result["cpbd_mouth_template"] = self.cpbd_template
+        series, n = self.series, self.n
+        if series is not None:
+            face = result["face"]
+            face.update(lmd_mouth=series.lmd_mouth, lmd_all=series.lmd_all, lmd_unit="pixels of the full frame "
+                        f"({template_size[0]}x{template_size[1]})", opening=series.opening,
+                        ground_truth_opening=series.truth_opening, identity_frames=series.identity_frames,
+                        identity_template=series.identity_template, identity_ground_truth=series.identity_truth)
+            from evalkit.metrics.sync import audio_envelope
+
+            fps, max_offset = contract.fps, metrics.sync_max_offset
+            audio_frames = min(n, int(len(wav) * fps / contract.sample_rate + 1e-6))
+            envelope = audio_envelope(wav, contract.sample_rate, fps, audio_frames)
+            face["sync"] = sync_dict(envelope, np.asarray(series.opening), fps, max_offset, n)
+            face["ground_truth_sync"] = (sync_dict(envelope, np.asarray(series.truth_opening), fps, max_offset, n)
+                                         if series.truth_opening else None)
+            face["agrees_with_builtin"] = agreement(face["sync"], builtin_sync)
+        if self.lpips:
+            result["lpips"] = {"values": self.lpips_values, "region": metrics.lpips.region}
+        if self.fid:
+            result["fid"] = {"value": _frechet(*self.fid_sets), "samples": self.fid_sets[0].count,
+                             "region": metrics.fid.region}
+        if self.fvd:
+            result["fvd"] = {"value": _frechet(*self.fvd_sets), "clips": self.fvd_sets[0].count,
+                             "clip_frames": FVD_CLIP, "region": metrics.fvd.region}
+        return result
+
+    @property
+    def needs_full_frames(self) -> bool:
+        """Whether ``add`` needs the pasted-back full frame (the face models measure it)."""
+        return self.series is not None
+
+
 def measure_field(folder: Path, frames: int, template_indices: list[int], boxes: np.ndarray, template: Path,
                   ground_truth: Path | None, contract: Contract, metrics: MetricsSpec, wav: np.ndarray,
                   builtin_sync: dict | None = None, log=print) -> dict:
     """The field metrics of one generated run folder (its lossless inner frames, FRAMES_INNER), as the entry's
-    ``field`` part. Output frame i re-drew template frame ``template_indices[i]`` with crop box
-    ``boxes[template_indices[i]]``; the ground truth's frame i is its truth."""
-    missing = face_models_missing() if metrics.face else "metrics.face is off in the suite"
+    ``field`` part: an external backend's (evalkit's own pipeline measures them in its streamed pass). Output
+    frame i re-drew template frame ``template_indices[i]`` with crop box ``boxes[template_indices[i]]``; the
+    ground truth's frame i is its truth."""
     inner_info = probe_video(folder / FRAMES_INNER)
     template_info = probe_video(template)
     truth_info = probe_video(ground_truth) if ground_truth is not None else None
     n = min(frames, inner_info.frames, truth_info.frames if truth_info else frames)
-    mx1, my1, mx2, my2 = contract.mouth_box
-
-    def region(spec, image: np.ndarray) -> np.ndarray:
-        return image if spec.region == "inner" else image[my1:my2, mx1:mx2]
-
     cropper, paster = CropPreparer(contract), Paster(contract)
     inner = np.empty((inner_info.height, inner_info.width, 3), np.uint8)
     frame = np.empty((template_info.height, template_info.width, 3), np.uint8)
     full = np.empty_like(frame)
     truth = np.empty((truth_info.height, truth_info.width, 3), np.uint8) if truth_info else None
-    lpips = Lpips(metrics.lpips.model, metrics.lpips.linear) if metrics.lpips and truth_info else None
-    fid = FeatureExtractor(metrics.fid.model, "FID") if metrics.fid and truth_info else None
-    fvd = FeatureExtractor(metrics.fvd.model, "FVD") if metrics.fvd and truth_info else None
-    fid_sets = (FeatureGaussian(), FeatureGaussian())
-    fvd_sets = (FeatureGaussian(), FeatureGaussian())
-    pending: dict[str, tuple[list, list]] = {"lpips": ([], []), "fid": ([], []), "fvd": ([], [])}  # (truth, output)
-    lpips_values: list[float] = []
-    cpbd_out, cpbd_template, template_cpbd = [], [], {}
-    cpbd_at = identity_frames(n, CPBD_SAMPLES)
-    cpbd_wanted = set(cpbd_at)
-    cpbd_block = min(CPBD_BLOCK, my2 - my1, mx2 - mx1)  # a mouth box under 64 px (the 160 px family): smaller blocks
-    result: dict = {"face_missing": missing, "face": None}
     crop_copy = np.empty_like(cropper.crop)
-    truth_is_template = ground_truth is not None and _same(ground_truth, template)
     with SpilledFrames(template_info) as spill:
-        series = relation = None
-        if missing is None:
-            models = FaceModels.load()
-            tries = identity_frames(n, CALIBRATION_TRIES)
-            calib_frames = [spill.read_into(template_indices[k], np.empty_like(frame)) for k in tries]
-            relation, how = calibrate_rect_from_box(models, calib_frames, [boxes[template_indices[k]] for k in tries])
-            series = FaceSeries(set(identity_frames(n)))
-            result["face"] = {"rect_from": how, "rect_relation": list(relation)}
+        def template_frames(indices):
+            for t in indices:
+                yield spill.read_into(t, np.empty_like(frame))
+
+        measures = FieldMeasures(n, template_indices, boxes, template_frames, contract, metrics,
+                                 truth_info is not None, ground_truth is not None and _same(ground_truth, template))
         with FrameReader(inner_info) as inner_reader, (FrameReader(truth_info) if truth_info else _Nothing()) as tr:
             for i in range(n):
                 t = template_indices[i]
@@ -200,64 +304,11 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
                     raise UserError(f"ground truth {ground_truth} ended after {i} frames, expected {n}")
                 spill.read_into(t, frame)
                 template_inner = cropper.crop_frame(frame, box)
-                if i in cpbd_wanted:
-                    cpbd_out.append(cpbd(inner[my1:my2, mx1:mx2], cpbd_block))
-                    if t not in template_cpbd:
-                        template_cpbd[t] = cpbd(template_inner[my1:my2, mx1:mx2], cpbd_block)
-                    cpbd_template.append(template_cpbd[t])
-                if series is not None:
+                if measures.needs_full_frames:
                     np.copyto(crop_copy, cropper.crop)
                     paster.paste(crop_copy, inner, frame, box, out=full)
-                    same_truth = truth_is_template and t == i
-                    series.add(i, face_rect_from_box(box, relation), full, truth, frame, template_key=t,
-                               truth_key=t if same_truth else None)
-                if truth is not None and (lpips or fid or fvd):
-                    truth_inner = cropper.crop_frame(truth, box)
-                    for name, spec in (("lpips", metrics.lpips if lpips else None),
-                                       ("fid", metrics.fid if fid else None), ("fvd", metrics.fvd if fvd else None)):
-                        if spec is not None:
-                            pending[name][0].append(region(spec, truth_inner).copy())
-                            pending[name][1].append(region(spec, inner).copy())
-                    if fvd and len(pending["fvd"][0]) == FVD_CLIP:
-                        fvd_sets[1].add(fvd.clip(np.stack(pending["fvd"][0])))
-                        fvd_sets[0].add(fvd.clip(np.stack(pending["fvd"][1])))
-                        pending["fvd"] = ([], [])
-                    for name in ("lpips", "fid"):
-                        got = pending[name]
-                        if got[0] and (len(got[0]) == BATCH or i == n - 1):
-                            a, b = np.stack(got[0]), np.stack(got[1])
-                            if name == "lpips":
-                                lpips_values += lpips(a, b).tolist()
-                            else:
-                                fid_sets[1].add(fid.frames(a))
-                                fid_sets[0].add(fid.frames(b))
-                            pending[name] = ([], [])
-    result["cpbd_frames"] = cpbd_at
-    result["cpbd_mouth"] = cpbd_out
-    result["cpbd_mouth_template"] = cpbd_template
-    if series is not None:
-        face = result["face"]
-        face.update(lmd_mouth=series.lmd_mouth, lmd_all=series.lmd_all, lmd_unit="pixels of the full frame "
-                    f"({template_info.width}x{template_info.height})", opening=series.opening,
-                    ground_truth_opening=series.truth_opening, identity_frames=series.identity_frames,
-                    identity_template=series.identity_template, identity_ground_truth=series.identity_truth)
-        from evalkit.metrics.sync import audio_envelope
-
-        fps, max_offset = contract.fps, metrics.sync_max_offset
-        audio_frames = min(n, int(len(wav) * fps / contract.sample_rate + 1e-6))
-        envelope = audio_envelope(wav, contract.sample_rate, fps, audio_frames)
-        face["sync"] = sync_dict(envelope, np.asarray(series.opening), fps, max_offset, n)
-        face["ground_truth_sync"] = (sync_dict(envelope, np.asarray(series.truth_opening), fps, max_offset, n)
-                                     if series.truth_opening else None)
-        face["agrees_with_builtin"] = agreement(face["sync"], builtin_sync)
-    if lpips:
-        result["lpips"] = {"values": lpips_values, "region": metrics.lpips.region}
-    if fid:
-        result["fid"] = {"value": _frechet(*fid_sets), "samples": fid_sets[0].count, "region": metrics.fid.region}
-    if fvd:
-        result["fvd"] = {"value": _frechet(*fvd_sets), "clips": fvd_sets[0].count, "clip_frames": FVD_CLIP,
-                         "region": metrics.fvd.region}
-    return result
+                measures.add(i, inner, frame, template_inner, full, truth)
+    return measures.result(wav, (template_info.width, template_info.height), builtin_sync)
 
 
 def _frechet(a: FeatureGaussian, b: FeatureGaussian) -> float:

@@ -247,6 +247,36 @@ class FrameReader:
             self._process.wait()
 
 
+def frames_at(info: VideoInfo, indices) -> Iterator[np.ndarray]:
+    """The frames of ``info`` at ``indices``, in that order, each in a new array; lazily: a consumer that stops
+    early decodes no further. From a video decoded once in this run, each frame is read by its offset; otherwise
+    a decoder reads forward to it (and starts again for an index behind the last one)."""
+    decoded = decoded_frames_file(info)
+    size = info.width * info.height * 3
+    reader, at = None, 0
+    try:
+        for index in indices:
+            frame = np.empty((info.height, info.width, 3), np.uint8)
+            if decoded is not None:
+                with open(decoded, "rb", buffering=0) as f:
+                    if os.preadv(f.fileno(), [memoryview(frame.reshape(-1))], index * size) != size:
+                        raise UserError(f"video {info.path} has no frame {index}")
+                yield frame
+                continue
+            if reader is None or index < at:
+                if reader is not None:
+                    reader.__exit__(None, None, None)
+                reader, at = FrameReader(info).__enter__(), 0
+            while at <= index:
+                if not reader.read_into(frame):
+                    raise UserError(f"video {info.path} ended at frame {at}, before frame {index}")
+                at += 1
+            yield frame
+    finally:
+        if reader is not None:
+            reader.__exit__(None, None, None)
+
+
 def ping_pong_index(frame: int, template_frames: int) -> int:
     """Template frame shown at output ``frame``: 0..T-1, then back T-2..0, then forward again."""
     if template_frames == 1:

@@ -40,7 +40,7 @@ from evalkit.media.ffmpeg import VideoInfo, probe_video
 from evalkit.pipeline.paste import Paster
 from evalkit.pipeline.runner import Runner
 from evalkit.pipeline.latency import time_inference
-from evalkit.config.suite import InputSpec, MetricsSpec, Mp4Spec, ProtocolSpec, TimingSpec
+from evalkit.config.suite import InputSpec, Mp4Spec, ProtocolSpec, TimingSpec
 from evalkit.pipeline.stages import Stages, StageFailed, Timer
 from evalkit.media.decode import FrameReader, SpilledFrames, ping_pong_index, template_frames
 from evalkit.media.frames import face_window
@@ -287,29 +287,27 @@ class FrameSlot:
 
 def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_dir: Path, label: str = "",
              timing: TimingSpec | None = None, keep_outputs: int = 8, protocol: ProtocolSpec | None = None,
-             ground_truth: Path | None = None, metrics: MetricsSpec | None = None,
-             store_full_frames: bool = False, batch_size: int = 1, mp4: Mp4Spec | None = None) -> Generated:
+             measuring=None, store_full_frames: bool = False, batch_size: int = 1,
+             mp4: Mp4Spec | None = None) -> Generated:
     """The streamed pass: every frame goes decode -> prepare -> infer -> paste -> {encode, measure} once.
 
     Writes OUTPUT_MP4 and FRAMES_INNER (the model's own pixels, lossless) into ``out_dir``; FRAMES_FULL
     too with ``store_full_frames`` (a full frame is the template plus the pasted inner region: the views
-    recompute it instead of storing it). Frames are measured while they are in memory (``FrameMeasures``:
-    fidelity against ``ground_truth`` per region, sync thumbnails, copy and sharpness checks, output
-    statistics); output.mp4 is then decoded once, beside the ground truth, for what a viewer sees (and the
-    side-by-side video is written from those same frames).
+    recompute it instead of storing it). Frames are measured while they are in memory: copy and sharpness
+    checks and output statistics here, and whatever ``measuring`` (``measure.stream.StreamMeasures``, handed
+    in by the caller; None: nothing more) measures: fidelity against its ground truth per region, sync
+    thumbnails, the field's metrics; then the viewer's picture from output.mp4 (and the side-by-side video,
+    from those same frames).
 
-    Threads: template (and ground-truth) decoding, the model (this thread), encoding, and two measuring
-    threads (the face regions and statistics; the full frame and the copy checks) overlap, joined by bounded
+    Threads: template (and ground-truth) decoding, the model (this thread), encoding, and three measuring
+    threads (the face regions and statistics; the full frame and the copy checks; the field's metrics) overlap, joined by bounded
     queues (``stages.Stages``). Afterwards, with the encoders closed, inference latency is measured on the
     first ``timing.timing_inputs`` frames' inputs (latency.py); the raw outputs of the first
     ``keep_outputs`` frames are kept for parity. ``protocol`` decides where the reference channels come
     from (see ``reference_index``). With ``batch_size`` > 1 (a generator with a dynamic batch axis), frames
     are inferred that many at a time; each frame's ``inference_ms`` is its share of its batch.
     """
-    from evalkit.measure.outputs import FrameMeasures, aligned_frame_count, measure_viewer_frames
-
     timing = timing or TimingSpec()
-    metrics = metrics or MetricsSpec()
     mp4 = mp4 or Mp4Spec()
     contract = runner.contract
     video, boxes = prepared.video, prepared.boxes
@@ -320,18 +318,16 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     preparer, paster = CropPreparer(contract), Paster(contract)
     reference_preparer = CropPreparer(contract) if distant else None
     checks = MouthChecks(contract)
-    measures = FrameMeasures(contract, metrics)
     indices: list[int] = []
     audio_input = np.empty((1, *contract.audio_input_shape), dtype=np.float32)
     kept = min(timing.timing_inputs, n)
     kept_images = np.empty((kept, *contract.image_input_shape), dtype=np.float32)
     kept_audio = np.empty((kept, *audio_input.shape), dtype=np.float32)
     head = np.empty((min(keep_outputs, n), *contract.output_shape[1:]), dtype=np.float32)
-    truth_info = probe_video(ground_truth) if ground_truth is not None else None
-    compared = n
-    if truth_info is not None:
-        compared = aligned_frame_count(ground_truth, truth_info.frames, (truth_info.width, truth_info.height), n,
-                                       (video.width, video.height), metrics.trim_to_shortest)
+    compared, truth_info, ground_truth = n, None, None
+    if measuring is not None:
+        compared = measuring.begin(video, n, boxes, [template_index(i, video.frames, contract) for i in range(n)])
+        truth_info, ground_truth = measuring.truth_info, measuring.ground_truth
     out_dir.mkdir(parents=True, exist_ok=True)
     w, h = video.width, video.height
     # The ground truth is often the template video itself (reconstruction of the recorded clip): while the
@@ -349,6 +345,8 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     to_encode: queue.Queue = queue.Queue(len(slots))
     to_measure: queue.Queue = queue.Queue(len(slots))
     to_measure_full: queue.Queue = queue.Queue(len(slots))
+    to_measure_field: queue.Queue = queue.Queue(len(slots))
+    consumers = [to_encode, to_measure, to_measure_full] + ([to_measure_field] if measuring is not None else [])
     stages = Stages()
 
     def release(slot: FrameSlot) -> None:
@@ -396,13 +394,13 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
             slot = stages.get(to_measure)
             with Timer(stages, "measure"):
                 stats.update(slot.raw)
-                if slot.index < compared:
+                if measuring is not None and slot.index < compared:
                     truth_inner = None
                     if truth_is_template:  # the ground truth's inner region is the one cut for the model
                         truth_inner = slot.template_inner
                     elif truth_info is not None:
                         truth_inner = cropper.crop_frame(slot.truth, boxes[slot.t_index])
-                    measures.add_face(slot.inner, truth_inner)
+                    measuring.face(slot.inner, truth_inner)
             release(slot)
 
     def measure_full() -> None:
@@ -412,7 +410,16 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
             with Timer(stages, "measure_full"):
                 checks.update(slot.inner, slot.reference_inner, slot.template_inner)
                 if truth_info is not None and slot.index < compared:
-                    measures.add_full(slot.full, slot.truth)
+                    measuring.full(slot.full, slot.truth)
+            release(slot)
+
+    def measure_field() -> None:
+        """The field's metrics (measure.field.FieldMeasures): beside the others."""
+        for _ in range(n):
+            slot = stages.get(to_measure_field)
+            with Timer(stages, "measure_field"):
+                truth = slot.truth if truth_info is not None and slot.index < compared else None
+                measuring.field(slot.index, slot.inner, slot.frame, slot.template_inner, slot.full, truth)
             release(slot)
 
     if batch_size > 1 and not runner.dynamic_batch:
@@ -434,13 +441,12 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         np.copyto(slot.inner, paster.to_uint8(output))
         paster.paste(crop, slot.inner, slot.frame, boxes[slot.t_index], out=slot.full)
         indices.append(slot.t_index)
-        slot.hand_to(3)
+        slot.hand_to(len(consumers))
         times.add("inference", infer_seconds, infer_cpu)
         times.inference_ms.append(infer_seconds * 1e3)
         times.add("paste", time.perf_counter() - t3, time.thread_time() - c3)
-        stages.put(to_encode, slot)
-        stages.put(to_measure, slot)
-        stages.put(to_measure_full, slot)
+        for consumer in consumers:
+            stages.put(consumer, slot)
 
     mp4_path = out_dir / OUTPUT_MP4
     # No bar where stderr is no terminal; none with TQDM_DISABLE set (tqdm's own variable; `evalkit -q`).
@@ -461,6 +467,8 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         stages.start("encode", lambda: encode(writers))
         stages.start("measure", measure_face)
         stages.start("measure_full", measure_full)
+        if measuring is not None:
+            stages.start("measure_field", measure_field)
         try:
             pending: list[FrameSlot] = []  # prepared, waiting for their batch to be inferred
             for i in tqdm(range(n), desc=label or "generate", unit="frame", leave=False, disable=bars_off):
@@ -503,9 +511,9 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     times.pipeline_seconds = time.perf_counter() - start
     for name in ("decode", "encode"):
         times.add(name, stages.busy.get(name, 0.0), stages.cpu.get(name, 0.0))
-    for name in ("measure", "measure_full"):  # output_stats' wall time is the sum (below); its CPU, each apart
+    for name in ("measure", "measure_full", "measure_field"):  # output_stats' wall time is the sum (below); CPU apart
         times.cpu_seconds[name] = stages.cpu.get(name, 0.0)
-    times.add("output_stats", stages.busy.get("measure", 0.0) + stages.busy.get("measure_full", 0.0))
+    times.add("output_stats", sum(stages.busy.get(name, 0.0) for name in ("measure", "measure_full", "measure_field")))
     c_latency = time.process_time()
     timed = time_inference(runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames,
                            timing.min_seconds)
@@ -519,16 +527,17 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
                                            timing.min_seconds).timed_ms
     times.cpu_seconds["latency"] = time.process_time() - c_latency  # the latency pass, batches included
     t0 = time.perf_counter()
-    if ground_truth is not None:
-        c_viewer = time.process_time()
-        measure_viewer_frames(measures, mp4_path, ground_truth, compared, side_by_side=out_dir / SIDE_BY_SIDE,
-                              audio=audio.path or prepared.spec.audio,
-                              window=face_window(boxes[indices[:compared]], w, h))
-        # the viewer pass's threads are the only ones working here: the process's CPU is theirs
-        times.cpu_seconds["viewer"] = time.process_time() - c_viewer
-    c_result = time.process_time()
-    measured = measures.result(audio.wav, contract.sample_rate, ground_truth is not None)
-    times.cpu_seconds["sync"] = time.process_time() - c_result
+    measured: dict = {}
+    if measuring is not None:
+        if truth_info is not None:
+            c_viewer = time.process_time()
+            measuring.viewer(mp4_path, out_dir / SIDE_BY_SIDE, audio.path or prepared.spec.audio,
+                             face_window(boxes[indices[:compared]], w, h))
+            # the viewer pass's threads are the only ones working here: the process's CPU is theirs
+            times.cpu_seconds["viewer"] = time.process_time() - c_viewer
+        c_result = time.process_time()
+        measured = measuring.result(audio.wav, contract.sample_rate)
+        times.cpu_seconds["sync"] = time.process_time() - c_result
     times.add("output_stats", time.perf_counter() - t0)
     digest = None
     if len(head) <= kept:

@@ -409,8 +409,9 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         record=record,
         verdicts=verdict_rows(record), verdict_legend=LEGEND, verdict_class=VERDICT_CLASS,
         tables=summary_tables(record),
-        regions=REGIONS,
-        curves={r: plots.per_frame_curves(measured, r, SMALL_MULTIPLES_AFTER) for r in REGIONS} if measured else {},
+        regions={r: d for r, d in REGIONS.items() if any(r in e["fidelity"] for e in measured)},
+        curves={r: plots.per_frame_curves([e for e in measured if r in e["fidelity"]], r, SMALL_MULTIPLES_AFTER)
+                for r in REGIONS if any(r in e["fidelity"] for e in measured)},
         sync_png=plots.sync_curves(ok) if any(e["sync"] for e in ok) else None,
         sync_lines=sync_sentences(ok),
         copy_lines=copy_sentences(ok),

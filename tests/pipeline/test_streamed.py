@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from evalkit.measure.stream import StreamMeasures
 from evalkit.config.contract import Contract
 from evalkit.config.suite import BackendSpec, InputSpec, MetricsSpec, ProtocolSpec, SessionOptions, TimingSpec
 from evalkit.measure.outputs import measure_run
@@ -35,8 +36,8 @@ def _generate(fixtures_dir, tmp_path, model: str, seconds: float, **options):
     out = tmp_path / f"{model}-{options.get('batch_size', 1)}"
     metrics = MetricsSpec(trim_to_shortest=True)
     with OnnxRuntimeRunner(fixtures_dir / "models" / f"{model}.onnx", contract, backend) as runner:
-        generated = generate(runner, audio, prepared, out, timing=TIMING, ground_truth=spec.ground_truth,
-                             metrics=metrics, **options)
+        generated = generate(runner, audio, prepared, out, timing=TIMING,
+                             measuring=StreamMeasures(contract, metrics, spec.ground_truth), **options)
     return generated, out, prepared, audio, contract, metrics
 
 
@@ -54,6 +55,15 @@ def test_measured_in_memory_equals_measured_from_the_written_files(fixtures_dir,
         for name in ("psnr", "ssim"):
             assert streamed["fidelity"][region][name] == from_files["fidelity"][region][name], (region, name)
     assert streamed["sync"] == from_files["sync"]
+    # the field's metrics, measured in the stream from the frames in memory, are those of a second pass over the
+    # written files (CPBD; LMD, mouth opening and identity where evalkit[face] is installed)
+    from evalkit.measure.field import measure_field
+
+    field_from_files = measure_field(out, generated.frames, generated.template_indices, prepared.boxes,
+                                     prepared.video.path, prepared.spec.ground_truth, contract, metrics, audio.wav,
+                                     streamed["sync"])
+    assert streamed["field"] == field_from_files
+    assert len(streamed["field"]["cpbd_mouth"]) > 0
     # the side-by-side video was written from the viewer pass's frames: ground truth | output around the face,
     # every frame
     x0, y0, x1, y1 = face_window(prepared.boxes[generated.template_indices], prepared.video.width,
@@ -199,7 +209,7 @@ def test_a_ground_truth_in_its_own_file_measures_as_the_template_shortcut_does(f
     backend = BackendSpec(name="cpu", session_options=SessionOptions(intra_op_num_threads=1))
     with OnnxRuntimeRunner(fixtures_dir / "models" / "noisy.onnx", contract, backend) as runner:
         own = generate(runner, audio, prepare_input(spec, contract), tmp_path / "own", timing=TIMING,
-                       ground_truth=copy, metrics=MetricsSpec(trim_to_shortest=True))
+                       measuring=StreamMeasures(contract, MetricsSpec(trim_to_shortest=True), copy))
     assert own.measured["compared_frames"] == shortcut.measured["compared_frames"] == shortcut.frames > 0
     assert own.measured["fidelity"] == shortcut.measured["fidelity"]
     assert own.measured["ground_truth_sync"] == shortcut.measured["ground_truth_sync"]
