@@ -135,12 +135,12 @@ def evalkit_command_lines() -> list[list[str]]:
 def test_the_readmes_evalkit_commands_exist_and_take_the_flags_shown():
     """Each `evalkit SUBCOMMAND` the README shows is a real subcommand, and each --flag it uses appears in that
     subcommand's --help (so a renamed command or flag fails here, not in a user's terminal)."""
-    evalkit = Path(sys.executable).parent / "evalkit"
     commands = evalkit_command_lines()
     assert any(c[1:3] == ["model", "check"] for c in commands), "the five commands for your own model are gone"
     for words in commands:
         sub = list(itertools.takewhile(lambda w: not w.startswith("-") and not re.search(r"[./$]", w), words[1:]))
-        shown = subprocess.run([str(evalkit), *sub, "--help"], capture_output=True, text=True)
+        shown = subprocess.run([sys.executable, "-m", "evalkit", *sub, "--help"], capture_output=True, text=True,
+                               cwd=REPO)
         assert shown.returncode == 0, f"`evalkit {' '.join(sub)}` is not a command: {shown.stderr.strip()}"
         for flag in (w.split("=")[0] for w in words if w.startswith("--")):
             assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", shown.stdout), f"`evalkit {' '.join(sub)}` has no {flag} (README: {' '.join(words)})"
