@@ -6,7 +6,7 @@ Run from the checkout, with the fixtures built (``evalkit fixtures build``)::
 
 Each part prints its figures and the machine, and all of them are written to
 ``reports/benchmarks/pipeline_speed.json``. Nothing here is a pass/fail test: the
-README quotes the figures with the machine they were measured on.
+docs/speed.md quotes the figures with the machine they were measured on.
 
 - overhead: `evalkit run` of mobile-unet on 10 s of the fixture clip with ground truth
   (a fresh process, everything included: imports, preflight, the streamed pass, the

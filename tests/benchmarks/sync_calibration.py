@@ -12,7 +12,7 @@ real landmarks. The truth for each: the speech shifted by k frames reads -2 + k.
   2 s from alignment, forwards and reversed) at every length: confidences and false alarms (reliable ones);
 - the video-to-video lag: the clip against itself delayed by 0, 2, -3 frames (true) and against itself
   reversed or rolled by half its length (null).
-Then the table the README's sync section shows.
+Then the table docs/sync.md shows (its calibration, per clip).
 """
 
 from __future__ import annotations
