@@ -141,7 +141,7 @@ class SsimKernel:
         size = shape[0] * shape[1] * shape[2]
         if size > self._size:  # grown, never shrunk: frames of one run share one set
             self._size = size
-            self._flat = np.empty((6, size), np.float32)
+            self._flat = np.empty((4, size), np.float32)
         if self._diff is None or self._diff.shape != shape:
             self._diff = np.empty(shape, np.uint8)
 
@@ -180,8 +180,8 @@ class SsimKernel:
 def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarray, keep: tuple[slice, slice]) -> float:
     """Sum of the SSIM map over ``keep`` of the (h, w, c) sub-frames, in float64.
 
-    Six float32 planes, reused in place: u and v and their four filtered planes; S itself is summed as it is
-    computed (``_ssim_sum``).
+    Four float32 planes, reused in place: u, v and their squares, each filtered in place; S itself is summed as
+    it is computed (``_ssim_sum``).
     """
     h, w, c = reference.shape
     pad, data_range = kernel.pad, kernel.data_range
@@ -193,22 +193,32 @@ def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarr
     # mu_x^2 + mu_y^2 = (U^2 + V^2) / 2,  2 mu_x mu_y = (U^2 - V^2) / 2  (U, V the absolute means of u, v), so
     #     S = (U^2 - V^2 + 2 C1)(var u - var v + 2 C2) / ((U^2 + V^2 + 2 C1)(var u + var v + 2 C2)).
     shape = (h, w, c)
-    u, v = kernel._planes(0, shape), kernel._planes(1, shape)
-    mean_u, mean_v, mean_uu, mean_vv = (kernel._planes(2 + k, shape) for k in range(4))
+    u, v, uu, vv = (kernel._planes(k, shape) for k in range(4))
     two_c1, two_c2 = 2 * c1, 2 * c2
-    np.subtract(reference, centre, out=u, dtype=np.float32)  # x, for now
-    np.subtract(candidate, centre, out=v, dtype=np.float32)  # y, for now
-    u += v  # u = x + y
-    v *= np.float32(-2)
-    v += u  # v = x + y - 2y = x - y (exact: half-integers of at most 255 in magnitude)
-    for plane, filtered in ((u, mean_u), (v, mean_v)):
-        cv2.GaussianBlur(plane, ksize, SSIM_SIGMA, dst=filtered, sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
-    np.square(u, out=u)
-    np.square(v, out=v)
-    for plane, filtered in ((u, mean_uu), (v, mean_vv)):
-        cv2.GaussianBlur(plane, ksize, SSIM_SIGMA, dst=filtered, sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
+    _sum_difference_squares(reference, candidate, centre, u, v, uu, vv)  # one pass instead of seven numpy passes
+    for plane in (u, v, uu, vv):  # in place: each plane becomes its Gaussian-weighted local mean
+        cv2.GaussianBlur(plane, ksize, SSIM_SIGMA, dst=plane, sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
+    mean_u, mean_v, mean_uu, mean_vv = u, v, uu, vv
     mu, mv, su, sv = (plane[keep] for plane in (mean_u, mean_v, mean_uu, mean_vv))
     return _ssim_sum(mu, mv, su, sv, two_c1, two_c2, np.float32(2 * centre))
+
+
+@numba.njit(nogil=True, cache=True)
+def _sum_difference_squares(reference, candidate, centre, u, v, uu, vv):  # pragma: no cover (compiled)
+    """u = (x - c) + (y - c), v = x - y (exact: half-integers of at most 255 in magnitude) and their squares,
+    in float32, from two (h, w, c) frames of any dtype: the four planes SSIM filters (see ``_ssim_map_sum``)."""
+    h, w, c = u.shape
+    for i in range(h):
+        for j in range(w):
+            for k in range(c):
+                x = np.float32(reference[i, j, k]) - centre
+                y = np.float32(candidate[i, j, k]) - centre
+                a = x + y
+                b = x - y
+                u[i, j, k] = a
+                v[i, j, k] = b
+                uu[i, j, k] = a * a
+                vv[i, j, k] = b * b
 
 
 @numba.njit(nogil=True, cache=True)
