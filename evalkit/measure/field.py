@@ -86,7 +86,9 @@ def agreement(a: dict | None, b: dict | None) -> bool | None:
 class FaceSeries:
     """Per-frame landmarks, LMD, mouth opening and sampled identity distances, fed one frame at a time."""
 
-    def __init__(self, identity_at: set[int]):
+    def __init__(self, identity_at: set[int], truth_points: dict | None = None, descriptors: dict | None = None):
+        """``truth_points`` (frame -> the ground truth's 68 points) and ``descriptors`` (key -> descriptor) are
+        read and filled: an earlier run on the same frames fills them, a later one reuses them."""
         self.models = FaceModels.load()
         self.identity_at = identity_at
         self.lmd_mouth: list[float] = []
@@ -96,7 +98,8 @@ class FaceSeries:
         self.identity_frames: list[int] = []
         self.identity_template: list[float] = []
         self.identity_truth: list[float] = []
-        self._descriptors: dict = {}
+        self._descriptors: dict = descriptors if descriptors is not None else {}
+        self._truth_points: dict = truth_points if truth_points is not None else {}
 
     def _descriptor(self, key, image: np.ndarray, rect) -> np.ndarray:
         if key is None or key not in self._descriptors:
@@ -113,7 +116,9 @@ class FaceSeries:
         points = self.models.landmarks(output, rect)
         self.opening.append(float(mouth_opening_ratio(points)[0]))
         if truth is not None:
-            truth_points = self.models.landmarks(truth, rect)
+            truth_points = self._truth_points.get(i)
+            if truth_points is None:
+                truth_points = self._truth_points[i] = self.models.landmarks(truth, rect)
             self.truth_opening.append(float(mouth_opening_ratio(truth_points)[0]))
             self.lmd_mouth.append(float(landmark_distance(truth_points, points, MOUTH_POINTS)[0]))
             self.lmd_all.append(float(landmark_distance(truth_points, points, ALL_POINTS)[0]))
@@ -153,11 +158,13 @@ class FieldMeasures:
     ``frames``: how many frames are measured (the compared frames with a ground truth); ``template_indices[i]``
     the template frame output frame i re-drew, with crop box ``boxes[template_indices[i]]``;
     ``template_frames(indices)`` yields those template frames (full frames, any buffers) lazily: the face
-    rectangle's calibration reads the first and stops where the detector finds a face.
+    rectangle's calibration reads the first and stops where the detector finds a face. ``shared``: what an
+    earlier run on the very same template and ground-truth frames worked out and a later one reuses (the
+    calibrated rectangle, the ground truth's landmarks, the template's identity descriptors); read and filled.
     """
 
     def __init__(self, frames: int, template_indices, boxes: np.ndarray, template_frames, contract: Contract,
-                 metrics: MetricsSpec, with_truth: bool, truth_is_template: bool):
+                 metrics: MetricsSpec, with_truth: bool, truth_is_template: bool, shared: dict | None = None):
         self.n = frames
         self.template_indices, self.boxes = template_indices, boxes
         self.contract, self.metrics = contract, metrics
@@ -180,12 +187,15 @@ class FieldMeasures:
         self.result_: dict = {"face_missing": self.missing, "face": None}
         self.series = self.relation = None
         if self.missing is None and frames > 0:
-            models = FaceModels.load()
-            tries = identity_frames(frames, CALIBRATION_TRIES)
-            wanted = [template_indices[k] for k in tries]
-            self.relation, how = calibrate_rect_from_box(models, template_frames(wanted),
-                                                         [boxes[t] for t in wanted])
-            self.series = FaceSeries(set(identity_frames(frames)))
+            shared = shared if shared is not None else {}
+            if "relation" not in shared:
+                tries = identity_frames(frames, CALIBRATION_TRIES)
+                wanted = [template_indices[k] for k in tries]
+                shared["relation"] = calibrate_rect_from_box(FaceModels.load(), template_frames(wanted),
+                                                             [boxes[t] for t in wanted])
+            self.relation, how = shared["relation"]
+            self.series = FaceSeries(set(identity_frames(frames)), shared.setdefault("truth_points", {}),
+                                     shared.setdefault("descriptors", {}))
             self.result_["face"] = {"rect_from": how, "rect_relation": list(self.relation)}
 
     def _region(self, spec, image: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ counts (unless the suite allows trimming), are an error that gives both numbers.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -71,9 +72,15 @@ class FrameMeasures:
     SSIM keeps one ``SsimKernel`` per region, so no frame allocates.
     """
 
-    def __init__(self, contract: Contract, metrics: MetricsSpec):
+    def __init__(self, contract: Contract, metrics: MetricsSpec, truth_track: MouthTrack | None = None,
+                 truth_syncs: dict | None = None):
+        """``truth_track``: the ground truth's mouth, tracked already by an earlier run of the same frames (the
+        truth is then not tracked again); ``truth_syncs``: its sync estimates by the audio's digest (read, and
+        filled)."""
         self.contract = contract
         self.metrics = metrics
+        self.truth_tracked = truth_track is not None
+        self.truth_syncs = truth_syncs if truth_syncs is not None else {}
         mx1, my1, mx2, my2 = contract.mouth_box
         self.mouth = np.s_[my1:my2, mx1:mx2]
         self.fidelity = {region: {"psnr": [], "ssim": []} for region in REGIONS}
@@ -81,7 +88,7 @@ class FrameMeasures:
         # the regions measured in memory; mp4_full is scored by measure_viewer_frames' own per-thread kernels
         self.kernels = {region: SsimKernel() for region in ("inner", "mouth", "full")}
         # the mouths followed for sync, a frame at a time (3 KB a frame each, nothing else grows with the clip)
-        self.tracks = {"output": MouthTrack(), "ground_truth": MouthTrack()}
+        self.tracks = {"output": MouthTrack(), "ground_truth": truth_track or MouthTrack()}
         self.syncnet = None
         if metrics.syncnet is not None:
             spec = metrics.syncnet
@@ -106,13 +113,25 @@ class FrameMeasures:
         if self.syncnet is not None:
             self.syncnet.add_frame(inner if self.metrics.syncnet.region == "face" else inner[self.mouth])
         if truth_inner is not None:
-            self.tracks["ground_truth"].add(mouth_thumbnails(truth_inner[self.mouth][None])[0])
+            if not self.truth_tracked:
+                self.tracks["ground_truth"].add(mouth_thumbnails(truth_inner[self.mouth][None])[0])
             self._add("inner", truth_inner, inner)
             self._add("mouth", truth_inner[self.mouth], inner[self.mouth])
 
     def add_full(self, full: np.ndarray, truth_full: np.ndarray) -> None:
         """Region full: the pasted-back frame against the ground truth's."""
         self._add("full", truth_full, full)
+
+    def _truth_sync(self, wav: np.ndarray, sample_rate: int) -> dict:
+        """The ground truth's own sync estimate against ``wav`` (once per audio for a track reused)."""
+        import hashlib
+
+        fps, max_offset = self.contract.fps, self.metrics.sync_max_offset
+        key = (hashlib.sha256(np.ascontiguousarray(wav).tobytes()).hexdigest(), sample_rate, fps, max_offset)
+        if key not in self.truth_syncs:
+            self.truth_syncs[key] = estimate_sync(wav, sample_rate, self.tracks["ground_truth"], fps,
+                                                  max_offset).to_dict()
+        return copy.deepcopy(self.truth_syncs[key])
 
     def result(self, wav: np.ndarray, sample_rate: int, with_truth: bool) -> dict:
         """What ``measure_run`` returns (see there)."""
@@ -127,7 +146,7 @@ class FrameMeasures:
             fidelity = {region: series for region, series in self.fidelity.items()
                         if not region.startswith("mp4_") or region == viewer}
             result.update(compared_frames=n, fidelity=fidelity, viewer=self.viewer,
-                          ground_truth_sync=estimate_sync(wav, sample_rate, truth, fps, max_offset).to_dict(),
+                          ground_truth_sync=self._truth_sync(wav, sample_rate),
                           video_lag=video_lag(truth, output, fps, max_offset).to_dict())
         if self.syncnet is not None:
             result["syncnet"] = self.syncnet.result(wav, sample_rate, fps)

@@ -54,7 +54,6 @@ def _close(recorded, value: float) -> bool:
 @pytest.mark.slow
 def test_demo_lossless_regions_equal_a_whole_frame_computation(demo_run):
     record = json.loads((demo_run / "run.json").read_text())
-    suite = record["suite"]
     contract = Contract()
     x1, y1, x2, y2 = contract.mouth_box
     mouth = np.s_[y1:y2, x1:x2]
@@ -62,10 +61,11 @@ def test_demo_lossless_regions_equal_a_whole_frame_computation(demo_run):
     for entry in record["runs"]:
         if entry["status"] != "ok" or not entry.get("fidelity"):
             continue
-        [spec] = [i for i in suite["inputs"] if i["name"] == entry["input"]]
-        truth_info, inner_info = probe_video(spec["ground_truth"]), probe_video(demo_run / entry["folder"] / FRAMES_INNER)
-        boxes = load_crop_boxes(spec["crop_boxes"])
-        template = probe_video(spec["video"])
+        files = record["inputs"][entry["input"]]
+        truth_info = probe_video(files["ground_truth"]["path"])
+        inner_info = probe_video(demo_run / entry["folder"] / FRAMES_INNER)
+        boxes = load_crop_boxes(files["crop_boxes"]["path"])
+        template = probe_video(files["video"]["path"])
         assert template.path.samefile(truth_info.path)  # the demo reconstructs its own recording
         cropper, paster = CropPreparer(contract), Paster(contract)
         truth = np.empty((truth_info.height, truth_info.width, 3), np.uint8)
