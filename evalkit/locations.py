@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from evalkit.record.io import write_text_atomic
+from evalkit.files import write_text_atomic
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 FIXTURES_ENV = "EVALKIT_FIXTURES"

@@ -37,22 +37,19 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.stats
 
-from evalkit.metrics.latency import HIGH_CV, SAMPLED_STATISTICS, SPEED_ALIASES, latency_summary
+from evalkit.metrics.latency import BUSY_SHARE, HIGH_CV, SAMPLED_STATISTICS, latency_summary
 from evalkit.record.runkey import RunKey
 from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, number, run_key
+from evalkit.record.vocabulary import canonical_field, unknown_fields  # noqa: F401 (unknown_fields: re-exported)
 
 SPEED_ALPHA = 0.01  # the one-sided Mann-Whitney test's significance level: its false-alarm rate on equal speeds
 LATENCY_FIELDS = {"latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"}
 SAMPLED_SPEED_FIELDS = set(SAMPLED_STATISTICS)  # fields whose raw samples (timed_ms) a test can use
 SPEED_FIELDS = SAMPLED_SPEED_FIELDS | {"throughput_end_to_end_fps", "throughput_batch4_fps", "cpu_throughput_fps",
                                        "cpu_latency_mean_ms", "cpu_latency_p50_ms", "cpu_latency_p99_ms"}
-BUSY_SHARE = 0.25  # other processes' share of the machine while timing above which a run's timing is noisy
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
-def canonical_field(field: str) -> str:
-    """Today's name of a summary field: old speed names (``fps``, ...) map to ``throughput_fps``, ... ."""
-    return SPEED_ALIASES.get(field, field)
 OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
              "!=": operator.ne}
 
@@ -305,10 +302,6 @@ def _fmt(v) -> str:
 
 def needs_baseline(gates) -> bool:
     return any(g.op is None for g in gates)
-
-
-def unknown_fields(gates) -> list[str]:
-    return sorted({g.field for g in gates if canonical_field(g.field) not in SUMMARY_COLUMNS})
 
 
 RUN_CHECK = "ran, with finite fidelity and sync metrics"

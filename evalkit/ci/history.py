@@ -18,8 +18,8 @@ from pathlib import Path
 
 from evalkit.errors import UserError
 from evalkit.faults import fault_point
-from evalkit.metrics.latency import SPEED_ALIASES
 from evalkit.record.summary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, TEXT_COLUMNS, number, run_key
+from evalkit.record.vocabulary import SPEED_ALIASES
 
 HISTORY_DB = "history.sqlite"
 TEXT_FIELDS = set(TEXT_COLUMNS)

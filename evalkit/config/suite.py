@@ -29,6 +29,7 @@ from pydantic import (
 
 from evalkit.config.contract import PRESETS, Contract
 from evalkit.errors import UserError
+from evalkit.record.vocabulary import DEFAULT_PROTOCOL, SUMMARY_COLUMNS, unknown_fields
 
 SCHEMA_VERSION = 1
 
@@ -408,7 +409,6 @@ class GateSpec(BaseModel):
 
 
 PROTOCOL_KINDS = ("reconstruction", "cross_driven")
-DEFAULT_PROTOCOL = "reconstruction"
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -677,14 +677,10 @@ def _known_names(suite: Suite, group: str) -> set[str] | None:
 
 def cross_check(suite: Suite) -> list[str]:
     """What the field types can't see: gate fields and filters, ONNX Runtime provider names."""
-    from evalkit.record import summary as record
-    from evalkit.ci.gates import unknown_fields
-
-    aliases = getattr(record, "SPEED_ALIASES", {})  # old column names gates still accept (fps, ...)
     problems = []
     for i, gate in enumerate(suite.gates):
-        if unknown_fields([gate]) and gate.field not in aliases:
-            close = difflib.get_close_matches(gate.field, record.SUMMARY_COLUMNS, n=3)
+        if unknown_fields([gate]):  # old speed names (fps, ...) count as known
+            close = difflib.get_close_matches(gate.field, SUMMARY_COLUMNS, n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             problems.append(f"gates[{i}].field: unknown field '{gate.field}' ({hint}a gate names a summary.csv "
                             "column, e.g. psnr_mean, ssim_min, sync_offset_frames, nan_count, fps)")

@@ -20,6 +20,9 @@ from evalkit.errors import UserError
 # Flags that describe the suite (dest names); any of them without --generator is a usage error.
 SUITE_FLAGS = ("generator", "audio_encoder", "video", "audio", "crop_boxes", "landmarks", "dataset", "ground_truth",
                "provider", "protocol", "name", "trim_to_shortest")
+INPUT_FILE_FLAGS = {"dataset": True, "video": False, "audio": False, "crop_boxes": False, "landmarks": True,
+                    "ground_truth": False}
+"""The flags that name the input's files (dest -> names a folder), in the order the suite lists them."""
 PROTOCOL_CHOICES = "reconstruction, distant, dubbed:SPEECH.wav"
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -52,9 +55,28 @@ def add_suite_flags(parser: argparse.ArgumentParser) -> None:
                    "output and the ground truth differ in length (audio shorter than the video)")
 
 
+def option(dest: str) -> str:
+    """A flag's name on the command line: ``audio_encoder`` -> ``--audio-encoder``."""
+    return "--" + dest.replace("_", "-")
+
+
 def flags_given(args: argparse.Namespace) -> list[str]:
     """The suite flags set on the command line, as ``--flag`` names."""
-    return ["--" + f.replace("_", "-") for f in SUITE_FLAGS if getattr(args, f, None)]
+    return [option(f) for f in SUITE_FLAGS if getattr(args, f, None)]
+
+
+def flag_words(args: argparse.Namespace) -> list[str]:
+    """The suite flags set on the command line with their values, as words (``--video v.mp4 --trim-to-shortest``):
+    what a suite file written from flags says it was written from."""
+    words = []
+    for dest in SUITE_FLAGS:
+        value = getattr(args, dest, None)
+        for v in (value if isinstance(value, list) else [value]):
+            if v is True:
+                words.append(option(dest))
+            elif v:
+                words += [option(dest), str(v)]
+    return words
 
 
 def plain_name(text: str, fallback: str) -> str:
@@ -124,8 +146,7 @@ def suite_data(args: argparse.Namespace, relative_to: Path | None = None) -> dic
              "audio_encoder": _path("audio-encoder", args.audio_encoder, False, relative_to)}
     source = args.dataset or args.video
     item = {"name": plain_name(Path(source).stem if not args.dataset else Path(source).resolve().name, "input")}
-    for flag, folder in (("dataset", True), ("video", False), ("audio", False), ("crop_boxes", False),
-                         ("landmarks", True), ("ground_truth", False)):
+    for flag, folder in INPUT_FILE_FLAGS.items():
         value = _path(flag.replace("_", "-"), getattr(args, flag), folder, relative_to)
         if value is not None:
             item[flag] = value
@@ -206,7 +227,7 @@ def check_files(data: dict, base: Path, log) -> None:
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime raises its own types for a file that is not a model
             why = " ".join(str(exc).split())[:200]
-            raise UserError(f"--{key.replace('_', '-')} {path}: ONNX Runtime cannot load it ({why}); give an "
+            raise UserError(f"{option(key)} {path}: ONNX Runtime cannot load it ({why}); give an "
                             "ONNX model file") from None
         shapes = ", ".join(f"{i.name} {i.shape}" for i in session.get_inputs())
         log(f"checked {path}: loads in ONNX Runtime (inputs: {shapes})")
@@ -215,5 +236,5 @@ def check_files(data: dict, base: Path, log) -> None:
         if key in item and not (key == "ground_truth" and item[key] == item.get("video")):
             path = base / item[key]
             info = probe_video(path)
-            check_decodes(info, f"--{key.replace('_', '-')} {path}")
+            check_decodes(info, f"{option(key)} {path}")
             log(f"checked {path}: decodes ({info.frames} frames, {info.width}x{info.height} at {info.fps:g} fps)")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal
 
 from evalkit.errors import UserError
+from evalkit.matrix.combinations_bar import CombinationsBar
 
 if TYPE_CHECKING:  # the jobs (and the whole pipeline behind them) are imported when a run starts: `evalkit run`
     # checks its options and its suite first, so a mistake there is told in a fraction of a second
@@ -145,36 +146,6 @@ class _Worker:
             return self.conn.recv() if self.conn.poll() else None
         except (EOFError, OSError):
             return None
-
-
-class CombinationsBar:
-    """A progress bar over the run's combinations (elapsed time, and the time left as tqdm guesses it) where
-    stderr is a terminal, for the executors whose workers show no bars of their own. No bar with ``-q``
-    (TQDM_DISABLE). ``done(line)`` logs a line above the bar and counts one more combination; ``tick()`` redraws
-    it, so that the elapsed time moves while a long combination runs."""
-
-    TICK_SECONDS = 1.0  # how often a waiting executor calls tick()
-
-    def __init__(self, total: int, log):
-        from tqdm import tqdm
-
-        self.log = log
-        self.bar = tqdm(total=total, desc="combinations", unit="combination", leave=False,
-                        disable=True if os.environ.get("TQDM_DISABLE") else None)
-
-    def done(self, line: str) -> None:
-        with self.bar.external_write_mode():
-            self.log(line)
-        self.bar.update(1)
-
-    def tick(self) -> None:
-        self.bar.refresh()
-
-    def __enter__(self) -> "CombinationsBar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.close()
 
 
 def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int,

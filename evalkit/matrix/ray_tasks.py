@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from evalkit.config.dataset import frame_list_files, is_frame_list
 from evalkit.config.suite import LoadedSuite
 from evalkit.errors import UserError
-from evalkit.matrix.executors import CombinationsBar
+from evalkit.matrix.combinations_bar import CombinationsBar
 from evalkit.record.io import write_bytes_atomic
 from evalkit.matrix.jobs import (ENTRY_JSON, Job, failed_entry, job_specs, protocol_audio, run_job, skipped_entry,
                                 write_entry)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evalkit.config.dataset import natural_key
+from evalkit.media.frame_list import natural_key
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import probe_video
 from evalkit.media.decode import FrameReader

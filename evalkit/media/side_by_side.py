@@ -7,7 +7,7 @@ from pathlib import Path
 
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import ffmpeg_exe
-from evalkit.record.io import atomic_output
+from evalkit.files import atomic_output
 
 
 def side_by_side(left: Path, right: Path, out: Path, frames: int, audio_from_right: bool = True,

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 HIGH_CV = 0.25  # coefficient of variation above which a report warns that the machine was noisy
+BUSY_SHARE = 0.25  # other processes' share of the machine while timing above which a run's timing is noisy
 
 SAMPLED_STATISTICS = {  # summary field -> (latency_summary key, higher is better, what it is)
     "throughput_fps": ("throughput_fps", True, "throughput = timed frames / total timed seconds"),
@@ -16,12 +17,6 @@ SAMPLED_STATISTICS = {  # summary field -> (latency_summary key, higher is bette
     "latency_p99_ms": ("p99", False, "99th-percentile latency"),
 }
 """The speed fields computed from the raw timed samples (timed_ms), so a test on those samples can back them."""
-
-SPEED_ALIASES = {"fps": "throughput_fps", "fps_end_to_end": "throughput_end_to_end_fps",
-                 "fps_batch4": "throughput_batch4_fps"}
-"""Old speed field names (records, baselines and suites before the rename) -> today's names.
-
-The old ``fps`` was 1000 / mean latency, which equals ``throughput_fps`` (count / sum of the samples)."""
 
 
 def latency_summary(samples_ms) -> dict:

@@ -37,7 +37,7 @@ def content_sha256(path: Path) -> str:
     if path.is_dir():
         lines = [f"{p.name} {sha256_file(p)}" for p in sorted(path.iterdir(), key=lambda p: p.name) if p.is_file()]
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    from evalkit.config.dataset import frame_list_files, is_frame_list
+    from evalkit.media.frame_list import frame_list_files, is_frame_list
 
     if not is_frame_list(path):
         return sha256_file(path)

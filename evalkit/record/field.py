@@ -1,4 +1,5 @@
-"""The summary.csv columns of the field's metrics (an entry's ``field``: ``measure.field.measure_field``)."""
+"""The summary.csv row of the field's metrics (an entry's ``field``: ``measure.field.measure_field``); the columns are
+``record.vocabulary.FIELD_COLUMNS``."""
 
 from __future__ import annotations
 
@@ -6,23 +7,8 @@ import math
 
 import numpy as np
 
-FIELD_COLUMNS = ["lmd_mouth_mean", "lmd_mouth_max", "lmd_all_mean", "identity_template_mean", "identity_template_max",
-                 "identity_gt_mean", "identity_gt_max", "identity_frames", "lm_sync_offset_frames",
-                 "lm_sync_confidence", "lm_sync_reliable", "lm_sync_agrees", "cpbd_mouth", "cpbd_mouth_template",
-                 "lpips_mean", "lpips_max", "fid", "fid_samples", "fvd", "fvd_clips"]
-"""LMD (pixels of the full frame; mouth points 48-67, all 68), identity descriptor distances (below 0.6: one
-person), the sync of the landmarks' mouth opening and whether it agrees with the built-in estimate (both reliable),
-CPBD of the mouth (output and template), LPIPS, FID and FVD with their sample counts."""
-
-FIELD_COUNT_COLUMNS = {"identity_frames", "lm_sync_offset_frames", "lm_sync_reliable", "lm_sync_agrees",
-                       "fid_samples", "fvd_clips"}
-
-FIELD_HIGHER_IS_BETTER = {
-    "lmd_mouth_mean": False, "lmd_mouth_max": False, "lmd_all_mean": False,
-    "identity_template_mean": False, "identity_template_max": False, "identity_gt_mean": False,
-    "identity_gt_max": False, "lm_sync_confidence": True, "cpbd_mouth": True,
-    "lpips_mean": False, "lpips_max": False, "fid": False, "fvd": False,
-}
+from evalkit.record.vocabulary import (FIELD_COLUMNS, FIELD_COUNT_COLUMNS,  # noqa: F401 (re-exported)
+                                      FIELD_HIGHER_IS_BETTER)
 
 
 def _finite(values) -> np.ndarray:

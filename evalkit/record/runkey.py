@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from evalkit.config.suite import DEFAULT_PROTOCOL  # also that of records from before protocols
+from evalkit.record.vocabulary import DEFAULT_PROTOCOL  # also that of records from before protocols
 
 
 class RunKey(NamedTuple):

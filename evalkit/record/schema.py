@@ -41,9 +41,8 @@ from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationInfo, model_validator
 
-from evalkit.config.suite import DEFAULT_PROTOCOL  # also what a record from before protocols ran
-from evalkit.metrics.latency import SPEED_ALIASES
-from evalkit.record.vocabulary import RUN_STATUSES
+from evalkit.record.vocabulary import DEFAULT_PROTOCOL  # also what a record from before protocols ran
+from evalkit.record.vocabulary import RUN_STATUSES, SPEED_ALIASES
 
 RECORD_KIND = "evalkit.run"
 RECORD_SCHEMA_VERSION = 5
@@ -433,7 +432,7 @@ def _v1_to_v2(record: dict) -> dict:
 
 
 def _speed_names_of_today(record: dict) -> dict:
-    """Summaries with old speed names (``fps``, ...: ``metrics.latency.SPEED_ALIASES``) renamed to today's.
+    """Summaries with old speed names (``fps``, ...: ``record.vocabulary.SPEED_ALIASES``) renamed to today's.
 
     Applied to every record read, whatever its version: a summary is a free-form row, and records of version 1
     and 2 alike were edited by hand or by tools that kept the old names."""

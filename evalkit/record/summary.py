@@ -17,63 +17,16 @@ from pydantic import ValidationError
 
 from evalkit.errors import UserError
 from evalkit.metrics import latency_summary, summarise
-from evalkit.record.field import FIELD_COLUMNS, FIELD_COUNT_COLUMNS, FIELD_HIGHER_IS_BETTER, field_row
+from evalkit.record.field import field_row
 from evalkit.record.layout import RUN_RECORD
 from evalkit.record.schema import (KNOWN_SCHEMA_VERSIONS, RECORD_KIND, RunRecord,  # noqa: F401 (re-exported)
                                     describe_error, validate_record)
 from evalkit.record.runkey import RunKey
-from evalkit.record.vocabulary import PIPELINE_STAGES, REGIONS
-from evalkit.config.suite import DEFAULT_PROTOCOL  # also that of older records
-
-ID_COLUMNS = ["model", "backend", "input", "protocol", "kind", "precision", "status", "verdict", "reason", "frames"]
-
-
-def _region_columns(region: str) -> list[str]:
-    prefix = "" if region == "inner" else f"{region}_"
-    return [f"{prefix}psnr_mean", f"{prefix}psnr_min", f"{prefix}psnr_inf_frames", f"{prefix}ssim_mean",
-            f"{prefix}ssim_min"]
-
-
-FIDELITY_COLUMNS = [c for region in REGIONS for c in _region_columns(region)]
-OUTPUT_COLUMNS = ["out_mean", "out_std", "out_min", "out_max", "out_p1", "out_p50", "out_p99",
-                  "out_fraction_outside", "nan_count", "inf_count", "wrap_count"]
-COPY_COLUMNS = ["copy_mouth_psnr", "copy_frames_fraction", "copy_flag", "mouth_sharpness_ratio"]
-SPEED_COLUMNS = ["throughput_fps", "throughput_end_to_end_fps", "latency_mean_ms", "latency_std_ms", "latency_p50_ms",
-                 "latency_p90_ms", "latency_p99_ms", "latency_cv", "warmup_iterations", "timed_inferences", "first_inference_ms",
-                 "cpu_throughput_fps", "cpu_latency_mean_ms", "cpu_latency_p50_ms", "cpu_latency_p99_ms",
-                 "cpu_latency_cv", "timing_others_share", "session_seconds", "intra_op_threads", "throughput_batch4_fps", "host_to_device_ms", "device_to_host_ms",
-                 "audio_features_seconds"] + [f"{stage}_seconds" for stage in PIPELINE_STAGES]
-PARITY_COLUMNS = ["parity_against", "parity_passed", "parity_max_abs", "parity_p99_abs", "parity_required_atol",
-                  "parity_failing_elements", "parity_nan_mismatches", "parity_psnr_mean", "parity_ssim_min",
-                  "golden_passed", "golden_max_abs", "golden_failing_elements"]
-SYNC_COLUMNS = ["sync_offset_frames", "sync_offset_ms", "sync_confidence", "sync_reliable", "sync_reason",
-                "sync_no_signal", "gt_sync_offset_frames", "gt_sync_reliable",
-                "sync_offset_vs_ground_truth_frames", "video_lag_frames", "video_lag_confidence", "video_lag_reliable",
-                "lse_d", "lse_c", "syncnet_offset_frames"]
-COUNT_COLUMNS = {"frames", "video_lag_frames", "video_lag_reliable", "copy_flag", "sync_offset_frames", "sync_reliable", "sync_no_signal", "gt_sync_offset_frames",
-                 "gt_sync_reliable", "sync_offset_vs_ground_truth_frames", "syncnet_offset_frames", "nan_count",
-                 "inf_count", "wrap_count", "warmup_iterations", "timed_inferences", "intra_op_threads",
-                 "parity_passed", "parity_failing_elements", "parity_nan_mismatches", "golden_passed",
-                 "golden_failing_elements"} | {c for c in FIDELITY_COLUMNS if c.endswith("_inf_frames")} | (
-                 FIELD_COUNT_COLUMNS)
-"""Columns of whole numbers (counts, frame offsets, 0/1 flags): summary.csv writes them as 317, not 317.0."""
-TEXT_COLUMNS = ("model", "backend", "input", "protocol", "kind", "precision", "status", "verdict", "reason",
-                "sync_reason", "parity_against")
-"""The columns of summary.csv that hold words, not numbers."""
-SUMMARY_COLUMNS = (ID_COLUMNS + FIDELITY_COLUMNS + COPY_COLUMNS + SYNC_COLUMNS + OUTPUT_COLUMNS + SPEED_COLUMNS
-                   + PARITY_COLUMNS + FIELD_COLUMNS)
-"""The columns of summary.csv, in order. Unprefixed psnr/ssim columns are the model's inner region."""
-
-HIGHER_IS_BETTER = {c: True for c in FIDELITY_COLUMNS if "inf_frames" not in c} | {
-    "throughput_fps": True, "throughput_end_to_end_fps": True, "throughput_batch4_fps": True,
-    "cpu_throughput_fps": True, "cpu_latency_mean_ms": False, "cpu_latency_p50_ms": False, "cpu_latency_p99_ms": False,
-    "latency_mean_ms": False, "latency_p50_ms": False, "latency_p90_ms": False, "latency_p99_ms": False,
-    "nan_count": False, "inf_count": False, "out_fraction_outside": False,
-    "sync_confidence": True, "video_lag_confidence": True, "lse_c": True, "lse_d": False,
-    "copy_mouth_psnr": False, "copy_frames_fraction": False, "copy_flag": False, "wrap_count": False,
-} | FIELD_HIGHER_IS_BETTER
-"""Direction of the columns that have one (the report marks best and worst by it)."""
-
+from evalkit.record.vocabulary import (COPY_COLUMNS, COUNT_COLUMNS, DEFAULT_PROTOCOL,  # noqa: F401 (re-exported)
+                                      FIDELITY_COLUMNS, HIGHER_IS_BETTER, ID_COLUMNS, OUTPUT_COLUMNS,
+                                      PARITY_COLUMNS, PIPELINE_STAGES, REGIONS, SPEED_COLUMNS, SUMMARY_COLUMNS,
+                                      SYNC_COLUMNS, TEXT_COLUMNS)
+from evalkit.record.vocabulary import region_columns as _region_columns
 
 def summary_row(entry: dict) -> dict:
     """The summary.csv row of one model x backend x input entry of the record."""

@@ -117,8 +117,8 @@ def _near_copy(entry: dict) -> bool:
 
 
 def _noisy_timing(entry: dict) -> bool:
-    """High variation of the wall-clock latencies, or other processes busy while timing (ci.gates.BUSY_SHARE)."""
-    from evalkit.ci.gates import BUSY_SHARE
+    """High variation of the wall-clock latencies, or other processes busy while timing (metrics.latency.BUSY_SHARE)."""
+    from evalkit.metrics.latency import BUSY_SHARE
 
     summary = entry.get("summary") or {}
     cv = number(summary.get("latency_cv"))
@@ -402,7 +402,7 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
              if number(e["summary"]["latency_cv"]) is not None and number(e["summary"]["latency_cv"]) > HIGH_CV]
     gates = sorted(record["gates"] or [], key=lambda g: g["passed"])
     sections = [run_section(run_dir, record, e, gates) for e in entries]
-    from evalkit.ci.gates import BUSY_SHARE as busy_share
+    from evalkit.metrics.latency import BUSY_SHARE as busy_share
     from evalkit.report.verdicts import LEGEND, verdict_rows
 
     html = render("report.html.j2",
