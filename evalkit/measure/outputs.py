@@ -46,20 +46,36 @@ SIDE_BY_SIDE_PRESET = "ultrafast"  # a page's comparison video: a third of veryf
 
 
 def aligned_frame_count(ground_truth: Path, gt_frames: int, gt_size: tuple[int, int], frames: int,
-                        size: tuple[int, int], trim: bool) -> int:
-    """Number of frames to compare; raises UserError when the two videos do not line up."""
+                        size: tuple[int, int], trim: bool, truth_is_template: bool = False) -> int:
+    """Number of frames to compare; raises UserError when the two videos do not line up.
+
+    ``truth_is_template``: the ground truth is the template video itself, walked from its first frame (a
+    dataset folder's frames, a reconstruction of the recorded clip). A run shorter than it re-drew its first
+    frames, one for one: those are compared without asking for ``trim`` (``template_truth_note`` says so)."""
     if gt_size != size:
         raise UserError(
             f"ground truth {ground_truth} is {gt_size[0]}x{gt_size[1]}, the output is {size[0]}x{size[1]}: "
             "frames of different sizes cannot be compared"
         )
-    if gt_frames != frames and not trim:
+    if gt_frames != frames and not trim and not (truth_is_template and frames < gt_frames):
         raise UserError(
             f"ground truth {ground_truth} has {gt_frames} frames, the output has {frames}: set "
             "metrics.trim_to_shortest: true in the suite to compare the first "
             f"{min(gt_frames, frames)}"
         )
     return min(gt_frames, frames)
+
+
+def template_truth_note(ground_truth: Path, gt_frames: int, compared: int) -> str | None:
+    """What a run whose ground truth is its template compared, when that is not the whole ground truth:
+    "ground truth: the first 259 of 262 frames of full_body_img/" (None when it compared every frame)."""
+    from evalkit.config.dataset import frame_list_folder, is_frame_list
+
+    if compared >= gt_frames:
+        return None
+    name = f"{frame_list_folder(ground_truth).name}/" if is_frame_list(ground_truth) else Path(ground_truth).name
+    return (f"ground truth: the first {compared} of {gt_frames} frames of {name} (the template itself: the run "
+            "re-drew its first frames)")
 
 
 class FrameMeasures:

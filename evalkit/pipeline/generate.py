@@ -306,7 +306,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     from (see ``reference_index``). With ``batch_size`` > 1 (a generator with a dynamic batch axis), frames
     are inferred that many at a time; each frame's ``inference_ms`` is its share of its batch.
     """
-    from evalkit.measure.outputs import FrameMeasures, aligned_frame_count, measure_viewer_frames
+    from evalkit.measure.outputs import FrameMeasures, aligned_frame_count, measure_viewer_frames, template_truth_note
 
     timing = timing or TimingSpec()
     metrics = metrics or MetricsSpec()
@@ -328,9 +328,11 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     head = np.empty((min(keep_outputs, n), *contract.output_shape[1:]), dtype=np.float32)
     truth_info = probe_video(ground_truth) if ground_truth is not None else None
     compared = n
+    walks_truth = (truth_info is not None and _same_file(ground_truth, video.path)
+                   and contract.template_start == 0)  # output frame i re-draws the ground truth's frame i
     if truth_info is not None:
         compared = aligned_frame_count(ground_truth, truth_info.frames, (truth_info.width, truth_info.height), n,
-                                       (video.width, video.height), metrics.trim_to_shortest)
+                                       (video.width, video.height), metrics.trim_to_shortest, walks_truth)
     out_dir.mkdir(parents=True, exist_ok=True)
     w, h = video.width, video.height
     # The ground truth is often the template video itself (reconstruction of the recorded clip): while the
@@ -526,6 +528,9 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         times.cpu_seconds["viewer"] = time.process_time() - c_viewer
     c_result = time.process_time()
     measured = measures.result(audio.wav, contract.sample_rate, ground_truth is not None)
+    note = template_truth_note(ground_truth, truth_info.frames, compared) if walks_truth else None
+    if note:
+        measured["ground_truth_note"] = note
     times.cpu_seconds["sync"] = time.process_time() - c_result
     times.add("output_stats", time.perf_counter() - t0)
     digest = None

@@ -349,6 +349,7 @@ class RunEntry(RecordPart):
     mouth_sharpness: MouthSharpness | None = None
     # measured against the ground truth and the audio
     compared_frames: int | None = None
+    ground_truth_note: str | None = None  # what of the ground truth was compared, when not all of it
     fidelity: dict[str, RegionSeries] | None = None
     sync: Sync | None = None
     ground_truth_sync: Sync | None = None
