@@ -218,13 +218,21 @@ def _check_ground_truth(spec, truth, template, frames: int, trim: bool, contract
     if (truth.width, truth.height) != (template.width, template.height):
         raise UserError(f"input '{spec.name}': ground truth {spec.ground_truth} is {truth.width}x{truth.height}, "
                         f"the output will be {template.width}x{template.height} (the template's size)")
-    if spec.ground_truth == spec.video and contract.template_start == 0 and frames < truth.frames:
+    if _same_file(spec.ground_truth, spec.video) and contract.template_start == 0 and frames < truth.frames:
         return template_truth_note(spec.ground_truth, truth.frames, frames)
     if truth.frames != frames and not trim:
         raise UserError(f"input '{spec.name}': ground truth {spec.ground_truth} has {truth.frames} frames, the "
                         f"run will generate {frames} (as many as the audio {spec.audio} drives); set "
                         "metrics.trim_to_shortest: true to compare the first min(N) frames")
     return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file, whatever the path (links, relative parts): pipeline.generate's test of the same."""
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def _file_facts(path: Path | None) -> dict | None:
@@ -269,7 +277,18 @@ def _finishing(finishing: dict | None, save_golden_to: Path | None) -> dict:
         raise TypeError(f"finishing: unknown keys {sorted(unknown)} (known: {', '.join(FINISHING_KEYS)})")
     if save_golden_to is not None:
         finishing["save_golden"] = save_golden_to
-    return {key: (str(Path(value).resolve()) if key != "signoff" else value) for key, value in finishing.items()}
+    return {key: (_resolved(value, key) if key != "signoff" else value) for key, value in finishing.items()}
+
+
+def _resolved(value, key: str) -> str:
+    """A finishing target's absolute path; a path that cannot be followed is the user's (exit 2)."""
+    try:
+        return str(Path(value).resolve())
+    except (RuntimeError, OSError) as exc:  # a loop of symbolic links (RuntimeError before Python 3.13)
+        why = "a loop of symbolic links" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40 \
+            else (exc.strerror or type(exc).__name__)
+        raise UserError(f"--{key.replace('_', '-')} {value}: cannot be followed ({why}); fix the links or choose "
+                        "another path") from None
 
 
 def _run_suite(loaded: LoadedSuite, out: Path | None, log, keep_suite_as: str | None, workers: int | None,
@@ -279,8 +298,6 @@ def _run_suite(loaded: LoadedSuite, out: Path | None, log, keep_suite_as: str | 
     prepared, baseline = preflight(loaded, notes)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
     check_targets(finishing, base / HISTORY_DB)  # before the run, not after it
-    for note in notes:
-        log(note)
     run_id = new_run_id()
     final = base / suite.name / run_id
     partial = base / suite.name / f".{run_id}{PARTIAL_SUFFIX}"
@@ -298,6 +315,8 @@ def _run_suite(loaded: LoadedSuite, out: Path | None, log, keep_suite_as: str | 
         shutil.rmtree(partial, ignore_errors=True)
         lock.release()
         raise
+    for note in notes:  # once the run has started: a run refused at its folder says only why
+        log(note)
     return _complete(loaded, record, partial, baseline, {}, log, workers, executor, ray_address, finishing, lock,
                      warn)
 

@@ -39,6 +39,9 @@ def _check_folder_can_hold(path: Path, what: str) -> None:
     writable folder."""
     try:
         parent = _nearest_existing(path)
+        if parent.is_symlink() and not parent.exists():
+            raise UserError(f"{what} {path}: {parent} is a symbolic link that leads nowhere (broken, or a loop of "
+                            "symbolic links); fix the link or choose another path")
         if not parent.is_dir():
             raise UserError(f"{what} {path}: {parent} is a file, not a folder (expected a folder to write "
                             f"{path.name} into); choose another path")
@@ -83,7 +86,8 @@ def check_golden_folder(folder: Path) -> None:
 
 def check_history_db(db: Path) -> None:
     """The history database a run records itself in is an evalkit history database that can be written, or can
-    be made (read only: an existing database is opened read-only, a missing one is not created)."""
+    be made (read only: an existing database is opened read-only, a missing one is not created; its folder is
+    the run's output folder, whose making says what is wrong with that place)."""
     what = "history database"
     fix = "move it away or pass another --out"
     try:
@@ -92,8 +96,7 @@ def check_history_db(db: Path) -> None:
         exists = db.exists()
     except OSError as exc:
         raise UserError(f"{what} {db}: cannot be opened ({exc.strerror}); {fix}") from None
-    if not exists:
-        _check_folder_can_hold(db, what)
+    if not exists:  # made beside the run folders: making their folder is where a bad place is told
         return
     if not os.access(db, os.R_OK | os.W_OK):
         raise UserError(f"{what} {db}: not writable by this user (the run records itself there); make it "
