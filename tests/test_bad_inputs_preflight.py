@@ -314,6 +314,7 @@ def test_dataset_run_compares_the_first_frames_without_a_flag(fixtures_dir, tmp_
     assert entry["status"] == "ok" and entry["frames"] == 57 and entry["compared_frames"] == 57
     assert entry["ground_truth_note"].startswith(note)
     assert len(entry["fidelity"]["inner"]["psnr"]) == 57
+    assert note in (run_dir / "report.html").read_text()
 
 
 def test_dataset_run_as_long_as_its_frames_has_no_note(fixtures_dir, tmp_path, capsys):

@@ -206,7 +206,8 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
 
 
 def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_indices: list[int],
-                contract: Contract, frames: int, metrics: MetricsSpec, wav: np.ndarray, sample_rate: int) -> dict:
+                contract: Contract, frames: int, metrics: MetricsSpec, wav: np.ndarray, sample_rate: int,
+                template: Path | None = None) -> dict:
     """Everything measured from a generated run's files (an external backend's: evalkit's own pipeline
     measures while it generates, ``pipeline.generate``), through the same ``FrameMeasures``.
 
@@ -215,7 +216,9 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
     truth's own, so a report can say "2 frames later than the source"), ``video_lag`` (the output's mouth
     motion against the ground truth's, no audio: ``metrics.sync.video_lag``) and ``syncnet`` (LSE-D / LSE-C,
     when the suite names a SyncNet). ``template_indices[i]`` is the template frame output frame i re-drew:
-    the ground truth's frame i is cropped with that frame's box, as the output was.
+    the ground truth's frame i is cropped with that frame's box, as the output was. ``template``: the template
+    video; a ground truth that is that file, re-drawn from its first frame, is compared on the run's frames
+    without asking for trim (``ground_truth_note`` says so).
     """
     inner_info = probe_video(combo_dir / FRAMES_INNER)
     infos = {"inner": inner_info}
@@ -223,8 +226,10 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
     if ground_truth is not None:
         gt = probe_video(ground_truth)
         full_info = probe_video(combo_dir / FRAMES_FULL)
+        walks_truth = (template is not None and _same_file(ground_truth, template)
+                       and list(template_indices[:frames]) == list(range(min(frames, len(template_indices)))))
         n = aligned_frame_count(ground_truth, gt.frames, (gt.width, gt.height), frames,
-                                (full_info.width, full_info.height), metrics.trim_to_shortest)
+                                (full_info.width, full_info.height), metrics.trim_to_shortest, walks_truth)
         infos.update(gt=gt, full=full_info)
     bufs = {name: np.empty((info.height, info.width, 3), np.uint8) for name, info in infos.items()}
     measures = FrameMeasures(contract, metrics)
@@ -242,4 +247,16 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
                 measures.add(bufs["inner"], bufs["full"], bufs["gt"], truth_inner)
     if ground_truth is not None:
         measure_viewer_frames(measures, combo_dir / OUTPUT_MP4, ground_truth, n)
-    return measures.result(wav, sample_rate, ground_truth is not None)
+    result = measures.result(wav, sample_rate, ground_truth is not None)
+    note = template_truth_note(ground_truth, infos["gt"].frames, n) if ground_truth is not None and walks_truth \
+        else None
+    if note:
+        result["ground_truth_note"] = note
+    return result
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
