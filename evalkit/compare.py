@@ -116,6 +116,8 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
     common = [k for k in ok_a if k in ok_b]
     if not common:
         raise UserError(f"{run_a} and {run_b} share no model x backend x input x protocol that ran in both")
+    # the raw outputs read before anything is written: a damaged head_outputs.npz is told with nothing made
+    heads = {key: (head_outputs(run_a, ok_a[key]), head_outputs(run_b, ok_b[key])) for key in common}
     out.mkdir(parents=True, exist_ok=True)
     result = Comparison(out)
     steps = Steps(len(common), "pair", log)
@@ -148,7 +150,7 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
         if speed is not None:
             speeds.append(speed)
         atol, rtol = DEFAULT_TOLERANCES[eb["precision"]]
-        outputs = compare_output_sets(head_outputs(run_a, ea), head_outputs(run_b, eb), atol, rtol)
+        outputs = compare_output_sets(*heads.pop(key), atol, rtol)
         if outputs.shapes_differ:
             result.problems.append(f"{key.where}: the two runs' {outputs.note}: another model, not comparable "
                                    "output by output")

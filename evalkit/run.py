@@ -43,7 +43,9 @@ from evalkit.record.summary import json_safe, load_run, summary_row  # noqa: F40
 from evalkit.measure.view_assets import make_view_assets
 from evalkit.report import render_run
 from evalkit.pipeline.audio import load_audio
-from evalkit.pipeline.audio_encoder import load_features
+from evalkit.pipeline.audio_encoder import check_audio_encoder, load_features
+from evalkit.measure.outputs import template_truth_note
+from evalkit.ci.targets import check_targets
 from evalkit.media.ffmpeg import probe_video
 from evalkit.pipeline.mel import mel_frame_count, video_frame_count
 from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
@@ -81,7 +83,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
     io.write_json_atomic(path, data)
 
 
-def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
+def preflight(loaded: LoadedSuite, notes: list[str] | None = None) -> tuple[dict, dict | None]:
     """Check everything that can be checked before generating anything; returns the prepared inputs
     and the baseline record (when a gate needs one).
 
@@ -89,7 +91,9 @@ def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
     in the middle is caught here, not filled in by the template walk), every generator and audio encoder is
     loaded and its input and output shapes and dtypes checked, every audio file is read and the frame count
     it drives compared with the ground truth's. Raises SuiteError (a UserError, exit 2) listing every problem
-    found, RequiredBackendMissing (exit 1) for a required provider that this machine lacks.
+    found, RequiredBackendMissing (exit 1) for a required provider that this machine lacks. ``notes``, when
+    given, gets a line for each thing the run will do that the user should know (a ground truth that is the
+    template itself, compared on its first frames only).
     """
     suite = loaded.suite
     have = available_providers()
@@ -127,7 +131,10 @@ def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
         contract = suite.contract_for(model)
         _collect(problems, _check_generator, model, contract, check_backend, suite.backends)
         if model.audio_encoder is not None:
-            _collect(problems, _check_audio_encoder, model.audio_encoder)
+            _collect(problems, check_audio_encoder, model.audio_encoder, contract)
+        for protocol in suite.protocols:  # a dubbing protocol's own speech, read now (not when its run starts)
+            if protocol.kind != "reconstruction" and protocol.audio is not None:
+                _collect(problems, _driven_frames, protocol.audio, contract, wavs, f"protocol '{protocol.name}': ")
         for spec in suite.inputs:
             if videos.get(spec.video) is None or (spec.ground_truth is not None and videos.get(spec.ground_truth)
                                                  is None):
@@ -144,8 +151,10 @@ def preflight(loaded: LoadedSuite) -> tuple[dict, dict | None]:
             if model.audio_features is not None:
                 _collect(problems, load_features, model.audio_features, frames, contract)
             if spec.ground_truth is not None:
-                _collect(problems, _check_ground_truth, spec, videos[spec.ground_truth], prep.video,
-                         _output_frames(frames, contract), suite.metrics.trim_to_shortest)
+                note = _collect(problems, _check_ground_truth, spec, videos[spec.ground_truth], prep.video,
+                                _output_frames(frames, contract), suite.metrics.trim_to_shortest, contract)
+                if note and notes is not None and f"input '{spec.name}': {note}" not in notes:
+                    notes.append(f"input '{spec.name}': {note}")
     if problems:
         raise SuiteError(list(dict.fromkeys(problems)))  # one model's bad input is reported once
     return prepared, baseline
@@ -179,25 +188,18 @@ def _decodable_video(path: Path, role: str):
     return info
 
 
-def _check_audio_encoder(path: Path) -> None:
-    import onnxruntime as ort
-
-    try:
-        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ONNX Runtime raises its own types for a file that is not a model
-        why = " ".join(str(exc).split())[:200]
-        raise UserError(f"cannot load audio encoder {path}: {why} (expected an ONNX model)") from None
-
-
-def _driven_frames(audio: Path, contract, wavs: dict) -> int:
+def _driven_frames(audio: Path, contract, wavs: dict, where: str = "") -> int:
     """Video frames the audio drives (the mel windows: mel.mel_windows_for_frames' count)."""
     key = (audio, contract.sample_rate)
     if key not in wavs:
-        wavs[key] = load_audio(audio, contract.sample_rate)
+        try:
+            wavs[key] = load_audio(audio, contract.sample_rate)
+        except UserError as exc:
+            raise UserError(f"{where}{exc}") from None
     mel_frames = mel_frame_count(len(wavs[key]), contract)  # counted, not computed
     if mel_frames < contract.mel_window:
         seconds = (contract.mel_window - 1) * contract.hop_length / contract.sample_rate
-        raise UserError(f"audio {audio}: the audio gives {mel_frames} mel frames, fewer than one window of "
+        raise UserError(f"{where}audio {audio}: the audio gives {mel_frames} mel frames, fewer than one window of "
                         f"{contract.mel_window} (it must be at least {seconds:.3f} s long)")
     return video_frame_count(mel_frames, contract)
 
@@ -209,15 +211,28 @@ def _output_frames(windows: int, contract) -> int:
     return windows
 
 
-def _check_ground_truth(spec, truth, template, frames: int, trim: bool) -> None:
-    """The ground truth must be the output's size, and (unless trimming) as long as the output."""
+def _check_ground_truth(spec, truth, template, frames: int, trim: bool, contract) -> str | None:
+    """The ground truth must be the output's size, and (unless trimming) as long as the output; a ground truth
+    that is the template itself may be longer (the run re-draws its first frames): returns the note that says
+    what is compared then (measure.outputs.template_truth_note), else None."""
     if (truth.width, truth.height) != (template.width, template.height):
         raise UserError(f"input '{spec.name}': ground truth {spec.ground_truth} is {truth.width}x{truth.height}, "
                         f"the output will be {template.width}x{template.height} (the template's size)")
+    if _same_file(spec.ground_truth, spec.video) and contract.template_start == 0 and frames < truth.frames:
+        return template_truth_note(spec.ground_truth, truth.frames, frames)
     if truth.frames != frames and not trim:
         raise UserError(f"input '{spec.name}': ground truth {spec.ground_truth} has {truth.frames} frames, the "
                         f"run will generate {frames} (as many as the audio {spec.audio} drives); set "
                         "metrics.trim_to_shortest: true to compare the first min(N) frames")
+    return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file, whatever the path (links, relative parts): pipeline.generate's test of the same."""
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
 
 
 def _file_facts(path: Path | None) -> dict | None:
@@ -262,14 +277,27 @@ def _finishing(finishing: dict | None, save_golden_to: Path | None) -> dict:
         raise TypeError(f"finishing: unknown keys {sorted(unknown)} (known: {', '.join(FINISHING_KEYS)})")
     if save_golden_to is not None:
         finishing["save_golden"] = save_golden_to
-    return {key: (str(Path(value).resolve()) if key != "signoff" else value) for key, value in finishing.items()}
+    return {key: (_resolved(value, key) if key != "signoff" else value) for key, value in finishing.items()}
+
+
+def _resolved(value, key: str) -> str:
+    """A finishing target's absolute path; a path that cannot be followed is the user's (exit 2)."""
+    try:
+        return str(Path(value).resolve())
+    except (RuntimeError, OSError) as exc:  # a loop of symbolic links (RuntimeError before Python 3.13)
+        why = "a loop of symbolic links" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40 \
+            else (exc.strerror or type(exc).__name__)
+        raise UserError(f"--{key.replace('_', '-')} {value}: cannot be followed ({why}); fix the links or choose "
+                        "another path") from None
 
 
 def _run_suite(loaded: LoadedSuite, out: Path | None, log, keep_suite_as: str | None, workers: int | None,
                executor: Executor, ray_address: str | None, finishing: dict, warn) -> Path:
     suite = loaded.suite
-    prepared, baseline = preflight(loaded)
+    notes: list[str] = []
+    prepared, baseline = preflight(loaded, notes)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")
+    check_targets(finishing, base / HISTORY_DB)  # before the run, not after it
     run_id = new_run_id()
     final = base / suite.name / run_id
     partial = base / suite.name / f".{run_id}{PARTIAL_SUFFIX}"
@@ -287,6 +315,8 @@ def _run_suite(loaded: LoadedSuite, out: Path | None, log, keep_suite_as: str | 
         shutil.rmtree(partial, ignore_errors=True)
         lock.release()
         raise
+    for note in notes:  # once the run has started: a run refused at its folder says only why
+        log(note)
     return _complete(loaded, record, partial, baseline, {}, log, workers, executor, ray_address, finishing, lock,
                      warn)
 
@@ -341,6 +371,7 @@ def _resume_run(partial: Path, log, workers: int | None, executor: Executor, ray
             if signoff.get("key"):
                 load_private_key(Path(signoff["key"]))  # now, not after the run
         prepared, baseline = preflight(loaded)
+        check_targets(finishing, partial.parent.parent / HISTORY_DB)
         final = partial.parent / run_id
         record = _new_record(loaded, run_id, state["created_utc"], final / kept if kept else loaded.path, prepared)
         check_unchanged(partial, state, record)

@@ -82,8 +82,10 @@ def check_dataset(root: Path) -> DatasetFolder:
     if lms is not None:
         raise UserError(f"{where}: {LANDMARKS_DIR}/{lms}.lms is missing (expected {LANDMARKS_DIR}/0.lms ... "
                         f"{n - 1}.lms, one per frame of {FRAMES_DIR}/)")
+    frames = tuple(by_number[i] for i in range(n))
+    check_frame_sizes(frames, f"{where}: {FRAMES_DIR}/")
     audio = root / AUDIO_FILE
-    return DatasetFolder(root=root, frames=tuple(by_number[i] for i in range(n)), landmarks=landmarks_dir,
+    return DatasetFolder(root=root, frames=frames, landmarks=landmarks_dir,
                          audio=audio if audio.is_file() else None)
 
 
@@ -95,4 +97,29 @@ def image_folder_video(folder: Path, fps: float = DATASET_FPS) -> Path:
     if not images:
         raise UserError(f"{folder}: a folder given as a video must hold frame images "
                         f"({', '.join(FRAME_SUFFIXES)}), read in numeric order; it holds none")
+    check_frame_sizes(tuple(images), f"{folder}/")
     return write_frame_list(folder, tuple(images), fps)
+
+
+def check_frame_sizes(images: tuple[Path, ...], where: str) -> tuple[int, int]:
+    """Every image of a frame folder is the first one's size (read from the headers, not decoded); returns it.
+
+    Read as a video, a frame of another size would be rescaled to the first one's without a word (ffmpeg's
+    concat demuxer scales to the first frame's size), so a stray 320x240 frame among 640x480 ones is refused,
+    naming the file and both sizes."""
+    from PIL import Image, UnidentifiedImageError
+
+    first = None
+    for path in images:
+        try:
+            with Image.open(path) as image:
+                size = image.size
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise UserError(f"{where}{path.name}: not a readable image (expected a {path.suffix} frame); replace "
+                            "or remove it") from None
+        if first is None:
+            first = size
+        elif size != first:
+            raise UserError(f"{where}{path.name} is {size[0]}x{size[1]}, {images[0].name} is {first[0]}x{first[1]}: "
+                            "every frame of the folder must be the same size (resize or replace that frame)")
+    return first

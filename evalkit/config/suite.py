@@ -36,7 +36,15 @@ SCHEMA_VERSION = 1
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    return (Path(base) / value).resolve() if base is not None and not value.is_absolute() else value
+    if base is None or value.is_absolute():
+        return value
+    try:
+        return (Path(base) / value).resolve()
+    except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13), a name too long
+        why = "a loop of symbolic links" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40 \
+            else (exc.strerror or type(exc).__name__)
+        raise ValueError(f"{value} (relative to {base}): cannot be followed ({why}); fix the links or give "
+                         "another path") from None
 
 
 def _existing_file(value: Path, info: ValidationInfo) -> Path:
@@ -204,12 +212,20 @@ class InputSpec(BaseModel):
         return self
 
 
+MAX_THREADS = 1024
+"""The most threads a session option may ask for: more than any machine evalkit runs on has cores (ONNX Runtime
+would try to start them all: ``intra_op_num_threads: 1e18`` is a typo, not a machine)."""
+
+
 class SessionOptions(BaseModel):
     """ONNX Runtime session options."""
 
     model_config = _FROZEN
-    intra_op_num_threads: Optional[int] = Field(None, ge=0, description="Threads inside an operator (None: ORT decides).")
-    inter_op_num_threads: Optional[int] = Field(None, ge=0)
+    intra_op_num_threads: Optional[int] = Field(None, ge=0, le=MAX_THREADS,
+                                                description="Threads inside an operator (None or 0: ORT decides; at "
+                                                f"most {MAX_THREADS}).")
+    inter_op_num_threads: Optional[int] = Field(None, ge=0, le=MAX_THREADS,
+                                                description=f"Threads across operators (at most {MAX_THREADS}).")
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     execution_mode: Literal["sequential", "parallel"] = "sequential"
     allow_spinning: bool = Field(

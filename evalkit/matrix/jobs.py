@@ -374,7 +374,7 @@ def _run_one(partial: Path, suite, model, contract, spec, prep, protocol, backen
         log(f"measuring {what} (fidelity and sync against the ground truth and the audio) ...")
         entry.update(measure_run(
             partial / folder, ground_truth, prep.boxes, indices, contract,
-            entry["frames"], suite.metrics, audio.wav, contract.sample_rate,
+            entry["frames"], suite.metrics, audio.wav, contract.sample_rate, template=prep.video.path,
         ))
         from evalkit.measure.field import measure_field  # the field's metrics: CPBD, LMD / identity with evalkit[face]
 

@@ -47,20 +47,36 @@ SIDE_BY_SIDE_PRESET = "ultrafast"  # a page's comparison video: a third of veryf
 
 
 def aligned_frame_count(ground_truth: Path, gt_frames: int, gt_size: tuple[int, int], frames: int,
-                        size: tuple[int, int], trim: bool) -> int:
-    """Number of frames to compare; raises UserError when the two videos do not line up."""
+                        size: tuple[int, int], trim: bool, truth_is_template: bool = False) -> int:
+    """Number of frames to compare; raises UserError when the two videos do not line up.
+
+    ``truth_is_template``: the ground truth is the template video itself, walked from its first frame (a
+    dataset folder's frames, a reconstruction of the recorded clip). A run shorter than it re-drew its first
+    frames, one for one: those are compared without asking for ``trim`` (``template_truth_note`` says so)."""
     if gt_size != size:
         raise UserError(
             f"ground truth {ground_truth} is {gt_size[0]}x{gt_size[1]}, the output is {size[0]}x{size[1]}: "
             "frames of different sizes cannot be compared"
         )
-    if gt_frames != frames and not trim:
+    if gt_frames != frames and not trim and not (truth_is_template and frames < gt_frames):
         raise UserError(
             f"ground truth {ground_truth} has {gt_frames} frames, the output has {frames}: set "
             "metrics.trim_to_shortest: true in the suite to compare the first "
             f"{min(gt_frames, frames)}"
         )
     return min(gt_frames, frames)
+
+
+def template_truth_note(ground_truth: Path, gt_frames: int, compared: int) -> str | None:
+    """What a run whose ground truth is its template compared, when that is not the whole ground truth:
+    "ground truth: the first 259 of 262 frames of full_body_img/" (None when it compared every frame)."""
+    from evalkit.config.dataset import frame_list_folder, is_frame_list
+
+    if compared >= gt_frames:
+        return None
+    name = f"{frame_list_folder(ground_truth).name}/" if is_frame_list(ground_truth) else Path(ground_truth).name
+    return (f"ground truth: the first {compared} of {gt_frames} frames of {name} (the template itself: the run "
+            "re-drew its first frames)")
 
 
 class FrameMeasures:
@@ -228,7 +244,8 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
 
 
 def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_indices: list[int],
-                contract: Contract, frames: int, metrics: MetricsSpec, wav: np.ndarray, sample_rate: int) -> dict:
+                contract: Contract, frames: int, metrics: MetricsSpec, wav: np.ndarray, sample_rate: int,
+                template: Path | None = None) -> dict:
     """Everything measured from a generated run's files (an external backend's: evalkit's own pipeline
     measures while it generates, ``pipeline.generate``), through the same ``FrameMeasures``.
 
@@ -237,7 +254,9 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
     truth's own, so a report can say "2 frames later than the source"), ``video_lag`` (the output's mouth
     motion against the ground truth's, no audio: ``metrics.sync.video_lag``) and ``syncnet`` (LSE-D / LSE-C,
     when the suite names a SyncNet). ``template_indices[i]`` is the template frame output frame i re-drew:
-    the ground truth's frame i is cropped with that frame's box, as the output was.
+    the ground truth's frame i is cropped with that frame's box, as the output was. ``template``: the template
+    video; a ground truth that is that file, re-drawn from its first frame, is compared on the run's frames
+    without asking for trim (``ground_truth_note`` says so).
     """
     inner_info = probe_video(combo_dir / FRAMES_INNER)
     infos = {"inner": inner_info}
@@ -245,8 +264,10 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
     if ground_truth is not None:
         gt = probe_video(ground_truth)
         full_info = probe_video(combo_dir / FRAMES_FULL)
+        walks_truth = (template is not None and _same_file(ground_truth, template)
+                       and list(template_indices[:frames]) == list(range(min(frames, len(template_indices)))))
         n = aligned_frame_count(ground_truth, gt.frames, (gt.width, gt.height), frames,
-                                (full_info.width, full_info.height), metrics.trim_to_shortest)
+                                (full_info.width, full_info.height), metrics.trim_to_shortest, walks_truth)
         infos.update(gt=gt, full=full_info)
     bufs = {name: np.empty((info.height, info.width, 3), np.uint8) for name, info in infos.items()}
     measures = FrameMeasures(contract, metrics)
@@ -267,4 +288,16 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
 
         measure_viewer_frames(measures, combo_dir / OUTPUT_MP4, ground_truth, n,
                               window=face_window(boxes[template_indices[:n]], gt.width, gt.height))
-    return measures.result(wav, sample_rate, ground_truth is not None)
+    result = measures.result(wav, sample_rate, ground_truth is not None)
+    note = template_truth_note(ground_truth, infos["gt"].frames, n) if ground_truth is not None and walks_truth \
+        else None
+    if note:
+        result["ground_truth_note"] = note
+    return result
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False

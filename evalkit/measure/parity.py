@@ -30,8 +30,14 @@ def head_outputs(run_dir: Path, entry: dict) -> np.ndarray | None:
     path = Path(run_dir) / entry["folder"] / HEAD_OUTPUTS
     if entry.get("kind") == "external" or not path.is_file():
         return None
-    with np.load(path) as data:
-        return data["outputs"]
+    try:
+        with np.load(path) as data:
+            return data["outputs"]
+    except Exception as exc:  # a cut or edited file: zipfile, zlib, numpy and KeyError each say it their way
+        why = "no 'outputs' array" if isinstance(exc, KeyError) else "damaged: " + (
+            " ".join(str(exc).split())[:120] or type(exc).__name__)
+        raise UserError(f"{path}: not the raw outputs evalkit wrote ({why}); the run folder was changed after it "
+                        "was written: run its suite again to rewrite it") from None
 
 
 def picture_parity(dir_a: Path, dir_b: Path, frames_file: str = FRAMES_INNER) -> dict:

@@ -33,7 +33,7 @@ from evalkit.config.suite import MetricsSpec
 from evalkit.media.decode import frames_at
 from evalkit.media.ffmpeg import VideoInfo, probe_video
 from evalkit.measure.field import FieldMeasures
-from evalkit.measure.outputs import FrameMeasures, aligned_frame_count, measure_viewer_frames
+from evalkit.measure.outputs import FrameMeasures, aligned_frame_count, measure_viewer_frames, template_truth_note
 
 
 TRUTH_MEMO_RUNS = 2  # ground truths remembered per process (one clip's: about 3 KB and 1 KB a frame)
@@ -78,10 +78,14 @@ class StreamMeasures:
         self._template = video
         self.truth_info = probe_video(self.ground_truth) if self.ground_truth is not None else None
         self.compared = frames
+        # the ground truth is the template itself, walked from its first frame: output frame i re-draws its frame i
+        self._walks_truth = (self.truth_info is not None and _same_file(self.ground_truth, video.path)
+                             and self.contract.template_start == 0)
         if self.truth_info is not None:
             truth = self.truth_info
             self.compared = aligned_frame_count(self.ground_truth, truth.frames, (truth.width, truth.height),
-                                                frames, (video.width, video.height), self.metrics.trim_to_shortest)
+                                                frames, (video.width, video.height), self.metrics.trim_to_shortest,
+                                                self._walks_truth)
         self._key = truth_key(video, self.truth_info, self.compared, boxes, template_indices, self.contract)
         memo = TRUTH_MEMO.get(self._key)
         if memo is None:
@@ -119,6 +123,10 @@ class StreamMeasures:
     def result(self, wav: np.ndarray, sample_rate: int) -> dict:
         """The entry's measured parts: fidelity, sync, video lag, SyncNet (``FrameMeasures.result``), ``field``."""
         measured = self.frames.result(wav, sample_rate, self.truth_info is not None)
+        note = (template_truth_note(self.ground_truth, self.truth_info.frames, self.compared) if self._walks_truth
+                else None)
+        if note:
+            measured["ground_truth_note"] = note
         measured["field"] = self.fields.result(wav, (self._template.width, self._template.height),
                                                measured.get("sync"))
         if self.truth_info is not None and self._memo["truth_track"] is None:

@@ -27,10 +27,28 @@ def ffmpeg_exe() -> str:
     if chosen:
         if not Path(chosen).is_file():
             raise UserError(f"{FFMPEG_ENV}={chosen}: no such file (unset it to use the ffmpeg that ships with evalkit)")
+        _check_ffmpeg(chosen)
         return chosen
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@lru_cache(maxsize=4)
+def _check_ffmpeg(exe: str) -> None:
+    """A chosen ffmpeg (``--ffmpeg``, $EVALKIT_FFMPEG) answers ``-version`` as ffmpeg does: otherwise every video
+    would be blamed for what the binary does (``--ffmpeg /bin/false`` reads no video)."""
+    try:
+        result = subprocess.run([exe, "-version"], capture_output=True, text=True, check=False, timeout=60)
+        first = (result.stdout.strip().splitlines() or [""])[0]
+        why = None if first.startswith("ffmpeg version") else (
+            f"`{exe} -version` exits {result.returncode} and prints {first[:60]!r}" if first else
+            f"`{exe} -version` exits {result.returncode} and prints no ffmpeg version")
+    except (OSError, subprocess.SubprocessError) as exc:
+        why = f"it cannot be run ({getattr(exc, 'strerror', None) or type(exc).__name__})"
+    if why:
+        raise UserError(f"--ffmpeg / {FFMPEG_ENV} {exe}: not a working ffmpeg: {why}; give the path of an ffmpeg "
+                        "binary, or leave it out to use the one evalkit ships")
 
 
 @lru_cache(maxsize=4)
@@ -93,6 +111,11 @@ def probe_video(path: Path) -> VideoInfo:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     err = result.stderr
     stream = next((line for line in err.splitlines() if _STREAM.search(line)), None)
+    header = err.split("Stream mapping:", 1)[0]
+    if stream is None and re.search(r"^Input #0", header, re.MULTILINE) and ": Video:" not in header:
+        what = "sound only" if re.search(r"Stream #\d+:\d+.*?: Audio:", header) else "no stream ffmpeg shows"
+        raise UserError(f"cannot read video {path}: it holds no video stream ({what}); expected a video file (the "
+                        "template or ground truth), not an audio file")
     if result.returncode != 0 or stream is None:
         last = err.strip().splitlines()[-1] if err.strip() else "no output"
         raise UserError(f"cannot read video {path}: ffmpeg says: {last}")

@@ -21,13 +21,22 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"audio file not found: {path}")
+    import soundfile
+
+    try:
+        samples = soundfile.info(str(path)).frames
+    except Exception:  # not a format libsndfile reads: librosa may still (through audioread)
+        samples = None
+    if samples == 0:
+        raise UserError(f"audio {path}: holds no samples (a header without sound); expected speech at least one "
+                        "mel window long: export it again")
     try:
         with warnings.catch_warnings():
             # librosa warns (PySoundFile failed, audioread deprecated) before raising: the error says it all.
             warnings.simplefilter("ignore")
             wav, _ = librosa.load(str(path), sr=sample_rate, mono=True)
     except Exception as exc:  # librosa/soundfile/audioread raise many types for bad files
-        why = " ".join(str(exc).split()) or type(exc).__name__
+        why = " ".join(str(exc).split()) or "not a sound file (no decoder recognises its format)"
         raise UserError(f"cannot read audio {path}: {why} (expected a WAV/FLAC/OGG file)") from None
     if wav.size == 0:
         raise UserError(f"audio {path} holds no samples")

@@ -97,7 +97,12 @@ def load_landmark_boxes(folder: Path, contract: Contract) -> np.ndarray:
                             f"{c.landmark_right} and {c.landmark_top})")
         if not (np.isfinite(points).all() and np.abs(points).max() < MAX_COORDINATE):
             raise UserError(f"{f}: landmark coordinates must be finite pixel positions (below {MAX_COORDINATE:g})")
-        boxes.append(box_from_landmarks(points, c.landmark_left, c.landmark_right, c.landmark_top))
+        box = box_from_landmarks(points, c.landmark_left, c.landmark_right, c.landmark_top)
+        if box[2] <= box[0]:  # square: no width, no height (a box file with it is refused: x1 < x2)
+            raise UserError(f"{f}: landmark {c.landmark_right} (x {box[2]}) is not right of landmark "
+                            f"{c.landmark_left} (x {box[0]}): the crop box {box} would have no width; expected "
+                            "the face's landmarks (check the file, or the contract's landmark_left / landmark_right)")
+        boxes.append(box)
     return np.asarray(boxes, dtype=np.int64)
 
 

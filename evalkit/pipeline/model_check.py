@@ -83,12 +83,19 @@ def _load_onnx(path: Path, what: str):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:  # protobuf reads no bytes as an empty model: say what it is
+        raise UserError(f"{what} {path}: not an ONNX model (an empty file, 0 bytes: an export or a copy that did not "
+                        "finish); give the .onnx file torch.onnx.export wrote")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends for a file that is not a model
         why = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise UserError(f"{what} {path}: not an ONNX model ({why}); give the .onnx file torch.onnx.export wrote") \
             from None
+    if not proto.HasField("graph") or not proto.graph.node:
+        raise UserError(f"{what} {path}: not an ONNX model (it holds no graph); give the .onnx file "
+                        "torch.onnx.export wrote")
+    return proto
 
 
 def _opset_finding(proto, where: str) -> Finding:

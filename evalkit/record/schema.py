@@ -362,6 +362,7 @@ class RunEntry(RecordPart):
     mouth_sharpness: MouthSharpness | None = None
     # measured against the ground truth and the audio
     compared_frames: int | None = None
+    ground_truth_note: str | None = None  # what of the ground truth was compared, when not all of it
     fidelity: dict[str, RegionSeries] | None = None
     viewer: Viewer | None = None  # the viewer pass's region (schema 5; older records: mp4_full)
     mp4_encoding: Mp4Encoding | None = None  # evalkit's own pipeline only (schema 5; older records: veryfast, 18)

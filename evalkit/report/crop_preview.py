@@ -81,6 +81,9 @@ def derive_crop_boxes(landmarks: Path, video: Path, out: Path, sheet: Path | Non
     the number of boxes. The video may be a video file or a folder of frame images (natural order)."""
     c = contract or Contract()
     landmarks, video, out = Path(landmarks), Path(video), Path(out)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise UserError(f"--samples {samples}: expected a whole number of crops on the sheet, at least 1 (default "
+                        f"{SHEET_SAMPLES}; more than the video's frames shows each frame once)")
     if not landmarks.is_dir():
         raise UserError(f"--landmarks {landmarks}: folder not found (expected a folder of N.lms files, one per "
                         "frame)")
