@@ -232,7 +232,7 @@ class SessionOptions(BaseModel):
         False, description="Let ONNX Runtime's pool threads spin (busy-wait) for work after each run "
         "(session.intra_op/inter_op.allow_spinning). Off by default: evalkit's own stages share the cores, and "
         "spinning threads take CPU from them (on a 2-core VM, mobile-unet's run took about 9 CPU-seconds more "
-        "with spinning; see the README's speed section).")
+        "with spinning; see docs/speed.md).")
 
 
 class BackendSpec(BaseModel):

@@ -39,7 +39,7 @@ score the same. The result is ``reliable`` only when the confidence reaches
 range (|offset| == max_offset), there are at least ``2 * max_offset + 3``
 frames, and the audio covers at least ``MIN_AUDIO_COVERAGE`` of the video;
 otherwise ``reason`` says which. The threshold is checked on every real
-clip (tests/benchmarks/sync_calibration.py, per clip in the README): true
+clip (tests/benchmarks/sync_calibration.py, per clip in docs/sync.md): true
 speech shifted by -6..6 frames is right and reliable on each whole clip,
 reversed and unrelated speech never reliable; below about 8 s this estimator
 says "unreliable" rather than risk a wrong answer.
