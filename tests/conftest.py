@@ -63,7 +63,7 @@ def demo_suite_data(fixtures: Path) -> dict:
     frames stored (for the tests' own runs; the demo run itself is ``moved_demo_suite_data``)."""
     data = moved_demo_suite_data(fixtures)
     data["timing"] = {"warmup": 5, "min_timed_frames": 50, "min_seconds": 0.2}  # shorter than the demo's
-    data["store_full_frames"] = True  # tests check the pasted-back frames exactly (tests/pipeline/test_pipeline.py)
+    data["store_full_frames"] = True  # tests check the pasted-back frames exactly (tests/test_run.py)
     return data
 
 
@@ -119,8 +119,8 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
 # longest (a Ray cluster; runs killed and resumed; every backend; the pipeline's known answers; the streamed
 # pass: 40 to 115 s each here, measured with --durations=0) and go first, so the two workers finish together. In xdist's own order
 # the Ray file, with two tests, went last and ran alone for its last minute.
-LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/test_faults.py", "tests/pipeline/test_backends.py",
-                 "tests/pipeline/test_pipeline.py", "tests/pipeline/test_streamed.py", "tests/measure/test_field.py"]
+LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/test_faults.py", "tests/pipeline/test_runner.py",
+                 "tests/test_run.py", "tests/pipeline/test_generate.py", "tests/measure/test_field.py"]
 
 
 def pytest_collection_modifyitems(config, items):

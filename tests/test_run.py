@@ -131,7 +131,7 @@ def test_run_folder_is_self_describing(demo_run):
 
 def test_two_runs_give_identical_frames(demo_run, fixtures_dir, tmp_path):
     """Two of the demo's models again, in a second run, the other way round: the same pixels, whatever ran
-    before them (mobile-unet's determinism across runs: tests/pipeline/test_streamed.py, batches).
+    before them (mobile-unet's determinism across runs: tests/pipeline/test_generate.py, batches).
     The second run has no ground truth: the frames compared here do not depend on it, and measuring against it
     is most of a run's time (the demo run measured these frames; a ground truth that changed them would fail).
     It stores its full frames; the demo run does not, so its are pasted back by hand from its inner outputs
