@@ -83,6 +83,7 @@ def test_reference_redraws_the_ground_truth(demo_run, ground_truth, fixtures_dir
     assert abs(got_inner.mean() - REFERENCE_INNER_PSNR) < PSNR_TOLERANCE
     assert abs(got_full.mean() - REFERENCE_FULL_PSNR) < PSNR_TOLERANCE
     assert got_inner.min() > 45  # every frame, not just on average
+    # atol 1e-9 dB: the same float64 PSNR of the same decoded frames, through the record's JSON
     np.testing.assert_allclose(entry["fidelity"]["full"]["psnr"], got_full, rtol=0, atol=1e-9)
     np.testing.assert_allclose(entry["fidelity"]["inner"]["psnr"], got_inner, rtol=0, atol=1e-9)
 
