@@ -27,7 +27,7 @@ import pytest
 from evalkit.ci import history
 from evalkit.matrix.jobs import ENTRY_JSON, LOCK_FILE, STATE_JSON, longest_first, plan_jobs
 from tests.conftest import write_suite
-from tests.matrix.test_jobs import tiny_suite
+from tests.helpers import tiny_suite
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: /proc, prctl, renameat2")
 

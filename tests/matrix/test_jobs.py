@@ -6,61 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-import onnx
 import pandas as pd
 
 import evalkit.matrix.jobs
-from evalkit.cli import main
-from evalkit.config.contract import Contract
-from evalkit.fixtures.models import GraphBuilder
 from evalkit.matrix.jobs import ENTRY_JSON, STATE_JSON, TRACEBACK_TXT
-from tests.conftest import short_audio, write_suite
-
-AUDIO_SECONDS = 2.0  # 52 frames: enough for every metric, a few seconds per combination
-
-
-def broken_generator(contract: Contract) -> onnx.ModelProto:
-    """Loads and declares the contract's shapes, but fails at its first inference: its Reshape asks for one
-    column too many, through a shape that depends on the audio's values (so no check can see it before)."""
-    g = GraphBuilder("broken")
-    copy = g.op("Slice", "image", g.ints([0]), g.ints([3]), g.ints([1]))
-    zero = g.op("Cast", g.op("ReduceSum", g.op("Mul", "audio", g.const(0.0)), keepdims=0), to=onnx.TensorProto.INT64)
-    _, _, height, width = contract.output_shape
-    shape = g.op("Add", g.ints([1, 3, height, width + 1]), zero)
-    return g.model({"image": list(contract.image_input_shape), "audio": [1, *contract.audio_input_shape]},
-                   {"output": (g.op("Reshape", copy, shape), list(contract.output_shape))},
-                   "evalkit test model: fails at run time (Reshape to a wrong size)")
-
-
-def tiny_suite(fixtures_dir: Path, folder: Path, models=("reference", "copycat")) -> dict:
-    """Fixture models (or "broken") on the fixture clip driven by its first 2 s of speech, one CPU thread."""
-    def generator(name):
-        if name == "broken":
-            path = folder / "broken.onnx"
-            onnx.save(broken_generator(Contract()), path)
-            return str(path)
-        return str(fixtures_dir / "models" / f"{name}.onnx")
-
-    clip = fixtures_dir / "clip"
-    return {
-        "name": "tiny",
-        "models": [{"name": m, "generator": generator(m), "audio_encoder": str(fixtures_dir / "models" /
-                                                                               "audio_encoder.onnx")} for m in models],
-        "inputs": [{"name": "th", "video": str(clip / "talking_head.mkv"),
-                    "audio": str(short_audio(fixtures_dir, folder, AUDIO_SECONDS)),
-                    "crop_boxes": str(clip / "crop_boxes.txt"), "ground_truth": str(clip / "talking_head.mkv")}],
-        "backends": [{"name": "cpu", "provider": "CPUExecutionProvider",
-                      "session_options": {"intra_op_num_threads": 1}}],
-        "metrics": {"trim_to_shortest": True},
-        "timing": {"warmup": 1, "min_timed_frames": 5, "min_seconds": 0},
-    }
-
-
-def run_cli(capsys, *args):
-    code = main(list(map(str, args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
+from tests.conftest import write_suite
+from tests.helpers import run_cli, tiny_suite
 
 def only_run(out: Path) -> Path:
     runs = [p for p in (out / "tiny").iterdir() if (p / "run.json").is_file()]

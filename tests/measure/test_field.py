@@ -21,7 +21,7 @@ from evalkit.metrics.face import FACE_EXTRA_HINT, face_models_missing
 from evalkit.record.field import FIELD_COLUMNS
 from evalkit.record.summary import SUMMARY_COLUMNS, load_run
 from tests.conftest import demo_suite_data, short_audio, write_suite
-from tests.metrics.test_perceptual import conv_net, pooled_net
+from tests.helpers import conv_net, pooled_net
 
 SECONDS = 4  # 97 frames: 6 FVD clips of 16, and enough for the fixture's sync to be reliable
 missing = face_models_missing()

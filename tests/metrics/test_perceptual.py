@@ -4,53 +4,14 @@ run by ONNX Runtime) against independent numpy / scipy computations, and the FrÃ
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from evalkit.errors import UserError
 from evalkit.metrics.perceptual import (FVD_CLIP, FeatureExtractor, FeatureGaussian, Lpips, frechet_distance,
                                         frechet_of)
+from tests.helpers import conv_net, pooled_net
 
 RNG = np.random.default_rng(20261207)
-
-
-def save(graph, path):
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def conv_net(path, w1, w2):
-    """[N, 3, H, W] -> relu(conv3x3(x, w1)) and relu(conv3x3 stride 2 of that, w2): two feature maps, as LPIPS's
-    AlexNet gives five."""
-    nodes = [
-        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["f1"]),
-        helper.make_node("Conv", ["f1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("Relu", ["c2"], ["f2"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "lpips_tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("f1", TensorProto.FLOAT, ["N", None, None, None]),
-         helper.make_tensor_value_info("f2", TensorProto.FLOAT, ["N", None, None, None])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
-    return save(graph, path)
-
-
-def pooled_net(path, weight, axes, flat):
-    """Mean over ``axes``, flattened to ``flat`` values a row, times ``weight``: a feature network's shape."""
-    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=list(axes), keepdims=0),
-             helper.make_node("Reshape", ["m", "shape"], ["r"]),
-             helper.make_node("MatMul", ["r", "w"], ["features"])]
-    dims = ["N", 3, 299, 299] if flat == 3 else ["N", 3, FVD_CLIP, 224, 224]
-    graph = helper.make_graph(
-        nodes, "features_tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", None])],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array([-1, flat], np.int64), "shape")])
-    return save(graph, path)
 
 
 def conv3x3(x, w, stride=1):
