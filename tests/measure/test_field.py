@@ -7,6 +7,8 @@ moves the mouth two frames late, which the landmarks' mouth opening reads as +2 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 
@@ -165,10 +167,10 @@ def test_where_the_extra_is_missing_the_face_part_says_so_and_the_rest_is_measur
     assert ("LMD, identity", FACE_EXTRA_HINT) in section["facts"]
 
 
-@pytest.fixture
-def astronaut_frames(tmp_path):
-    """Three frames: the astronaut, a flat grey frame (no face), the astronaut blurred."""
-    folder = tmp_path / "frames"
+@pytest.fixture(scope="module")
+def astronaut_frames(tmp_path_factory):
+    """Three frames: the astronaut, a flat grey frame (no face), the astronaut blurred (never changed here)."""
+    folder = tmp_path_factory.mktemp("astronaut") / "frames"
     folder.mkdir()
     image = skimage.data.astronaut()[:, :, ::-1]
     cv2.imwrite(str(folder / "0.png"), image)
@@ -177,11 +179,21 @@ def astronaut_frames(tmp_path):
     return folder
 
 
+@pytest.fixture(scope="module")
+def astronaut_json(astronaut_frames):
+    """``evalkit metrics field --json`` of the astronaut frames against themselves, run once for the tests that
+    read it (it was run three times, with the same arguments): (exit code, the JSON)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
+                     "--json"])
+    return code, json.loads(out.getvalue())
+
+
 @needs_face
-def test_metrics_field_reports_a_frame_without_a_face(astronaut_frames, capsys):
-    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
-                 "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+def test_metrics_field_reports_a_frame_without_a_face(astronaut_frames, astronaut_json, capsys):
+    code, result = astronaut_json
+    assert code == 0
     assert result["no_face_frames"] == [1]
     assert result["lmd_mouth"][0] == 0.0 and result["lmd_mouth"][1] is None and result["lmd_mouth"][2] == 0.0
     assert result["lmd_mouth_mean"] == 0.0 and result["identity_max"] == 0.0
@@ -191,10 +203,9 @@ def test_metrics_field_reports_a_frame_without_a_face(astronaut_frames, capsys):
     assert "LMD mouth (points 48-67) 0.000 px" in text
 
 
-def test_metrics_field_cpbd_and_bad_options(astronaut_frames, tmp_path, capsys):
-    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
-                 "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+def test_metrics_field_cpbd_and_bad_options(astronaut_frames, astronaut_json, tmp_path, capsys):
+    code, result = astronaut_json
+    assert code == 0
     assert 0 < result["cpbd_candidate"] == result["cpbd_reference"] <= 1
     assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
                  "--lpips", str(tmp_path / "absent.onnx")]) == 2
@@ -206,12 +217,12 @@ def test_metrics_field_cpbd_and_bad_options(astronaut_frames, tmp_path, capsys):
 
 
 @needs_face
-def test_metrics_field_times_the_landmark_opening_against_the_audio(astronaut_frames, tmp_path, capsys):
+def test_metrics_field_times_the_landmark_opening_against_the_audio(astronaut_frames, astronaut_json, tmp_path,
+                                                                    capsys):
     """A frame folder has no frame rate: no landmark sync, and no error; an audio file that is absent is a usage
     error naming it."""
-    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
-                 "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["lm_sync"] is None
+    code, result = astronaut_json
+    assert code == 0 and result["lm_sync"] is None
     assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
                  "--audio", str(tmp_path / "absent.wav")]) == 2
     assert "absent.wav: file not found" in capsys.readouterr().err
