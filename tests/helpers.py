@@ -116,8 +116,12 @@ def broken_generator(contract: Contract) -> onnx.ModelProto:
                    "evalkit test model: fails at run time (Reshape to a wrong size)")
 
 
-def tiny_suite(fixtures_dir: Path, folder: Path, models=("reference", "copycat")) -> dict:
-    """Fixture models (or "broken") on the fixture clip driven by its first 2 s of speech, one CPU thread."""
+def tiny_suite(fixtures_dir: Path, folder: Path, models=("reference", "copycat"), face: bool = True) -> dict:
+    """Fixture models (or "broken") on the fixture clip driven by its first 2 s of speech, one CPU thread.
+
+    ``face=False``: without dlib's landmarks and identity descriptors (``metrics.face``), for tests that look at
+    processes, files and messages rather than those numbers: they were a third of a combination's CPU time
+    (4.7 of 14 CPU-s). tests/measure/test_field.py checks them in a run."""
     def generator(name):
         if name == "broken":
             path = folder / "broken.onnx"
@@ -135,7 +139,7 @@ def tiny_suite(fixtures_dir: Path, folder: Path, models=("reference", "copycat")
                     "crop_boxes": str(clip / "crop_boxes.txt"), "ground_truth": str(clip / "talking_head.mkv")}],
         "backends": [{"name": "cpu", "provider": "CPUExecutionProvider",
                       "session_options": {"intra_op_num_threads": 1}}],
-        "metrics": {"trim_to_shortest": True},
+        "metrics": {"trim_to_shortest": True, "face": face},
         "timing": {"warmup": 1, "min_timed_frames": 5, "min_seconds": 0},
     }
 
