@@ -116,6 +116,8 @@ def test_frechet_of_identical_feature_sets_is_zero_and_gaussian_matches_numpy():
     # covariance's merge subtracts products (cancellation), 1e-10 for that
     np.testing.assert_allclose(mu, rows.mean(axis=0), atol=1e-12)
     np.testing.assert_allclose(sigma, np.cov(rows, rowvar=False), atol=1e-10)
+    # 1e-8: the same rows on both sides, so the distance is 0 but for float64 rounding in sqrtm of the 16x16
+    # covariance product
     assert abs(frechet_of(a, b)) < 1e-8
     # fewer samples than dimensions (a short run's FID): singular covariances still give a finite distance
     few = FeatureGaussian()
