@@ -32,7 +32,7 @@ def fail_for(model: str, exc: BaseException, monkeypatch) -> None:
 
 
 def test_a_model_that_fails_at_inference_fails_its_entry_only(capsys, fixtures_dir, tmp_path):
-    data = tiny_suite(fixtures_dir, tmp_path, models=("reference", "broken"))
+    data = tiny_suite(fixtures_dir, tmp_path, models=("reference", "broken"), face=False)
     data["gates"] = [{"field": "psnr_mean", "op": ">=", "value": 0, "models": ["broken"]}]
     out = tmp_path / "out"
     code, stdout, err = run_cli(capsys, "run", write_suite(tmp_path / "s.yaml", data), "--out", out, "--workers", 1)
@@ -57,8 +57,8 @@ def test_a_model_that_fails_at_inference_fails_its_entry_only(capsys, fixtures_d
 def test_a_bug_in_one_combination_exits_3_after_the_others_ran(capsys, fixtures_dir, tmp_path, monkeypatch):
     fail_for("copycat", KeyError("bug"), monkeypatch)
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "run", write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path)),
-                           "--out", out, "--workers", 1)
+    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path, face=False))
+    code, _, err = run_cli(capsys, "run", suite, "--out", out, "--workers", 1)
     assert code == 3, err
     assert "copycat/cpu/th/reconstruction failed: KeyError: 'bug' (a bug in evalkit" in err
     run_dir = only_run(out)
@@ -69,7 +69,7 @@ def test_a_bug_in_one_combination_exits_3_after_the_others_ran(capsys, fixtures_
 
 
 def test_signoff_of_a_model_whose_combination_hit_a_bug_exits_3(capsys, fixtures_dir, tmp_path, monkeypatch):
-    data = tiny_suite(fixtures_dir, tmp_path, models=("candidate",))
+    data = tiny_suite(fixtures_dir, tmp_path, models=("candidate",), face=False)
     data["models"][0]["generator"] = str(fixtures_dir / "models" / "reference.onnx")
     data["gates"] = [{"field": "psnr_mean", "op": ">=", "value": 20}]
     fail_for("candidate", KeyError("bug"), monkeypatch)
@@ -81,7 +81,7 @@ def test_signoff_of_a_model_whose_combination_hit_a_bug_exits_3(capsys, fixtures
 
 
 def test_an_interrupted_run_keeps_what_finished_and_resumes(capsys, fixtures_dir, tmp_path, monkeypatch):
-    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path))
+    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path, face=False))
     out = tmp_path / "out"
     with monkeypatch.context() as patch:
         fail_for("copycat", KeyboardInterrupt(), patch)  # Ctrl-C while the second combination generates
