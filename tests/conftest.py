@@ -63,7 +63,7 @@ def demo_suite_data(fixtures: Path) -> dict:
     frames stored (for the tests' own runs; the demo run itself is ``moved_demo_suite_data``)."""
     data = moved_demo_suite_data(fixtures)
     data["timing"] = {"warmup": 5, "min_timed_frames": 50, "min_seconds": 0.2}  # shorter than the demo's
-    data["store_full_frames"] = True  # tests check the pasted-back frames exactly (tests/pipeline/test_pipeline.py)
+    data["store_full_frames"] = True  # tests check the pasted-back frames exactly (tests/test_run.py)
     return data
 
 
@@ -116,11 +116,14 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
 
 # Under xdist each test file goes whole to a worker, in collection order (`--no-loadscope-reorder` in
 # pyproject.toml; xdist's default order is the files with the most tests first). These files take the
-# longest (a Ray cluster; runs killed and resumed; every backend; the pipeline's known answers; the streamed
-# pass: 40 to 115 s each here, measured with --durations=0) and go first, so the two workers finish together. In xdist's own order
+# longest and go first, so the two workers finish together: a Ray cluster; runs killed and resumed (174 CPU-s);
+# every backend (108 CPU-s); the pipeline's known answers; the streamed pass; RunKey's release runs on two
+# backends (56 CPU-s); the field's metrics (62 CPU-s). (CPU-s: each file alone, `/usr/bin/time` of
+# `pytest FILE`, fixture build included, 2026-12-07, on a busy 2-core VM.) In xdist's own order
 # the Ray file, with two tests, went last and ran alone for its last minute.
-LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/test_faults.py", "tests/pipeline/test_backends.py",
-                 "tests/pipeline/test_pipeline.py", "tests/pipeline/test_streamed.py", "tests/measure/test_field.py"]
+LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/test_faults.py", "tests/pipeline/test_runner.py",
+                 "tests/test_run.py", "tests/pipeline/test_generate.py", "tests/record/test_runkey.py",
+                 "tests/measure/test_field.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,11 +10,11 @@ import onnx
 import pytest
 import soundfile
 
-from evalkit.cli import main
 from evalkit.config.contract import Contract
 from evalkit.fixtures.models import talking_head_generator
 from evalkit.fixtures.talking_head import FaceDesign
 from tests.conftest import demo_suite_data, write_suite
+from tests.helpers import run_cli
 
 
 @pytest.fixture
@@ -29,12 +29,6 @@ def small_suite(fixtures_dir, tmp_path):
     data["metrics"] = {"trim_to_shortest": True}  # 2 s of audio drive 52 of the clip's 317 frames
     data["timing"] = {"warmup": 1, "min_timed_frames": 5, "min_seconds": 0}
     return data
-
-
-def run_cli(capsys, *args):
-    code = main(list(map(str, args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_user_error(capsys, out_dir, args, pattern):

@@ -27,7 +27,7 @@ import pytest
 from evalkit.ci import history
 from evalkit.matrix.jobs import ENTRY_JSON, LOCK_FILE, STATE_JSON, longest_first, plan_jobs
 from tests.conftest import write_suite
-from tests.matrix.test_jobs import tiny_suite
+from tests.helpers import tiny_suite
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: /proc, prctl, renameat2")
 
@@ -42,7 +42,14 @@ def start(*args, fault: str | None = None, sig: str = "TERM", env: dict | None =
     if fault:
         environment.update(EVALKIT_FAULT_STOP_AT=fault, EVALKIT_FAULT_SIGNAL=sig)
     return subprocess.Popen([sys.executable, "-m", "evalkit", *map(str, args)], env=environment, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_from_a_terminal)
+
+
+def as_from_a_terminal() -> None:
+    """In the child: SIGINT as a terminal's program has it. A pytest started as a background job (``cmd &`` in a
+    script) has SIGINT ignored, its children inherit that, and Python then leaves it ignored: evalkit's own
+    SIGINT at a fault step would do nothing (the run finished, exit 0, where the test expects 130)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def evalkit(*args, tag: str = "", **how) -> tuple[int, str, str]:
@@ -115,8 +122,13 @@ def recorded(db: Path) -> list[tuple[str, str, int]]:
                            " FROM runs r ORDER BY r.run_id").fetchall()
 
 
+def faults_suite(fixtures_dir: Path, tmp_path: Path, models=("reference",)) -> dict:
+    """``tiny_suite`` without the face metrics: what is checked here is processes, files and messages."""
+    return tiny_suite(fixtures_dir, tmp_path, models, face=False)
+
+
 def suite_file(fixtures_dir: Path, tmp_path: Path, models=("reference",), **extra) -> Path:
-    return write_suite(tmp_path / "s.yaml", {**tiny_suite(fixtures_dir, tmp_path, models), **extra})
+    return write_suite(tmp_path / "s.yaml", {**faults_suite(fixtures_dir, tmp_path, models), **extra})
 
 
 # --- 1. a worker killed with SIGKILL ------------------------------------------------------------------------
@@ -305,7 +317,7 @@ def test_a_busy_history_database_is_waited_for_and_never_called_damaged(fixtures
 @pytest.mark.parametrize("step", ["finishing", "renamed"])
 def test_an_interrupted_signoff_is_finished_by_the_command_it_names(fixtures_dir, tmp_path, step):
     model = Path(shutil.copy(fixtures_dir / "models" / "reference.onnx", tmp_path / "candidate.onnx"))
-    data = tiny_suite(fixtures_dir, tmp_path, ("reference",))
+    data = faults_suite(fixtures_dir, tmp_path, ("reference",))
     data["models"][0]["name"] = "candidate"  # its generator: the fixture's reference.onnx, not `model`
     data["gates"] = [{"field": "psnr_mean", "op": ">=", "value": 20}]
     suite = write_suite(tmp_path / "s.yaml", data)

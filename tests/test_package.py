@@ -20,20 +20,9 @@ from evalkit.errors import UserError
 from evalkit.record.summary import load_run
 from evalkit.config.suite_flags import suite_data
 from tests.conftest import REPO, write_suite
+from tests.helpers import one_error_line, run_cli
 
 COMPARED = ("psnr_mean", "ssim_mean", "sync_offset_frames", "copy_mouth_psnr")
-
-
-def run_cli(capsys, *args):
-    code = main(list(map(str, args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("evalkit: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

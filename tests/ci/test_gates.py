@@ -89,6 +89,7 @@ def test_junit_has_one_case_per_gate_and_failures_carry_numbers(gated_run):
     # cases add up to at most the run's wall time (they were 4 gates x the run's time each, 4x too much).
     record = load_run(run_dir)
     total = float(root.get("time"))
+    # abs 1e-3 s: JUnit's times are written with three decimals
     assert total == pytest.approx(record["wall_seconds"], abs=1e-3)
     assert sum(float(c.get("time")) for c in cases) <= total
     runs = {c.get("classname"): float(c.get("time")) for c in cases if c.get("name") == "run"}
@@ -148,6 +149,9 @@ def test_speed_gate_flags_a_20_percent_slowdown():
     base = rng.normal(20.0, 0.6, 200)  # ms, 3 % noise
     slow = rng.normal(24.0, 0.72, 200)
     regressed, ratio, p = speed_regression(base, slow, max_percent=10)
+    # abs 0.02: the ratio of two medians (latency_p50_ms) of 200 samples with 3 % noise: each median's
+    # standard error is about 1.25 x 3 % / sqrt(200) = 0.27 %, the ratio's about 0.0045, so 0.02 is four of
+    # them; the gate's 10 % step is 0.1
     assert regressed and ratio == pytest.approx(1.2, abs=0.02) and p < SPEED_ALPHA
 
 

@@ -12,22 +12,7 @@ from evalkit.config.suite import BackendSpec, SessionOptions, load_suite
 from evalkit.matrix.executors import default_workers
 from evalkit.matrix.jobs import longest_first, plan_jobs
 from tests.conftest import short_audio, write_suite
-from tests.matrix.test_jobs import run_cli, tiny_suite
-
-TIMING = re.compile(r"fps|_ms$|latency|seconds|timed_inferences|warmup_iterations|timing_")
-"""summary.csv columns that time something: they differ from run to run, every other column must not."""
-
-
-def quality(run_dir: Path) -> pd.DataFrame:
-    summary = pd.read_csv(run_dir / "summary.csv")
-    return summary[[c for c in summary.columns if not TIMING.search(c)]]
-
-
-def assert_same_quality(a: Path, b: Path) -> None:
-    qa, qb = quality(a), quality(b)
-    assert len(qa.columns) > 40 and qa["status"].eq("ok").all()  # the comparison covers the metrics
-    pd.testing.assert_frame_equal(qa, qb)
-
+from tests.helpers import assert_same_quality, run_cli, tiny_suite
 
 def run_on_a_terminal(*args) -> tuple[int, str, str]:
     """``evalkit ARGS`` with stderr on a pseudo-terminal, as a person runs it: (exit code, stdout, stderr)."""

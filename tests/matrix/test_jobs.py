@@ -6,61 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-import onnx
 import pandas as pd
 
 import evalkit.matrix.jobs
-from evalkit.cli import main
-from evalkit.config.contract import Contract
-from evalkit.fixtures.models import GraphBuilder
 from evalkit.matrix.jobs import ENTRY_JSON, STATE_JSON, TRACEBACK_TXT
-from tests.conftest import short_audio, write_suite
-
-AUDIO_SECONDS = 2.0  # 52 frames: enough for every metric, a few seconds per combination
-
-
-def broken_generator(contract: Contract) -> onnx.ModelProto:
-    """Loads and declares the contract's shapes, but fails at its first inference: its Reshape asks for one
-    column too many, through a shape that depends on the audio's values (so no check can see it before)."""
-    g = GraphBuilder("broken")
-    copy = g.op("Slice", "image", g.ints([0]), g.ints([3]), g.ints([1]))
-    zero = g.op("Cast", g.op("ReduceSum", g.op("Mul", "audio", g.const(0.0)), keepdims=0), to=onnx.TensorProto.INT64)
-    _, _, height, width = contract.output_shape
-    shape = g.op("Add", g.ints([1, 3, height, width + 1]), zero)
-    return g.model({"image": list(contract.image_input_shape), "audio": [1, *contract.audio_input_shape]},
-                   {"output": (g.op("Reshape", copy, shape), list(contract.output_shape))},
-                   "evalkit test model: fails at run time (Reshape to a wrong size)")
-
-
-def tiny_suite(fixtures_dir: Path, folder: Path, models=("reference", "copycat")) -> dict:
-    """Fixture models (or "broken") on the fixture clip driven by its first 2 s of speech, one CPU thread."""
-    def generator(name):
-        if name == "broken":
-            path = folder / "broken.onnx"
-            onnx.save(broken_generator(Contract()), path)
-            return str(path)
-        return str(fixtures_dir / "models" / f"{name}.onnx")
-
-    clip = fixtures_dir / "clip"
-    return {
-        "name": "tiny",
-        "models": [{"name": m, "generator": generator(m), "audio_encoder": str(fixtures_dir / "models" /
-                                                                               "audio_encoder.onnx")} for m in models],
-        "inputs": [{"name": "th", "video": str(clip / "talking_head.mkv"),
-                    "audio": str(short_audio(fixtures_dir, folder, AUDIO_SECONDS)),
-                    "crop_boxes": str(clip / "crop_boxes.txt"), "ground_truth": str(clip / "talking_head.mkv")}],
-        "backends": [{"name": "cpu", "provider": "CPUExecutionProvider",
-                      "session_options": {"intra_op_num_threads": 1}}],
-        "metrics": {"trim_to_shortest": True},
-        "timing": {"warmup": 1, "min_timed_frames": 5, "min_seconds": 0},
-    }
-
-
-def run_cli(capsys, *args):
-    code = main(list(map(str, args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
+from tests.conftest import write_suite
+from tests.helpers import run_cli, tiny_suite
 
 def only_run(out: Path) -> Path:
     runs = [p for p in (out / "tiny").iterdir() if (p / "run.json").is_file()]
@@ -81,7 +32,7 @@ def fail_for(model: str, exc: BaseException, monkeypatch) -> None:
 
 
 def test_a_model_that_fails_at_inference_fails_its_entry_only(capsys, fixtures_dir, tmp_path):
-    data = tiny_suite(fixtures_dir, tmp_path, models=("reference", "broken"))
+    data = tiny_suite(fixtures_dir, tmp_path, models=("reference", "broken"), face=False)
     data["gates"] = [{"field": "psnr_mean", "op": ">=", "value": 0, "models": ["broken"]}]
     out = tmp_path / "out"
     code, stdout, err = run_cli(capsys, "run", write_suite(tmp_path / "s.yaml", data), "--out", out, "--workers", 1)
@@ -106,8 +57,8 @@ def test_a_model_that_fails_at_inference_fails_its_entry_only(capsys, fixtures_d
 def test_a_bug_in_one_combination_exits_3_after_the_others_ran(capsys, fixtures_dir, tmp_path, monkeypatch):
     fail_for("copycat", KeyError("bug"), monkeypatch)
     out = tmp_path / "out"
-    code, _, err = run_cli(capsys, "run", write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path)),
-                           "--out", out, "--workers", 1)
+    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path, face=False))
+    code, _, err = run_cli(capsys, "run", suite, "--out", out, "--workers", 1)
     assert code == 3, err
     assert "copycat/cpu/th/reconstruction failed: KeyError: 'bug' (a bug in evalkit" in err
     run_dir = only_run(out)
@@ -118,7 +69,7 @@ def test_a_bug_in_one_combination_exits_3_after_the_others_ran(capsys, fixtures_
 
 
 def test_signoff_of_a_model_whose_combination_hit_a_bug_exits_3(capsys, fixtures_dir, tmp_path, monkeypatch):
-    data = tiny_suite(fixtures_dir, tmp_path, models=("candidate",))
+    data = tiny_suite(fixtures_dir, tmp_path, models=("candidate",), face=False)
     data["models"][0]["generator"] = str(fixtures_dir / "models" / "reference.onnx")
     data["gates"] = [{"field": "psnr_mean", "op": ">=", "value": 20}]
     fail_for("candidate", KeyError("bug"), monkeypatch)
@@ -130,7 +81,7 @@ def test_signoff_of_a_model_whose_combination_hit_a_bug_exits_3(capsys, fixtures
 
 
 def test_an_interrupted_run_keeps_what_finished_and_resumes(capsys, fixtures_dir, tmp_path, monkeypatch):
-    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path))
+    suite = write_suite(tmp_path / "s.yaml", tiny_suite(fixtures_dir, tmp_path, face=False))
     out = tmp_path / "out"
     with monkeypatch.context() as patch:
         fail_for("copycat", KeyboardInterrupt(), patch)  # Ctrl-C while the second combination generates

@@ -23,7 +23,7 @@ import pytest
 from evalkit.config.suite import load_suite
 from evalkit.run import run_suite
 from tests.conftest import demo_suite_data, short_audio, write_suite
-from tests.matrix.test_executors import assert_same_quality
+from tests.helpers import assert_same_quality
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason='Ray is not installed (pip install "evalkit[ray]")')
@@ -109,8 +109,8 @@ def test_a_dataset_input_travels_through_ray(ray_cluster, fixtures_dir, tmp_path
     """A SyncTalk_2D dataset input (JPEG frames, landmarks, aud.wav) as a Ray task: the frame list evalkit reads
     the frames through, every image it names and the landmark folder go through the object store (the dataset
     is moved away once the driver has shipped them), and the summary equals a local run's."""
-    from tests.config.test_dataset_input import build_dataset
-    from tests.config.test_dataset_input import suite_data as dataset_suite
+    from tests.helpers import build_dataset
+    from tests.helpers import dataset_suite_data as dataset_suite
 
     cache = {"EVALKIT_CACHE": str(tmp_path / "cache")}  # the frame lists: this test's own
     monkeypatch.setenv("EVALKIT_CACHE", cache["EVALKIT_CACHE"])

@@ -7,6 +7,8 @@ moves the mouth two frames late, which the landmarks' mouth opening reads as +2 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 
@@ -21,7 +23,7 @@ from evalkit.metrics.face import FACE_EXTRA_HINT, face_models_missing
 from evalkit.record.field import FIELD_COLUMNS
 from evalkit.record.summary import SUMMARY_COLUMNS, load_run
 from tests.conftest import demo_suite_data, short_audio, write_suite
-from tests.metrics.test_metrics_perceptual import conv_net, pooled_net
+from tests.helpers import conv_net, pooled_net
 
 SECONDS = 4  # 97 frames: 6 FVD clips of 16, and enough for the fixture's sync to be reliable
 missing = face_models_missing()
@@ -65,6 +67,8 @@ def test_copycat_scores_zero_lpips_fid_fvd_and_reference_does_not(field_run):
     _, run_dir, record = field_run
     r = rows(run_dir)
     assert r["copycat"]["lpips_mean"] == 0.0 and r["copycat"]["lpips_max"] == 0.0
+    # 1e-6: copycat's frames are the ground truth's, so FID and FVD are 0 but for float64 rounding (sqrtm of the
+    # feature covariances); reference's re-drawn mouth is checked to score above copycat's
     assert abs(r["copycat"]["fid"]) < 1e-6 and abs(r["copycat"]["fvd"]) < 1e-6
     assert r["reference"]["lpips_mean"] > 0 and r["reference"]["fid"] > abs(r["copycat"]["fid"])
     assert r["reference"]["fvd"] > abs(r["copycat"]["fvd"])
@@ -165,10 +169,10 @@ def test_where_the_extra_is_missing_the_face_part_says_so_and_the_rest_is_measur
     assert ("LMD, identity", FACE_EXTRA_HINT) in section["facts"]
 
 
-@pytest.fixture
-def astronaut_frames(tmp_path):
-    """Three frames: the astronaut, a flat grey frame (no face), the astronaut blurred."""
-    folder = tmp_path / "frames"
+@pytest.fixture(scope="module")
+def astronaut_frames(tmp_path_factory):
+    """Three frames: the astronaut, a flat grey frame (no face), the astronaut blurred (never changed here)."""
+    folder = tmp_path_factory.mktemp("astronaut") / "frames"
     folder.mkdir()
     image = skimage.data.astronaut()[:, :, ::-1]
     cv2.imwrite(str(folder / "0.png"), image)
@@ -177,11 +181,21 @@ def astronaut_frames(tmp_path):
     return folder
 
 
+@pytest.fixture(scope="module")
+def astronaut_json(astronaut_frames):
+    """``evalkit metrics field --json`` of the astronaut frames against themselves, run once for the tests that
+    read it (it was run three times, with the same arguments): (exit code, the JSON)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
+                     "--json"])
+    return code, json.loads(out.getvalue())
+
+
 @needs_face
-def test_metrics_field_reports_a_frame_without_a_face(astronaut_frames, capsys):
-    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
-                 "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+def test_metrics_field_reports_a_frame_without_a_face(astronaut_frames, astronaut_json, capsys):
+    code, result = astronaut_json
+    assert code == 0
     assert result["no_face_frames"] == [1]
     assert result["lmd_mouth"][0] == 0.0 and result["lmd_mouth"][1] is None and result["lmd_mouth"][2] == 0.0
     assert result["lmd_mouth_mean"] == 0.0 and result["identity_max"] == 0.0
@@ -191,10 +205,9 @@ def test_metrics_field_reports_a_frame_without_a_face(astronaut_frames, capsys):
     assert "LMD mouth (points 48-67) 0.000 px" in text
 
 
-def test_metrics_field_cpbd_and_bad_options(astronaut_frames, tmp_path, capsys):
-    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
-                 "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+def test_metrics_field_cpbd_and_bad_options(astronaut_frames, astronaut_json, tmp_path, capsys):
+    code, result = astronaut_json
+    assert code == 0
     assert 0 < result["cpbd_candidate"] == result["cpbd_reference"] <= 1
     assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
                  "--lpips", str(tmp_path / "absent.onnx")]) == 2
@@ -206,12 +219,12 @@ def test_metrics_field_cpbd_and_bad_options(astronaut_frames, tmp_path, capsys):
 
 
 @needs_face
-def test_metrics_field_times_the_landmark_opening_against_the_audio(astronaut_frames, tmp_path, capsys):
+def test_metrics_field_times_the_landmark_opening_against_the_audio(astronaut_frames, astronaut_json, tmp_path,
+                                                                    capsys):
     """A frame folder has no frame rate: no landmark sync, and no error; an audio file that is absent is a usage
     error naming it."""
-    assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
-                 "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["lm_sync"] is None
+    code, result = astronaut_json
+    assert code == 0 and result["lm_sync"] is None
     assert main(["metrics", "field", "--reference", str(astronaut_frames), "--candidate", str(astronaut_frames),
                  "--audio", str(tmp_path / "absent.wav")]) == 2
     assert "absent.wav: file not found" in capsys.readouterr().err

@@ -27,6 +27,8 @@ def test_input_is_inner_region_then_masked_copy(frame):
     inner_bgr = crop[4:324, 4:324, ::-1].transpose(2, 0, 1).astype(np.float32) / 255
     assert x.shape == (1, 6, 320, 320) and x.dtype == np.float32
     assert np.array_equal(prep.crop, crop)
+    # atol 1e-7: x / 255 against x * (1 / 255) in float32, one float32 step (6e-8) apart at most near 1; a
+    # grey level off is 0.004
     np.testing.assert_allclose(x[0, :3], inner_bgr, rtol=0, atol=1e-7)
     masked = x[0, 3:]
     assert (masked[:, 5:310, 5:315] == 0).all()  # the mask box [5, 5, 315, 310], half-open
@@ -40,6 +42,7 @@ def test_channel_order_is_a_setting(frame):
     bgr = CropPreparer(Contract()).prepare(frame, (0, 0, 328, 328)).copy()
     rgb = CropPreparer(Contract(channel_order="rgb")).prepare(frame, (0, 0, 328, 328))
     assert np.array_equal(bgr[0, :3], rgb[0, 2::-1])
+    # atol 1e-7: float32 against float64 division, at most half a float32 step (3e-8) near 1
     np.testing.assert_allclose(rgb[0, 0], frame[4:324, 4:324, 0] / 255, atol=1e-7)  # box 328: resize is identity
 
 

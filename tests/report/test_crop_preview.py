@@ -10,7 +10,7 @@ from evalkit.config.contract import Contract
 from evalkit.pipeline.crop import CropPreparer, load_crop_boxes
 from evalkit.report.crop_preview import SHEET_COLUMNS, SHEET_TILE, sample_frames
 from tests.conftest import decode
-from tests.config.test_dataset_input import write_landmarks
+from tests.helpers import write_landmarks
 
 
 def test_sample_frames_are_evenly_spaced_and_include_both_ends():

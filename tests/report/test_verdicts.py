@@ -1,6 +1,6 @@
 """The verdict per run: computed once into the record, and what a person sees first on every page.
 
-Known answers: the demo's fixture models are built to be judged so (tests/test_fixtures.py builds them):
+Known answers: the demo's fixture models are built to be judged so (tests/fixtures/test_models.py checks them):
 ``reference`` redraws the ground truth (ok), ``lag2`` moves the mouth two frames late (sync late), ``noisy`` adds
 a +/-8 grey-level pattern (30 dB: fidelity low), ``copycat`` returns its input (near-copy).
 """

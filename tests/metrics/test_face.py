@@ -97,6 +97,8 @@ def test_lower_lip_warp_raises_mouth_lmd_eyes_stay(astronaut):
     models, image, rect, points = astronaut
     warped = models.landmarks(lower_lip_moved(image, points, 4.0), rect)
     moved = warped[LOWER_LIP_POINTS] - points[LOWER_LIP_POINTS]
+    # abs 1.5 px: dlib fits the whole face's shape, so its lip points follow a 4 px warp only in part (2.9 px
+    # measured): the band 2.5..5.5 tells 'moved about 4' from 'did not move' (0) and from twice the warp (8)
     assert moved[:, 1].mean() == pytest.approx(4.0, abs=1.5), moved  # the lower lip went down about 4 px (2.9)
     mouth = landmark_distance(points, warped)[0]
     assert 1.0 < mouth < 4.5  # 8 of the 20 mouth points moved ~4 px (1.55)

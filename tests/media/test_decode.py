@@ -1,5 +1,6 @@
 """Each input video decoded once per run (media.decode.decoded_once): the frames read back are the decoder's own
-bytes, for a lossless video and for an H.264 one (whose rgb24 comes through ffmpeg's colour conversion)."""
+bytes, for a lossless video and for an H.264 one (whose rgb24 comes through ffmpeg's colour conversion); the
+template's ping-pong walk."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from evalkit.errors import UserError
 from evalkit.media.decode import (DECODED_ONCE_ENV, FrameReader, SpilledFrames, check_decodes, decoded_frames_file,
-                                  decoded_once)
+                                  decoded_once, ping_pong_index)
 from evalkit.media.encode import VideoWriter
 from evalkit.media.ffmpeg import probe_video
 
@@ -93,3 +94,8 @@ def test_a_failure_to_keep_the_frames_is_not_blamed_on_the_video(clip, tmp_path,
     with decoded_once():
         assert check_decodes(clip, keep=True) == clip.frames
         assert decoded_frames_file(clip) is None
+
+
+def test_ping_pong_walks_forward_and_back():
+    assert [ping_pong_index(i, 4) for i in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert [ping_pong_index(i, 1) for i in range(3)] == [0, 0, 0]

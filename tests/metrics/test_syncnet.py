@@ -42,6 +42,7 @@ def test_mfcc_matches_python_speech_features():
     from evalkit.pipeline.audio import load_audio
 
     wav = (load_audio(real_file("speech_16k.wav"), 16000) * 32768).astype(np.int16)
+    # atol 1e-9: both float64 on the same int16 samples (coefficients up to ~100: float64 rounding ~1e-13)
     np.testing.assert_allclose(mfcc(wav.astype(np.float64), 16000), psf.mfcc(wav, 16000), rtol=0, atol=1e-9)
 
 
@@ -86,6 +87,8 @@ def test_random_syncnet_through_a_suite_equals_numpy_on_its_embeddings(fixtures_
     audio = np.stack([a_sess.run(None, {"mfcc": cep[None, None, :, 4 * v:4 * v + MFCC_PER_WINDOW].astype(np.float32)})[0][0]
                       for v in range(n)])
     lse_d, lse_c, offset, _ = direct_lse(video, audio, 15)
+    # rel 1e-5: evalkit's distances in float32 (rounding ~6e-8 a step, summed over the embedding) against numpy's
+    # float64; LSE-C is a difference of two distances (median minus minimum), so its relative error is larger: 1e-4
     assert got["lse_d"] == pytest.approx(lse_d, rel=1e-5) and got["lse_c"] == pytest.approx(lse_c, rel=1e-4, abs=1e-6)
     assert got["offset_frames"] == offset
     assert entry["summary"]["lse_d"] == got["lse_d"] and entry["summary"]["lse_c"] == got["lse_c"]

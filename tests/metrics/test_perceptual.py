@@ -4,53 +4,14 @@ run by ONNX Runtime) against independent numpy / scipy computations, and the FrÃ
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from evalkit.errors import UserError
 from evalkit.metrics.perceptual import (FVD_CLIP, FeatureExtractor, FeatureGaussian, Lpips, frechet_distance,
                                         frechet_of)
+from tests.helpers import conv_net, pooled_net
 
 RNG = np.random.default_rng(20261207)
-
-
-def save(graph, path):
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def conv_net(path, w1, w2):
-    """[N, 3, H, W] -> relu(conv3x3(x, w1)) and relu(conv3x3 stride 2 of that, w2): two feature maps, as LPIPS's
-    AlexNet gives five."""
-    nodes = [
-        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["f1"]),
-        helper.make_node("Conv", ["f1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("Relu", ["c2"], ["f2"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "lpips_tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("f1", TensorProto.FLOAT, ["N", None, None, None]),
-         helper.make_tensor_value_info("f2", TensorProto.FLOAT, ["N", None, None, None])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
-    return save(graph, path)
-
-
-def pooled_net(path, weight, axes, flat):
-    """Mean over ``axes``, flattened to ``flat`` values a row, times ``weight``: a feature network's shape."""
-    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=list(axes), keepdims=0),
-             helper.make_node("Reshape", ["m", "shape"], ["r"]),
-             helper.make_node("MatMul", ["r", "w"], ["features"])]
-    dims = ["N", 3, 299, 299] if flat == 3 else ["N", 3, FVD_CLIP, 224, 224]
-    graph = helper.make_graph(
-        nodes, "features_tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", None])],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array([-1, flat], np.int64), "shape")])
-    return save(graph, path)
 
 
 def conv3x3(x, w, stride=1):
@@ -93,6 +54,8 @@ def test_lpips_equals_the_definition(tmp_path):
                     v = f1[i, :, y, x] / (np.linalg.norm(f1[i, :, y, x]) + 1e-10)
                     expected[i] += np.sum(w * (u - v) ** 2) / (f0.shape[2] * f0.shape[3])
     assert got[0] == 0.0
+    # rtol 2e-5: ONNX Runtime's float32 (unit-normalised features, weighted channel sums) against this float64
+    # definition: float32 rounding (~6e-8 a step) over the channel and spatial sums
     np.testing.assert_allclose(got, expected, rtol=2e-5)
     assert got[2] > got[1] > 0
 
@@ -109,6 +72,8 @@ def test_fid_features_equal_the_definition(tmp_path):
     extractor = FeatureExtractor(pooled_net(tmp_path / "inception_tiny.onnx", weight, (2, 3), 3), "FID")
     frames = RNG.integers(0, 256, (5, 299, 299, 3), dtype=np.uint8)  # 299: the resize leaves them as they are
     means = (frames.astype(np.float64) / 127.5 - 1).mean(axis=(1, 2))  # (N, 3) in RGB order
+    # rtol 1e-5: the network's float32 mean over 299x299 pixels (89,401 terms) against float64; atol 1e-6 for
+    # features near 0, where a relative bound means nothing
     np.testing.assert_allclose(extractor.frames(frames), means @ weight, rtol=1e-5, atol=1e-6)
 
 
@@ -118,6 +83,7 @@ def test_fvd_clip_layout_equals_the_definition(tmp_path):
     clip = RNG.integers(0, 256, (FVD_CLIP, 224, 224, 3), dtype=np.uint8)
     per_frame = (clip.astype(np.float64) / 127.5 - 1).mean(axis=(1, 2))  # (16, 3)
     expected = per_frame.T.reshape(1, -1) @ weight  # [channel][time], as the [N, 3, T, H, W] layout
+    # float32 against float64 means, as for FID above
     np.testing.assert_allclose(extractor.clip(clip), expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="16 frames"):
         extractor.clip(clip[:15])
@@ -135,6 +101,7 @@ def test_frechet_closed_form_scaled_covariance():
     sigma = a @ a.T + np.eye(6)
     mu = RNG.normal(size=6)
     # S2 = c^2 S1: sqrtm(S1 S2) = c S1, so the distance is |mu1 - mu2|^2 + (1 - c)^2 tr(S1)
+    # rel 1e-9: scipy's float64 sqrtm of a well-conditioned 6x6 matrix (eigenvalues >= 1) is good to ~1e-13
     assert frechet_distance(mu, sigma, mu + 0.5, 9 * sigma) == pytest.approx(6 * 0.25 + 4 * np.trace(sigma), rel=1e-9)
 
 
@@ -145,8 +112,12 @@ def test_frechet_of_identical_feature_sets_is_zero_and_gaussian_matches_numpy():
     a.add(rows[70:])
     b.add(rows)
     mu, sigma = a.stats()
+    # two batches merged against one pass, float64 on unit-normal rows: rounding ~1e-16 for the mean; the
+    # covariance's merge subtracts products (cancellation), 1e-10 for that
     np.testing.assert_allclose(mu, rows.mean(axis=0), atol=1e-12)
     np.testing.assert_allclose(sigma, np.cov(rows, rowvar=False), atol=1e-10)
+    # 1e-8: the same rows on both sides, so the distance is 0 but for float64 rounding in sqrtm of the 16x16
+    # covariance product
     assert abs(frechet_of(a, b)) < 1e-8
     # fewer samples than dimensions (a short run's FID): singular covariances still give a finite distance
     few = FeatureGaussian()
@@ -160,4 +131,7 @@ def test_frechet_sample_estimate_approaches_the_closed_form():
     a, b = FeatureGaussian(), FeatureGaussian()
     a.add(RNG.normal(size=(n, d)))
     b.add(RNG.normal(size=(n, d)) * 2 + mu2)  # N(mu2, 4 I): closed form |mu2|^2 + d (2 - 1)^2
+    # rel 3 %: a sample estimate; at n = 20,000 the sampling error of the means (1/sqrt(n)) and variances
+    # (sqrt(2/n)) is about 1 % of the 6.25 here, so 3 % is a few times it, while a trace term without the
+    # factor 2 gives 14.25
     assert frechet_of(a, b) == pytest.approx(mu2 @ mu2 + d, rel=0.03)

@@ -20,10 +20,10 @@ from evalkit.report import render_run
 from evalkit.report.html import column_marks, distinct_worst
 from evalkit.report.tables import PARITY_COLUMNS, write_tables
 from tests.conftest import REPO
+from tests.helpers import BROWSERS, find_browser
 
 MAX_DEMO_REPORT_BYTES = 1_500_000  # issue 13: the demo's page was 4.6 MB; 1.5 MB opens instantly and mails easily
 WINDOW_WIDTH = 1400  # the window the summary tables must fit without a horizontal scroll bar
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +133,8 @@ def test_empty_record_views_have_headers(tmp_path):
         assert table.empty and len(table.columns) > 3, name
 
 
-def _browser() -> str | None:
-    return next((b for b in BROWSERS if shutil.which(b)), None)
-
-
 def test_report_has_no_horizontal_scroll_in_a_1400_px_window(rendered, tmp_path):
-    browser = _browser()
+    browser = find_browser()
     if browser is None:
         pytest.skip(f"no headless browser ({', '.join(BROWSERS)}) on PATH: apt-get install chromium to run this check")
     probe = rendered / ".overflow_probe.html"  # beside the report so that its relative sources resolve the same

@@ -7,20 +7,16 @@ import json
 import cv2
 import numpy as np
 import pytest
-import soundfile
 
 from evalkit.cli import main
-from evalkit.pipeline.crop import load_crop_boxes
 from evalkit.config.dataset import check_dataset, natural_key
 from evalkit.errors import UserError
 from evalkit.run import run_suite
 from evalkit.config.suite import load_suite
 from tests.conftest import decode, write_suite
+from tests.helpers import DATASET_FRAMES, build_dataset
+from tests.helpers import dataset_suite_data as suite_data
 
-LANDMARK_POINTS = 68  # any count above 52 works: the contract reads points 1, 31 and 52
-DATASET_FRAMES = 60  # more than the 57 frames 2.4 s of audio drives: no ping-pong walk
-AUDIO_SECONDS = 2.4
-JPEG_QUALITY = 95
 # The dataset's frames are the fixture frames after JPEG at quality 95, so the two runs' inputs differ by
 # JPEG's loss: measured 44.7 dB worst frame, 45.7 dB mean, between their 320x320 outputs (2026, OpenCV's
 # libjpeg writing, ffmpeg's mjpeg decoder reading). 40 dB
@@ -29,46 +25,9 @@ JPEG_QUALITY = 95
 SAME_INPUT_PSNR_DB = 40.0
 
 
-def write_landmarks(folder, boxes, points: int = LANDMARK_POINTS) -> None:
-    """N.lms files whose points 1, 31 and 52 give ``boxes`` (square) by the contract's rule; the other points sit
-    at the box centre."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes).tolist()):
-        assert y2 - y1 == x2 - x1, "the contract's boxes from landmarks are square"
-        pts = np.tile([(x1 + x2) / 2, (y1 + y2) / 2], (points, 1))
-        pts[1] = (x1, y1 + (y2 - y1) / 2)
-        pts[31] = (x2, y1 + (y2 - y1) / 2)
-        pts[52] = ((x1 + x2) / 2, y1)
-        (folder / f"{i}.lms").write_text("".join(f"{x:g} {y:g}\n" for x, y in pts))
-
-
-def build_dataset(root, fixtures_dir, frames: int = DATASET_FRAMES):
-    clip = fixtures_dir / "clip"
-    (root / "full_body_img").mkdir(parents=True)
-    for i, frame in enumerate(decode(clip / "talking_head.mkv", frames)):
-        cv2.imwrite(str(root / "full_body_img" / f"{i}.jpg"), frame[:, :, ::-1],
-                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    write_landmarks(root / "landmarks", load_crop_boxes(clip / "crop_boxes.txt")[:frames])
-    wav, sr = soundfile.read(clip / "speech.wav", dtype="float32")
-    soundfile.write(root / "aud.wav", wav[: int(AUDIO_SECONDS * sr)], sr)
-    return root
-
-
 @pytest.fixture(scope="module")
 def dataset(fixtures_dir, tmp_path_factory):
     return build_dataset(tmp_path_factory.mktemp("ds") / "may", fixtures_dir)
-
-
-def suite_data(fixtures_dir, inputs: list[dict]) -> dict:
-    models = fixtures_dir / "models"
-    return {
-        "name": "dataset", "inputs": inputs,
-        "models": [{"name": "reference", "generator": str(models / "reference.onnx"),
-                    "audio_encoder": str(models / "audio_encoder.onnx")}],
-        "metrics": {"trim_to_shortest": True},
-        "timing": {"warmup": 1, "min_timed_frames": 2, "min_seconds": 0.0},
-        "parity": {"frames": 2},
-    }
 
 
 def test_natural_key_orders_numbers_by_value():
@@ -193,6 +152,8 @@ def test_fidelity_pairs_image_folders_in_natural_order(tmp_path, capsys):
                  str(tmp_path / "off"), "--json"]) == 0
     off = json.loads(capsys.readouterr().out)
     expected = [10 * np.log10(255.0**2 / d**2) for d in offsets]
+    # 1e-6 dB: float64 PSNR against the same float64 formula, so only rounding differs; pairing a frame with its
+    # neighbour (another offset of 1..3 grey levels) moves it by 3.5 dB or more
     assert np.allclose(off["psnr"], expected, atol=1e-6)
 
 

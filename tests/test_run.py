@@ -83,6 +83,7 @@ def test_reference_redraws_the_ground_truth(demo_run, ground_truth, fixtures_dir
     assert abs(got_inner.mean() - REFERENCE_INNER_PSNR) < PSNR_TOLERANCE
     assert abs(got_full.mean() - REFERENCE_FULL_PSNR) < PSNR_TOLERANCE
     assert got_inner.min() > 45  # every frame, not just on average
+    # atol 1e-9 dB: the same float64 PSNR of the same decoded frames, through the record's JSON
     np.testing.assert_allclose(entry["fidelity"]["full"]["psnr"], got_full, rtol=0, atol=1e-9)
     np.testing.assert_allclose(entry["fidelity"]["inner"]["psnr"], got_inner, rtol=0, atol=1e-9)
 
@@ -131,7 +132,7 @@ def test_run_folder_is_self_describing(demo_run):
 
 def test_two_runs_give_identical_frames(demo_run, fixtures_dir, tmp_path):
     """Two of the demo's models again, in a second run, the other way round: the same pixels, whatever ran
-    before them (mobile-unet's determinism across runs: tests/pipeline/test_streamed.py, batches).
+    before them (mobile-unet's determinism across runs: tests/pipeline/test_generate.py, batches).
     The second run has no ground truth: the frames compared here do not depend on it, and measuring against it
     is most of a run's time (the demo run measured these frames; a ground truth that changed them would fail).
     It stores its full frames; the demo run does not, so its are pasted back by hand from its inner outputs

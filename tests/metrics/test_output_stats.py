@@ -1,11 +1,11 @@
-"""Output statistics and latency statistics, exact on constructed data."""
+"""Output statistics (evalkit.metrics.output_stats), exact on constructed data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from evalkit.metrics import OutputStats, latency_summary
+from evalkit.metrics import OutputStats
 from evalkit.metrics.output_stats import HIST_BIN
 
 
@@ -24,6 +24,8 @@ def test_output_stats_exact_on_constructed_tensors():
     values = np.concatenate([first.ravel(), second.ravel()]).astype(np.float64)
     finite = values[np.isfinite(values)]
     assert r["count"] == 2400 and r["nan_count"] == 3 and r["inf_count"] == 3
+    # mean: float64 sums of 2,394 values below 3 (~1e-15 apart from numpy's); std: from the sum of squares minus
+    # the squared mean (one pass), whose cancellation costs digits numpy's two-pass std keeps: 1e-9 for that
     assert r["mean"] == pytest.approx(finite.mean(), abs=1e-12)
     assert r["std"] == pytest.approx(finite.std(), abs=1e-9)
     assert (r["min"], r["max"]) == (finite.min(), finite.max()) == (r["min"], 3.0)
@@ -39,12 +41,3 @@ def test_output_stats_of_all_nan():
     stats.update(np.full((1, 3, 4, 4), np.nan, np.float32))
     r = stats.result()
     assert r["nan_count"] == 48 and np.isnan(r["mean"]) and np.isnan(r["p50"])
-
-
-def test_latency_summary_matches_numpy():
-    samples = np.random.default_rng(3).gamma(4.0, 2.0, 500)
-    s = latency_summary(samples)
-    assert s["count"] == 500
-    assert s["p50"] == np.percentile(samples, 50) and s["p99"] == np.percentile(samples, 99)
-    assert s["mean"] == pytest.approx(samples.mean()) and s["throughput_fps"] == pytest.approx(1000 / samples.mean())
-    assert s["cv"] == pytest.approx(samples.std() / samples.mean())

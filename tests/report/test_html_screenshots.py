@@ -17,17 +17,14 @@ import numpy as np
 import pytest
 
 from evalkit.cli import main
+from tests.helpers import find_browser
 
 OK_GREEN = (217, 242, 217)  # #d9f2d9, the pages' "ok" / "pass" / "best" background
 BAD_RED = (249, 214, 213)  # #f9d6d5, "flagged" / "FAIL" / "worst"
 
 
 def _browser() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no headless browser here (apt-get install chromium)")
+    return find_browser() or pytest.skip("no headless browser here (apt-get install chromium)")
 
 
 def screenshot(page: Path, out: Path, width: int = 1400, height: int = 1000) -> np.ndarray:
