@@ -17,6 +17,9 @@ NOT_ONE_MODULE = {  # test files (relative to tests/) that test no single module
     "test_package.py": "evalkit as an installed package: its files, flags, init, -q / -v",
     "test_package_layout.py": "this check",
     "test_demo_run_reuse.py": "tests/conftest.py's reuse of the README demo's run",
+    "test_bad_inputs_preflight.py": "bad input found by preflight before a run writes anything, end to end",
+    "test_docs.py": "README.md and docs/: its size, links, commands and the dependency table",
+    "test_layers.py": "evalkit's import graph: no loops, no import up a layer (tests/import_graph.py)",
 }
 NOT_MODULES = {"benchmarks"}  # speed scripts and benchmarks, not tests of a module
 
