@@ -13,7 +13,7 @@ in the slow direction by more than the allowed percentage AND a one-sided
 Mann-Whitney U test (new latencies greater) on the two runs' raw latency
 samples gives p < ``SPEED_ALPHA``. A faster run is never a drop. Its false-alarm rate on two
 samples of one distribution is at most ``SPEED_ALPHA`` by construction, and
-lower still with the percentage test on top (measured in tests/test_gates.py).
+lower still with the percentage test on top (measured in tests/ci/test_gates.py).
 
 Which clock: a speed gate on a CPU backend judges the CPU time of each timed
 inference (``timed_cpu_ms``, pipeline/latency.py) when the run recorded it, the
