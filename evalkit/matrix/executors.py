@@ -148,7 +148,19 @@ def die_with_parent(driver: int) -> None:
         os._exit(1)
 
 
-def _worker_main(conn, driver: int, environment: dict | None = None) -> None:
+def _die_with_driver(alive) -> None:
+    """Block until the driver's end of ``alive`` closes (the driver never writes on it), then SIGKILL this
+    worker: a worker forked by the fork server is not the driver's child, so PR_SET_PDEATHSIG (its parent's
+    death) would wait for the fork server, which waits for its workers."""
+    try:
+        while True:
+            alive.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _worker_main(conn, driver: int, environment: dict | None = None, alive=None) -> None:
     """A worker process: runs the jobs its driver sends on ``conn`` (``(loaded, job, run_dir)``; None: stop)
     and sends back ``("entry", entry)``, or ``("error", traceback text)`` for what ``run_job`` itself raised.
     ``environment``: the driver's, as it is when the worker starts (a fork server's own is the one it started
@@ -157,6 +169,10 @@ def _worker_main(conn, driver: int, environment: dict | None = None) -> None:
         os.environ.clear()
         os.environ.update(environment)
     _worker_init(driver)
+    if alive is not None:
+        import threading
+
+        threading.Thread(target=_die_with_driver, args=(alive,), daemon=True, name="evalkit-driver-watch").start()
     from evalkit.matrix.jobs import run_job
 
     while True:
@@ -181,10 +197,12 @@ class _Worker:
 
     def __init__(self, context, driver: int):
         self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(theirs, driver, dict(os.environ)), daemon=True,
-                                       name="evalkit-worker")
+        alive, self._alive = context.Pipe(duplex=False)  # only this process holds the writing end: its end is ours
+        self.process = context.Process(target=_worker_main, args=(theirs, driver, dict(os.environ), alive),
+                                       daemon=True, name="evalkit-worker")
         self.process.start()
         theirs.close()
+        alive.close()
         self.job = None
 
     def give(self, loaded, job, run_dir: Path) -> bool:
@@ -258,6 +276,7 @@ def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: i
                 for worker in [w for w in pool if w.job is None and not w.process.is_alive()]:
                     pool.remove(worker)  # died while idle: nothing lost, another takes its place
                     worker.conn.close()
+                    worker._alive.close()
                 while todo and len(pool) < workers:
                     pool.append(_Worker(context, os.getpid()))
                 for worker in pool:
@@ -303,6 +322,7 @@ def _end(pool: list[_Worker]) -> None:
             worker.process.kill()
             worker.process.join()
         worker.conn.close()
+        worker._alive.close()
 
 
 def _finished_line(job: Job, entry: dict) -> str:
