@@ -32,7 +32,7 @@ from evalkit.ci.history import HISTORY_DB, HistoryBusy, record_run
 from evalkit.errors import UserError
 from evalkit.progress import Steps
 from evalkit.faults import fault_point
-from evalkit.matrix.executors import Executor, default_workers, execute
+from evalkit.matrix.executors import Executor, default_workers, execute, start_fork_server
 from evalkit.pipeline.generate import check_protocol, prepare_input
 from evalkit.ci.baseline import load_baseline
 from evalkit.ci.gates import evaluate_gates, needs_baseline
@@ -294,6 +294,7 @@ def _resolved(value, key: str) -> str:
 def _run_suite(loaded: LoadedSuite, out: Path | None, log, keep_suite_as: str | None, workers: int | None,
                executor: Executor, ray_address: str | None, finishing: dict, warn) -> Path:
     suite = loaded.suite
+    start_fork_server(suite, workers, executor, len(plan_jobs(suite)))  # the workers' imports, beside preflight
     notes: list[str] = []
     prepared, baseline = preflight(loaded, notes)
     base = Path(out) if out is not None else (suite.output_dir or Path.cwd() / "reports")

@@ -6,9 +6,12 @@ Workers and Ray take the jobs longest first (jobs.longest_first), so that no wor
 with the longest one.
 
 - one worker: the jobs run here, one after the other (no pool);
-- N workers: N processes started with ``spawn`` (ONNX Runtime is not fork-safe once a session exists), each
-  sent one job at a time (so a worker that dies costs its own job only); the workers write into the run
-  folder themselves and die with their driver;
+- N workers: N processes forked from a multiprocessing fork server (``forkserver``: ONNX Runtime is not
+  fork-safe once a session exists, and the fork server never creates one), each sent one job at a time (so a
+  worker that dies costs its own job only); the workers write into the run folder themselves and die with their
+  driver. The fork server is started when the run starts (``start_fork_server``, before preflight) and imports
+  the pipeline once (worker_preload.py) while the driver checks the suite: a worker is a fork of it, not an
+  interpreter importing everything again;
 - Ray (evalkit/matrix/ray_tasks.py): each job is a task on a cluster; its files travel through the object store.
 """
 
@@ -59,6 +62,50 @@ def execute(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: int, e
         yield from _run_in_pool(loaded, longest_first(loaded.suite, jobs), run_dir, min(workers, len(jobs)), log)
 
 
+FORK_SERVER_PRELOAD = ["evalkit.matrix.worker_preload"]
+
+
+def _pool_context():
+    """The fork server's context (its preload set), or ``spawn`` where there is no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(FORK_SERVER_PRELOAD)
+    return context
+
+
+def start_fork_server(suite, workers: int | None, executor: Executor = "local", jobs: int | None = None) -> None:
+    """Start the workers' fork server now, where the run will use local workers, so that it imports the pipeline
+    (worker_preload.py) while this process checks the suite; dlib's models too where the suite measures faces
+    and the face extra is here. Nothing where the run needs no pool (one worker, one job, Ray)."""
+    count = workers or default_workers(suite)
+    if executor != "local" or count <= 1 or (jobs is not None and jobs <= 1):
+        return
+    context = _pool_context()
+    if context.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    from evalkit.matrix.worker_preload import FACE_ENV
+
+    if suite.metrics.face:
+        from evalkit.metrics.face import face_models_missing
+
+        os.environ[FACE_ENV] = "1" if face_models_missing() is None else "0"  # the fork server's, from its start
+    forkserver.ensure_running()
+
+
+def stop_fork_server() -> None:
+    """Stop the fork server (its workers have ended) and wait for it: no process outlives the pool, and the
+    fork server's CPU time (and its workers') counts in this process's children's."""
+    from multiprocessing import forkserver
+
+    try:
+        forkserver._forkserver._stop()
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_init(driver: int) -> None:
     """A worker ignores Ctrl-C (the terminal sends it to the whole process group): the driver stops it. Its
     progress bars are off: several processes' bars on one terminal would be unreadable. It dies with its driver
@@ -78,23 +125,55 @@ def _worker_init(driver: int) -> None:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent(parent: int) -> None:
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def die_with_parent(driver: int) -> None:
     """Ask Linux to send this process SIGKILL when its parent ends (``prctl(PR_SET_PDEATHSIG)``), and end now
-    if the parent has already gone (it may have, before the request took effect). Elsewhere: nothing."""
+    if the driver has already gone (it may have, before the request took effect). The parent is the driver
+    itself (spawn) or the driver's fork server, which ends when its driver does (its "alive" pipe closes); a
+    parent that is neither is the orphans' reaper: the driver is gone. Elsewhere: nothing."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:
+    parent = os.getppid()
+    if parent != driver and (not sys.platform.startswith("linux") or _parent_of(parent) != driver):
         os._exit(1)
 
 
-def _worker_main(conn, driver: int) -> None:
+def _die_with_driver(alive) -> None:
+    """Block until the driver's end of ``alive`` closes (the driver never writes on it), then SIGKILL this
+    worker: a worker forked by the fork server is not the driver's child, so PR_SET_PDEATHSIG (its parent's
+    death) would wait for the fork server, which waits for its workers."""
+    try:
+        while True:
+            alive.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _worker_main(conn, driver: int, environment: dict | None = None, alive=None) -> None:
     """A worker process: runs the jobs its driver sends on ``conn`` (``(loaded, job, run_dir)``; None: stop)
-    and sends back ``("entry", entry)``, or ``("error", traceback text)`` for what ``run_job`` itself raised."""
+    and sends back ``("entry", entry)``, or ``("error", traceback text)`` for what ``run_job`` itself raised.
+    ``environment``: the driver's, as it is when the worker starts (a fork server's own is the one it started
+    with: the run's decoded frames, fault injection and the like are set later)."""
+    if environment is not None:
+        os.environ.clear()
+        os.environ.update(environment)
     _worker_init(driver)
+    if alive is not None:
+        import threading
+
+        threading.Thread(target=_die_with_driver, args=(alive,), daemon=True, name="evalkit-driver-watch").start()
     from evalkit.matrix.jobs import run_job
 
     while True:
@@ -119,10 +198,12 @@ class _Worker:
 
     def __init__(self, context, driver: int):
         self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(theirs, driver), daemon=True,
-                                       name="evalkit-worker")
+        alive, self._alive = context.Pipe(duplex=False)  # only this process holds the writing end: its end is ours
+        self.process = context.Process(target=_worker_main, args=(theirs, driver, dict(os.environ), alive),
+                                       daemon=True, name="evalkit-worker")
         self.process.start()
         theirs.close()
+        alive.close()
         self.job = None
 
     def give(self, loaded, job, run_dir: Path) -> bool:
@@ -157,7 +238,7 @@ def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: i
     from evalkit.matrix.jobs import worker_died_entry, write_entry
 
     log(f"running {len(jobs)} combinations in {workers} worker processes ...")
-    context = multiprocessing.get_context("spawn")
+    context = _pool_context()
     todo = list(jobs)
     pool: list[_Worker] = []
     try:
@@ -166,6 +247,7 @@ def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: i
                 for worker in [w for w in pool if w.job is None and not w.process.is_alive()]:
                     pool.remove(worker)  # died while idle: nothing lost, another takes its place
                     worker.conn.close()
+                    worker._alive.close()
                 while todo and len(pool) < workers:
                     pool.append(_Worker(context, os.getpid()))
                 for worker in pool:
@@ -198,6 +280,7 @@ def _run_in_pool(loaded: LoadedSuite, jobs: list[Job], run_dir: Path, workers: i
             worker.process.join(timeout=30)
     finally:  # interrupted, or done: no worker outlives the run (a stopped one has already gone)
         _end(pool)
+        stop_fork_server()
 
 
 def _end(pool: list[_Worker]) -> None:
@@ -210,6 +293,7 @@ def _end(pool: list[_Worker]) -> None:
             worker.process.kill()
             worker.process.join()
         worker.conn.close()
+        worker._alive.close()
 
 
 def _finished_line(job: Job, entry: dict) -> str:

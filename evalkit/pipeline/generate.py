@@ -39,7 +39,7 @@ from evalkit.metrics.output_stats import OutputStats
 from evalkit.media.ffmpeg import VideoInfo, probe_video
 from evalkit.pipeline.paste import Paster
 from evalkit.pipeline.runner import Runner
-from evalkit.pipeline.latency import time_inference
+from evalkit.pipeline.latency import latency_pass
 from evalkit.config.suite import InputSpec, Mp4Spec, ProtocolSpec, TimingSpec
 from evalkit.pipeline.stages import Stages, StageFailed, Timer
 from evalkit.media.decode import FrameReader, SpilledFrames, ping_pong_index, template_frames
@@ -514,18 +514,9 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     for name in ("measure", "measure_full", "measure_field"):  # output_stats' wall time is the sum (below); CPU apart
         times.cpu_seconds[name] = stages.cpu.get(name, 0.0)
     times.add("output_stats", sum(stages.busy.get(name, 0.0) for name in ("measure", "measure_full", "measure_field")))
-    c_latency = time.process_time()
-    timed = time_inference(runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames,
-                           timing.min_seconds)
+    timed, batches, times.cpu_seconds["latency"] = latency_pass(runner, kept_images, kept_audio, timing)
     times.warmup_ms, times.timed_ms, times.timed_seconds = timed.warmup_ms, timed.timed_ms, timed.seconds
     times.timed_cpu_ms, times.timing_load = timed.cpu_ms, timed.load
-    batches = {}
-    for size in timing.batch_sizes:
-        if size > 1 and runner.dynamic_batch and kept >= size:
-            batches[size] = time_inference(runner, batched(kept_images, size), batched(kept_audio, size),
-                                           timing.warmup, timing.min_timed_frames // size + 1,
-                                           timing.min_seconds).timed_ms
-    times.cpu_seconds["latency"] = time.process_time() - c_latency  # the latency pass, batches included
     t0 = time.perf_counter()
     measured: dict = {}
     if measuring is not None:
@@ -554,9 +545,3 @@ def _same_file(a: Path, b: Path) -> bool:
         return Path(a).samefile(b)  # the same file, whatever the path (links, relative parts)
     except OSError:
         return False
-
-
-def batched(single: np.ndarray, size: int) -> np.ndarray:
-    """[K, 1, ...] inputs regrouped as [K // size, size, ...] batches."""
-    k = len(single) // size * size
-    return single[:k].reshape(k // size, size, *single.shape[2:])

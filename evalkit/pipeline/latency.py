@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evalkit.config.suite import TimingSpec
 from evalkit.pipeline.runner import Runner
 
 MAX_TIMED = 100_000  # a bound on the loop, whatever the settings
@@ -104,3 +105,27 @@ def time_inference(runner: Runner, images: np.ndarray, audios: np.ndarray, warmu
     timing.seconds = time.perf_counter() - start
     timing.load = machine_load(busy_before, _busy_cpu_seconds(), time.process_time() - cpu_start, timing.seconds)
     return timing
+
+
+def latency_pass(runner: Runner, kept_images: np.ndarray, kept_audio: np.ndarray,
+                 timing: TimingSpec) -> tuple[InferenceTiming, dict, float]:
+    """The pass after generation: single-frame latency on the kept inputs, then each of ``timing.batch_sizes``
+    above 1 where the generator has a dynamic batch axis and enough inputs were kept. Returns the single-frame
+    timing, {batch size: latency samples (ms per batch)} and the process CPU seconds of the whole pass."""
+    c_latency = time.process_time()
+    kept = len(kept_images)
+    timed = time_inference(runner, kept_images, kept_audio, timing.warmup, timing.min_timed_frames,
+                           timing.min_seconds)
+    batches = {}
+    for size in timing.batch_sizes:
+        if size > 1 and runner.dynamic_batch and kept >= size:
+            batches[size] = time_inference(runner, batched(kept_images, size), batched(kept_audio, size),
+                                           timing.warmup, timing.min_timed_frames // size + 1,
+                                           timing.min_seconds).timed_ms
+    return timed, batches, time.process_time() - c_latency  # the latency pass, batches included
+
+
+def batched(single: np.ndarray, size: int) -> np.ndarray:
+    """[K, 1, ...] inputs regrouped as [K // size, size, ...] batches."""
+    k = len(single) // size * size
+    return single[:k].reshape(k // size, size, *single.shape[2:])

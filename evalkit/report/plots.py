@@ -26,7 +26,9 @@ def to_base64_png(fig) -> str:
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     buf.seek(0)
-    image = Image.open(buf).convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT)
+    # FASTOCTREE: 2 ms a figure here, against 230 ms for MEDIANCUT (1.6 CPU-s of a report's seven figures),
+    # and a smaller file; a line plot's few flat colours come out the same to the eye
+    image = Image.open(buf).convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.FASTOCTREE)
     out = io.BytesIO()
     image.save(out, format="png")  # optimize=True: 4 % fewer bytes for 0.3 s more per demo report
     return base64.b64encode(out.getvalue()).decode("ascii")
