@@ -51,8 +51,10 @@ def frame_list_files(listing: Path) -> list[str]:
 
 def frame_list_folder(listing: Path) -> Path:
     """The image folder a frame list (``write_frame_list``) reads its frames from: the user's folder, where the
-    list itself lives in evalkit's cache."""
-    return Path(os.readlink(Path(listing).parent / _LINK_NAME))
+    list itself lives in evalkit's cache. Where the list's folder holds the frames themselves (a copy of it:
+    shipped to a Ray worker), that folder."""
+    link = Path(listing).parent / _LINK_NAME
+    return Path(os.readlink(link)) if link.is_symlink() else link
 
 
 def write_frame_list(frames_dir: Path, frames: tuple[Path, ...], fps: float) -> Path:
