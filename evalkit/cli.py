@@ -159,7 +159,7 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
         _debug(f"suite {loaded.path} (sha256 {loaded.sha256[:16]}), output folder {out or 'the suite default'}")
         run_dir = run_suite(loaded, out=out, keep_suite_as=keep_suite_as, **how)
     record = load_run(run_dir)
-    name = record["suite"]["name"]
+    name = record.suite.name
     failed, bug = _failures(record)
     # a failed combination fails the run whatever the gates say: shown as a failed run check
     results, gated = gate_results(record)
@@ -169,15 +169,16 @@ def _run(suite_path: Path | None, out: Path | None, save_golden: Path | None = N
     if as_json:
         _stderr(summary_text(results, gated=gated))
         print(json.dumps(json_safe({
-            "run_dir": str(run_dir), "suite": name, "run_id": record["run_id"], "gated": gated,
+            "run_dir": str(run_dir), "suite": name, "run_id": record.run_id, "gated": gated,
             "gates" if gated else "run_checks": [r.to_dict() for r in results],
-            "skipped": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "reason": e.get("reason")}
-                        for e in record["runs"] if e["status"] == "skipped"],
+            "skipped": [{"model": e.model, "backend": e.backend, "input": e.input, "reason": e.reason}
+                        for e in record.runs if e.status == "skipped"],
             "failed": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
                         "reason": e["reason"], "bug": e["bug"]} for e in failed],
-            "verdicts": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
-                          **{k: (e.get("verdict") or {}).get(k) for k in ("status", "text", "findings")}}
-                         for e in record["runs"]],
+            "verdicts": [{"model": e.model, "backend": e.backend, "input": e.input, "protocol": e.protocol,
+                          **(e.verdict.model_dump(include={"status", "text", "findings"}) if e.verdict else
+                             dict.fromkeys(("status", "text", "findings")))}
+                         for e in record.runs],
             "report": str(Path(run_dir) / "report.html"),
             "passed": code == EXIT_OK, "exit_code": code,
         }), allow_nan=False))
@@ -463,7 +464,7 @@ def _history_record(args) -> int:
         record = load_run(run_dir)
         db = Path(args.db) if args.db else run_dir.parent.parent / history.HISTORY_DB
         history.record_run(db, record, run_dir)
-        print(f"recorded run {record['run_id']} in {db}")
+        print(f"recorded run {record.run_id} in {db}")
     return EXIT_OK
 
 
@@ -592,12 +593,13 @@ def _failure_line(entry: dict) -> str:
             f"{entry['reason']}")
 
 
-def _failures(record: dict) -> tuple[list[dict], bool]:
-    """The record's failed combinations, each with ``bug`` set (it failed because of a bug in evalkit, not
-    because of its input or its backend), and whether any did: the one place that decides exit code 3."""
+def _failures(record) -> tuple[list[dict], bool]:
+    """The record's failed combinations (as dicts), each with ``bug`` set (it failed because of a bug in evalkit,
+    not because of its input or its backend), and whether any did: the one place that decides exit code 3."""
     from evalkit.matrix.jobs import INTERNAL, failure_kind
 
-    failed = [dict(e, bug=failure_kind(e) == INTERNAL) for e in record["runs"] if e["status"] == "failed"]
+    failed = [dict(e.model_dump(mode="json"), bug=failure_kind(e) == INTERNAL) for e in record.runs
+              if e.status == "failed"]
     return failed, any(e["bug"] for e in failed)
 
 

@@ -269,11 +269,14 @@ def worker_died_entry(job: Job, suite, exitcode: int | None) -> dict:
     return entry
 
 
-def failure_kind(entry: dict) -> str | None:
-    """USER or INTERNAL for a failed entry, None for any other."""
-    if entry.get("status") != "failed":
+def failure_kind(entry) -> str | None:
+    """USER or INTERNAL for a failed entry (a ``record.schema.RunEntry``, or a job's entry dict), None for any
+    other."""
+    status, errors = (entry.get("status"), entry.get("errors")) if isinstance(entry, dict) else (entry.status,
+                                                                                                entry.errors)
+    if status != "failed":
         return None
-    return INTERNAL if str(entry.get("errors") or "").startswith(INTERNAL) else USER
+    return INTERNAL if str(errors or "").startswith(INTERNAL) else USER
 
 
 def write_entry(folder: Path, entry: dict) -> None:
