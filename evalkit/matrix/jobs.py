@@ -212,6 +212,27 @@ def _identity(model, backend: BackendSpec, spec, protocol) -> dict:
             "precision": backend.precision}
 
 
+def assemble_entry(*parts: dict) -> dict:
+    """The record entry of one combination, assembled once from the parts its producers returned (identity,
+    outcome, what generation timed, what measuring found, ...): each key from one part only (two parts
+    setting one key is a bug), the whole checked against the record's type (``record.schema.RunEntry``: a
+    misspelt or mistyped key fails here, in the job that made it, not when the run is recorded).
+
+    Returned as a dict (what entry.json, the executors and a resume keep): every key of the type, None where
+    the combination produced no such part."""
+    from evalkit.record.schema import RunEntry
+    from evalkit.record.summary import json_safe
+
+    entry: dict = {}
+    for part in parts:
+        twice = sorted(set(entry) & set(part))
+        if twice:
+            raise ValueError(f"record entry: {', '.join(twice)} produced twice")
+        entry.update(part)
+    checked = RunEntry.model_validate({**json_safe(entry), "summary": {}})  # the row is made when recorded
+    return checked.model_dump(mode="json", exclude={"summary", "verdict"})
+
+
 def is_user_error(exc: BaseException) -> bool:
     """Bad input, a file or the disk, or ONNX Runtime refusing the model: the user's to fix, not evalkit's bug."""
     return (isinstance(exc, UserError) or type(exc).__module__.startswith("onnxruntime")
@@ -220,7 +241,7 @@ def is_user_error(exc: BaseException) -> bool:
 
 def skipped_entry(job: Job, suite, reason: str) -> dict:
     """The entry of a combination that cannot run where it was sent (``reason`` says why)."""
-    return {**_identity(*job_specs(suite, job)), "status": "skipped", "reason": reason}
+    return assemble_entry(_identity(*job_specs(suite, job)), {"status": "skipped", "reason": reason})
 
 
 USER, INTERNAL = "user", "internal"
@@ -234,16 +255,16 @@ def failed_entry(job: Job, suite, exc: Exception, folder: Path) -> dict:
     user = is_user_error(exc)
     message = " ".join(str(exc).split())[:400] or type(exc).__name__
     folder.mkdir(parents=True, exist_ok=True)
-    entry = {**_identity(model, backend, spec, protocol), "status": "failed", "folder": job.folder,
-             "errors": f"{USER if user else INTERNAL}: {type(exc).__name__}", "traceback": None}
+    outcome = {"status": "failed", "folder": job.folder, "errors": f"{USER if user else INTERNAL}: {type(exc).__name__}",
+               "traceback": None}
     if user:
-        entry["reason"] = message if isinstance(exc, UserError) else f"{type(exc).__name__}: {message}"
+        outcome["reason"] = message if isinstance(exc, UserError) else f"{type(exc).__name__}: {message}"
     else:
         write_text_atomic(folder / TRACEBACK_TXT, "".join(traceback.format_exception(exc)))
-        entry["traceback"] = f"{job.folder}/{TRACEBACK_TXT}"
-        entry["reason"] = (f"{type(exc).__name__}: {message} (a bug in evalkit; please report it with the "
-                           f"traceback in {job.folder}/{TRACEBACK_TXT})")
-    return entry
+        outcome["traceback"] = f"{job.folder}/{TRACEBACK_TXT}"
+        outcome["reason"] = (f"{type(exc).__name__}: {message} (a bug in evalkit; please report it with the "
+                             f"traceback in {job.folder}/{TRACEBACK_TXT})")
+    return assemble_entry(_identity(model, backend, spec, protocol), outcome)
 
 
 WORKER_DIED = "user: WorkerDied"  # a failed entry's ``errors`` when the process running it died
@@ -264,9 +285,8 @@ def worker_died_entry(job: Job, suite, exitcode: int | None) -> dict:
             ": what the out-of-memory killer sends" if -exitcode == signal.SIGKILL else "") + ")"
     else:
         how = f"worker exited with code {exitcode} without finishing"
-    entry = {**_identity(*job_specs(suite, job)), "status": "failed", "folder": job.folder, "errors": WORKER_DIED,
-             "traceback": None, "reason": how}
-    return entry
+    return assemble_entry(_identity(*job_specs(suite, job)), {"status": "failed", "folder": job.folder,
+                                                             "errors": WORKER_DIED, "traceback": None, "reason": how})
 
 
 def failure_kind(entry) -> str | None:
@@ -295,10 +315,11 @@ def keeps_full_frames(suite) -> bool:
     return suite.store_full_frames or any(b.kind == "external" for b in suite.backends)
 
 
-def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Path, suite, entry: dict, protocol,
+def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Path, suite, protocol,
                  ground_truth: Path | None):
     """Generate with evalkit's own pipeline on an ONNX Runtime provider, measuring as it goes (one streamed
-    pass: pipeline.generate); records what it generated and measured into ``entry``."""
+    pass: pipeline.generate); returns what it generated and (its part of the entry: the session, the speed
+    and what the raw outputs were, ``generated.measured`` apart: fidelity and sync)."""
     runner = OnnxRuntimeRunner(model.generator, contract, backend)
     with runner:
         generated = generate(runner, audio, prep, folder,
@@ -308,7 +329,7 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
                              store_full_frames=keeps_full_frames(suite), batch_size=backend.batch_size)
     times = generated.times
     opts = backend.session_options
-    entry.update(
+    produced = dict(
         frames=generated.frames, providers_used=runner.providers_used, session_seconds=runner.activate_seconds,
         threads={"intra_op": opts.intra_op_num_threads, "inter_op": opts.inter_op_num_threads},
         stage_seconds=times.seconds, stage_cpu_seconds=times.cpu_seconds, inference_ms=times.inference_ms, warmup_ms=times.warmup_ms,
@@ -322,65 +343,63 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
         mouth_sharpness=generated.sharpness,
         template_indices=generated.template_indices, pipeline_seconds=times.pipeline_seconds,
     )
-    entry.update(generated.measured)
-    return generated
+    return generated, produced
 
 
 def _run_one(partial: Path, suite, model, contract, spec, prep, protocol, backend, audio,
              ground_truth, have: list[str], log) -> dict:
-    """Generate and measure one model x backend x input x protocol; returns its entry."""
-    entry = {**_identity(model, backend, spec, protocol),
-             "driving_audio": audio.path.name if audio.path else None,
-             "audio_features_seconds": audio.compute_seconds, "audio_seconds": audio.seconds}
+    """Generate and measure one model x backend x input x protocol; returns its entry, assembled once from its
+    parts (``assemble_entry``): identity, the driving audio, the outcome, what generation produced and timed,
+    what measuring found, the field's metrics."""
+    identity = _identity(model, backend, spec, protocol)
+    driving = {"driving_audio": audio.path.name if audio.path else None,
+               "audio_features_seconds": audio.compute_seconds, "audio_seconds": audio.seconds}
     what = f"{model.name} on {backend.name} for {spec.name} ({protocol.name})"
     if backend.kind == "onnxruntime" and backend.provider not in have:
-        entry.update(status="skipped", reason=f"not available here (available: {', '.join(have)})")
         log(f"skipped {what}: {backend.provider} not available here")
-        return entry
+        return assemble_entry(identity, driving, {"status": "skipped",
+                                                  "reason": f"not available here (available: {', '.join(have)})"})
     if backend.kind == "external" and (protocol.kind != "reconstruction" or protocol.reference != "same"
                                        or contract.template_start != 0):
-        entry.update(status="skipped", reason="an external backend runs its own pipeline: only the reconstruction "
-                     "protocol with reference same and the contract's template walk")
-        log(f"skipped {what}: {entry['reason']}")
-        return entry
+        reason = ("an external backend runs its own pipeline: only the reconstruction protocol with reference same "
+                  "and the contract's template walk")
+        log(f"skipped {what}: {reason}")
+        return assemble_entry(identity, driving, {"status": "skipped", "reason": reason})
     folder = combo_folder(model.name, backend.name, spec.name, protocol.name)
     (partial / folder).mkdir()
     stores_full = backend.kind == "external" or keeps_full_frames(suite)
-    entry.update(status="ok", folder=folder, outputs={
+    outcome = {"status": "ok", "folder": folder, "outputs": {
         "mp4": f"{folder}/{OUTPUT_MP4}", "frames_full": f"{folder}/{FRAMES_FULL}" if stores_full else None,
-        "frames_inner": f"{folder}/{FRAMES_INNER}"})
+        "frames_inner": f"{folder}/{FRAMES_INNER}"}}
     t0 = time.perf_counter()
     if backend.kind == "external":
-        entry.update(run_external(backend, model, prep, contract, audio.frames, partial / folder))
-        indices = [template_index(i, prep.video.frames, contract) for i in range(entry["frames"])]
-        entry["template_indices"] = indices
+        produced = run_external(backend, model, prep, contract, audio.frames, partial / folder)
+        produced["template_indices"] = [template_index(i, prep.video.frames, contract)
+                                        for i in range(produced["frames"])]
     else:
         try:
-            generated = _generate_on(backend, model, contract, audio, prep, partial / folder, suite, entry, protocol,
-                                     ground_truth)
+            generated, produced = _generate_on(backend, model, contract, audio, prep, partial / folder, suite,
+                                               protocol, ground_truth)
         except ProviderDidNotStart as exc:  # listed, but not usable here: as if not available, unless required
             if backend.required:
                 raise
             shutil.rmtree(partial / folder)
-            for made in ("folder", "outputs"):
-                entry.pop(made)
-            entry.update(status="skipped", reason=str(exc))
             log(f"skipped {what}: {exc}")
-            return entry
+            return assemble_entry(identity, driving, {"status": "skipped", "reason": str(exc)})
         np.savez_compressed(partial / folder / HEAD_OUTPUTS, outputs=generated.head_outputs)
-    entry["generate_seconds"] = time.perf_counter() - t0
-    log(f"generated and measured {what}: {entry['frames']} frames in {entry['generate_seconds']:.1f} s")
+    frames, timed = produced["frames"], {"generate_seconds": time.perf_counter() - t0}
+    log(f"generated and measured {what}: {frames} frames in {timed['generate_seconds']:.1f} s")
     if backend.kind == "external":  # its own pipeline wrote files: measure them
         log(f"measuring {what} (fidelity and sync against the ground truth and the audio) ...")
-        entry.update(measure_run(
-            partial / folder, ground_truth, prep.boxes, indices, contract,
-            entry["frames"], suite.metrics, audio.wav, contract.sample_rate,
-        ))
+        measured = measure_run(partial / folder, ground_truth, prep.boxes, produced["template_indices"], contract,
+                               frames, suite.metrics, audio.wav, contract.sample_rate)
+    else:
+        measured = generated.measured  # measured while generating (one streamed pass)
     from evalkit.measure.field import measure_field  # the field's metrics: CPBD, and LMD / identity with evalkit[face]
 
-    entry["field"] = measure_field(partial / folder, entry["frames"], entry["template_indices"], prep.boxes,
-                                   prep.video.path, ground_truth, contract, suite.metrics, audio.wav, entry.get("sync"))
-    return entry
+    field = measure_field(partial / folder, frames, produced["template_indices"], prep.boxes, prep.video.path,
+                          ground_truth, contract, suite.metrics, audio.wav, measured.get("sync"))
+    return assemble_entry(identity, driving, outcome, produced, timed, measured, {"field": field})
 
 
 # --- the .partial run folder: its state file, its finished entries, and stale ones ------------------------------
