@@ -444,7 +444,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: RunRec
                              log)) as results:
             for job, entry in results:
                 entries[job] = entry
-                progress.step(f"{job.model}/{job.backend}/{job.input}/{job.protocol}, {entry['status']}")
+                progress.step(f"{job.key.full}, {entry['status']}")
         lost = [job for job in jobs if entries[job].get("errors") == WORKER_DIED]
         if lost:
             raise RunNotFinished(
@@ -509,7 +509,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: RunRec
 
 
 def _lost_list(lost: list, entries: dict) -> str:
-    return "; ".join(f"{job.model}/{job.backend}/{job.input}/{job.protocol}: {entries[job]['reason']}"
+    return "; ".join(f"{job.key.full}: {entries[job]['reason']}"
                      for job in lost)
 
 

@@ -127,7 +127,7 @@ SYNC_RELIABILITY = {
 
 
 def _matches(gate, entry) -> bool:
-    keys = run_key(entry)
+    keys = entry.key
     return all(getattr(gate, attr, None) is None or keys[i] in getattr(gate, attr)
                for i, (attr, _) in enumerate(FILTERS))
 

@@ -31,6 +31,7 @@ from evalkit.ci.gates import run_checks
 from evalkit.record.environment import sha256_file
 from evalkit.errors import UserError
 from evalkit.record.io import write_text_atomic
+from evalkit.record.runkey import RunKey
 from evalkit.record.summary import json_safe
 from evalkit.report.templating import render
 from evalkit.config.suite import LoadedSuite, Suite
@@ -149,7 +150,7 @@ def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record, 
     ``load_run`` reads it); signed with ``private_key`` (Ed25519) when given."""
     failed = [e for e in record.runs if e.status == "failed"]  # a combination that failed fails the sign-off
     gates = [g.model_dump(mode="json") for g in record.gates or []] + [r.to_dict() for r in run_checks(failed)]
-    criteria = list({(g["gate"], g["model"], g["backend"], g["input"], g["protocol"]): g  # each criterion once
+    criteria = list({(g["gate"], *RunKey.of(g)): g  # each criterion once
                      for g in gates}.values())
     passed = bool(criteria) and all(g["passed"] for g in criteria)
     signoff = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.config.suite import DEFAULT_PROTOCOL
+from evalkit.record.runkey import RunKey
 
 
 def combo_folder(model: str, backend: str, input_name: str, protocol: str = DEFAULT_PROTOCOL) -> str:
@@ -32,6 +33,11 @@ class Job:
     backend: str
     input: str
     protocol: str
+
+    @property
+    def key(self) -> RunKey:
+        """The run this job makes, as the record names it."""
+        return RunKey(self.model, self.backend, self.input, self.protocol)
 
     @property
     def folder(self) -> str:
