@@ -86,18 +86,21 @@ def _same(va, vb) -> bool:
     return va == vb or (math.isnan(va) and math.isnan(vb))
 
 
-def _speed_clock(ea: dict, eb: dict) -> str:
-    both_cpu = all(e.get("provider") == CPU_PROVIDER and e.get("timed_cpu_ms") for e in (ea, eb))
+def _speed_clock(ea, eb) -> str:
+    both_cpu = all(e.provider == CPU_PROVIDER and e.timed_cpu_ms for e in (ea, eb))
     return "cpu" if both_cpu else "wall"
 
 
-def _speed_headline(key: RunKey, ea: dict, eb: dict) -> dict | None:
+def _samples(entry, cpu: bool) -> list[float]:
+    """A run's timed samples (ms): CPU time per inference (``timed_cpu_ms``) or wall clock (``timed_ms``)."""
+    return list((entry.timed_cpu_ms if cpu else entry.timed_ms) or [])
+
+
+def _speed_headline(key: RunKey, ea, eb) -> dict | None:
     """How the run's inference speed moved from A to B: ratio of throughput (CPU time on a CPU backend where
     both recorded it), the Mann-Whitney p, and whether it is beyond noise."""
     clock = _speed_clock(ea, eb)
-    samples = "timed_cpu_ms" if clock == "cpu" else "timed_ms"
-    a = [number(v) for v in ea.get(samples) or []]
-    b = [number(v) for v in eb.get(samples) or []]
+    a, b = _samples(ea, clock == "cpu"), _samples(eb, clock == "cpu")
     if not a or not b:
         return None
     ratio = (len(b) / sum(b)) / (len(a) / sum(a)) if sum(a) > 0 and sum(b) > 0 else math.nan
@@ -111,8 +114,8 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
     """Compare two run folders into ``out`` (comparison.csv, comparison.html, A | B videos); progress lines go
     to ``log``. Returns the Comparison (its ``problems``: runs whose outputs cannot be compared)."""
     a, b = load_run(run_a), load_run(run_b)
-    ok_a = {run_key(e): e for e in a["runs"] if e["status"] == "ok"}
-    ok_b = {run_key(e): e for e in b["runs"] if e["status"] == "ok"}
+    ok_a = {e.key: e for e in a.runs if e.status == "ok"}
+    ok_b = {e.key: e for e in b.runs if e.status == "ok"}
     common = [k for k in ok_a if k in ok_b]
     if not common:
         raise UserError(f"{run_a} and {run_b} share no model x backend x input x protocol that ran in both")
@@ -130,14 +133,13 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
         for column in SUMMARY_COLUMNS:
             if column in TEXT_FIELDS:
                 continue
-            va, vb = number(ea["summary"].get(column)), number(eb["summary"].get(column))
+            va, vb = number(ea.summary.cell(column)), number(eb.summary.cell(column))
             if va is None and vb is None:
                 continue
             delta = vb - va if va is not None and vb is not None else None
             ratio = vb / va if column in SPEED_FIELDS and va and vb is not None else None
-            samples = "timed_cpu_ms" if column in CPU_SAMPLED else "timed_ms"
-            p = speed_change_p(column, delta, [number(v) for v in ea.get(samples) or []],
-                               [number(v) for v in eb.get(samples) or []])
+            cpu = column in CPU_SAMPLED
+            p = speed_change_p(column, delta, _samples(ea, cpu), _samples(eb, cpu))
             same = _same(va, vb)
             if not same and _is_quality(column):
                 changed_quality.append(column)
@@ -149,13 +151,13 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
         speed = _speed_headline(key, ea, eb)
         if speed is not None:
             speeds.append(speed)
-        atol, rtol = DEFAULT_TOLERANCES[eb["precision"]]
+        atol, rtol = DEFAULT_TOLERANCES[eb.precision]
         outputs = compare_output_sets(*heads.pop(key), atol, rtol)
         if outputs.shapes_differ:
             result.problems.append(f"{key.where}: the two runs' {outputs.note}: another model, not comparable "
                                    "output by output")
-        external = "external" in (ea["kind"], eb["kind"])
-        dir_a, dir_b = Path(run_a) / ea["folder"], Path(run_b) / eb["folder"]
+        external = "external" in (ea.kind, eb.kind)
+        dir_a, dir_b = Path(run_a) / ea.folder, Path(run_b) / eb.folder
         frames_file = FRAMES_FULL if external else FRAMES_INNER
         # A baseline (evalkit baseline set) keeps the record and tables, no videos: its side is numbers only.
         picture = (picture_parity(dir_a, dir_b, frames_file) if _both_have(dir_a, dir_b, frames_file)
@@ -168,7 +170,7 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
         if _both_have(dir_a, dir_b, OUTPUT_MP4) and not outputs.shapes_differ and not picture.get("error"):
             name = f"{'__'.join(key)}_a_vs_b.mp4"
             window = _face_window(a, ea)
-            side_by_side(dir_a / OUTPUT_MP4, dir_b / OUTPUT_MP4, out / name, min(ea["frames"], eb["frames"]),
+            side_by_side(dir_a / OUTPUT_MP4, dir_b / OUTPUT_MP4, out / name, min(ea.frames, eb.frames),
                          window=window)
             videos.append({"label": " / ".join(key) + (", around the face" if window else ", whole frames"),
                            "href": name, "poster": _poster(out / name)})
@@ -178,7 +180,7 @@ def compare_runs(run_a: Path, run_b: Path, out: Path, log=None) -> Comparison:
     table = pd.DataFrame(rows)
     with atomic_output(out / "comparison.csv") as tmp:
         table.to_csv(tmp, index=False)
-    same_machine = a["machine"].get("cpu") == b["machine"].get("cpu") and a["machine"].get("gpus") == b["machine"].get("gpus")
+    same_machine = a.machine.get("cpu") == b.machine.get("cpu") and a.machine.get("gpus") == b.machine.get("gpus")
     result.headline = _headline(common, quality_changed, speeds, parity, same_machine)
     changed = [r for r in rows if _shown(r)]
     unchanged: dict[RunKey, list[int]] = {}
@@ -243,10 +245,10 @@ def _headline(common, quality_changed, speeds, parity, same_machine) -> list[str
 def _verdict_rows(common, ok_a, ok_b) -> list[dict]:
     rows = []
     for key in common:
-        va = (ok_a[key].get("verdict") or {}).get("text", "-")
-        vb = (ok_b[key].get("verdict") or {}).get("text", "-")
+        verdict_a, verdict_b = ok_a[key].verdict, ok_b[key].verdict
+        va, vb = verdict_a.text if verdict_a else "-", verdict_b.text if verdict_b else "-"
         rows.append({"label": key.label, "a": va, "b": vb, "changed": va != vb,
-                     "b_ok": (ok_b[key].get("verdict") or {}).get("ok", True)})
+                     "b_ok": verdict_b.ok if verdict_b else True})
     return rows
 
 
@@ -272,7 +274,7 @@ def _poster(video: Path) -> str | None:
     return poster.name
 
 
-def _face_window(record: dict, entry: dict) -> tuple[int, int, int, int] | None:
+def _face_window(record, entry) -> tuple[int, int, int, int] | None:
     """The part of the frames that run A's crop boxes show, with a margin (as the report's side-by-side video),
     or None (whole frames) when those boxes are not on this machine."""
     from evalkit.measure.view_assets import face_window_of, input_boxes

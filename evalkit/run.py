@@ -37,7 +37,7 @@ from evalkit.pipeline.generate import check_protocol, prepare_input
 from evalkit.ci.baseline import load_baseline
 from evalkit.ci.gates import evaluate_gates, needs_baseline
 from evalkit.record.layout import PARTIAL_SUFFIX, RUN_RECORD
-from evalkit.record.schema import RECORD_KIND, RECORD_SCHEMA_VERSION, RunRecord
+from evalkit.record.schema import RECORD_KIND, RECORD_SCHEMA_VERSION, BaselineFacts, RunEntry, RunRecord
 from evalkit.record.verdict import add_verdicts
 from evalkit.record.summary import json_safe, load_run, summary_row  # noqa: F401 (load_run: re-exported)
 from evalkit.measure.view_assets import make_view_assets
@@ -449,7 +449,7 @@ def _new_record(loaded: LoadedSuite, run_id: str, created_utc: str, suite_path: 
     return record
 
 
-def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict | None, done: dict[str, dict], log,
+def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: RunRecord | None, done: dict[str, dict], log,
               workers: int | None, executor: Executor, ray_address: str | None, finishing: dict, lock,
               warn) -> Path:
     """Run the combinations not ``done`` (entries by folder), then parity, gates, the record, the report, the
@@ -476,40 +476,42 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
                              log)) as results:
             for job, entry in results:
                 entries[job] = entry
-                progress.step(f"{job.model}/{job.backend}/{job.input}/{job.protocol}, {entry['status']}")
+                progress.step(f"{job.key.full}, {entry['status']}")
         lost = [job for job in jobs if entries[job].get("errors") == WORKER_DIED]
         if lost:
             raise RunNotFinished(
                 f"{_lost_list(lost, entries)}; the {len(jobs) - len(lost)} other combinations ran and are kept in "
                 f"{partial}; run {'them' if len(lost) > 1 else 'it'} again with: {resume_command(partial, finishing)}")
-        record["runs"] = [entries[job] for job in jobs]
-        failed = [e for e in record["runs"] if e["status"] == "failed"]
+        runs = [RunEntry.model_validate({**json_safe(entries[job]), "summary": {}}) for job in jobs]  # row: below
+        failed = [e for e in runs if e.status == "failed"]
         if failed:
             log(f"{len(failed)} of {len(jobs)} combinations FAILED; the others ran (see their reasons in the record)")
         stage = "report"
         progress.phase("comparing backends (parity) ...")
-        record["parity"] = add_parity(record, suite, partial, log=log)
+        parity = add_parity(runs, suite, partial, log=log)
+        typed = RunRecord.model_validate({**json_safe(record), "runs": runs, "parity": parity})  # assembled once
         if suite.golden is not None:
-            compare_with_golden(record, suite, partial)
-        for entry in record["runs"]:
-            entry["summary"] = summary_row(entry)
+            compare_with_golden(typed, suite, partial)
+        for entry in typed.runs:
+            entry.summary = summary_row(entry, typed.baseline_parity(entry))
         if suite.gates:
-            results = evaluate_gates(record, suite.gates, baseline)
-            record["gates"] = [r.to_dict() for r in results]
-            record["gates_passed"] = all(results)
+            results = evaluate_gates(typed, suite.gates, baseline)
+            typed.gates = [r.to_dict() for r in results]
+            typed.gates_passed = all(results)
             if baseline is not None:
-                record["baseline"] = {"run_id": baseline["run_id"], "suite": baseline["suite"]["name"],
-                                      "machine": baseline["machine"]}
-        add_verdicts(record)  # each run's verdict, after its summary and the gates
-        record["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        record["wall_seconds"] = progress.elapsed()
-        checked = RunRecord.model_validate(json_safe(record)).to_json_dict()  # what evalkit writes always loads
-        write_json_atomic(partial / RUN_RECORD, checked)
+                typed.baseline = BaselineFacts(run_id=baseline.run_id, suite=baseline.suite.name,
+                                               machine=baseline.machine)
+        add_verdicts(typed)  # each run's verdict, after its summary and the gates
+        typed.finished_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        typed.wall_seconds = progress.elapsed()
+        stored = typed.to_json_dict()
+        checked = RunRecord.model_validate(stored)  # what evalkit writes always loads
+        write_json_atomic(partial / RUN_RECORD, stored)
         progress.phase("writing the report (summary.csv, frames.csv, report.html) ...")
         make_view_assets(partial, checked, log=log)
         render_run(partial, checked, log=log)
         stage = "finishing"
-        _finish(loaded, checked, record, partial, final, base / HISTORY_DB, finishing, log, warn, steps)
+        _finish(loaded, checked, partial, final, base / HISTORY_DB, finishing, log, warn, steps)
         fault_point("finishing")
         with signals_deferred():  # the rename and what says it happened: a signal waits until both are done
             partial.rename(final)
@@ -539,7 +541,7 @@ def _complete(loaded: LoadedSuite, record: dict, partial: Path, baseline: dict |
 
 
 def _lost_list(lost: list, entries: dict) -> str:
-    return "; ".join(f"{job.model}/{job.backend}/{job.input}/{job.protocol}: {entries[job]['reason']}"
+    return "; ".join(f"{job.key.full}: {entries[job]['reason']}"
                      for job in lost)
 
 
@@ -548,7 +550,7 @@ def resume_command(partial: Path, finishing: dict) -> str:
     return f"evalkit {'signoff' if finishing.get('signoff') else 'run'} --resume {partial}"
 
 
-def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, final: Path, db: Path,
+def _finish(loaded: LoadedSuite, checked: RunRecord, partial: Path, final: Path, db: Path,
             finishing: dict, log, warn, steps: dict) -> None:
     """The finishing steps, into ``partial`` or beside it, naming the run by its ``final`` folder: the history
     entry, JUnit XML and Markdown summary, golden outputs, sign-off. Each can be done again (a resume does).
@@ -566,7 +568,7 @@ def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, fin
     write_ci_files(checked, final, finishing)
     steps.update({name: True for name in ("the JUnit XML", "the Markdown summary") if name in steps})
     if finishing.get("save_golden"):
-        items = golden_items(record, partial)
+        items = golden_items(checked, partial)
         save_golden(Path(finishing["save_golden"]), items)
         steps["the golden outputs"] = True
         log(f"saved golden outputs of {len(items)} model x input pairs to {finishing['save_golden']}")
@@ -579,7 +581,7 @@ def _finish(loaded: LoadedSuite, checked: dict, record: dict, partial: Path, fin
         steps["the sign-off"] = True
 
 
-def write_ci_files(record: dict, run_dir: Path, finishing: dict) -> None:
+def write_ci_files(record: RunRecord, run_dir: Path, finishing: dict) -> None:
     """The JUnit XML (``finishing["junit"]``) and Markdown summary (``finishing["summary_md"]``) of a finished
     record, whose folder is (or will be, once renamed) ``run_dir``."""
     if not (finishing.get("junit") or finishing.get("summary_md")):
@@ -588,24 +590,23 @@ def write_ci_files(record: dict, run_dir: Path, finishing: dict) -> None:
     from evalkit.record.io import write_text_atomic
 
     results, gated = gate_results(record)
-    for key, text in (("junit", lambda: junit_xml(record["suite"]["name"], results, record)),
-                      ("summary_md", lambda: summary_markdown(record["suite"]["name"], str(run_dir), results,
+    for key, text in (("junit", lambda: junit_xml(record.suite.name, results, record)),
+                      ("summary_md", lambda: summary_markdown(record.suite.name, str(run_dir), results,
                                                               record, gated=gated))):
         if finishing.get(key):
             Path(finishing[key]).parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(Path(finishing[key]), text())
 
 
-def gate_results(record: dict) -> tuple[list, bool]:
+def gate_results(record: RunRecord) -> tuple[list, bool]:
     """The verdict's results of a finished record, and whether it had gates: its gates, or without gates the
     run checks (each run ran, with finite metrics); a failed combination is a failed run check either way."""
     from evalkit.ci.gates import GateResult, run_checks
 
-    gated = record["gates"] is not None
-    if not gated:
-        return run_checks(record), False
-    return [GateResult(**g) for g in record["gates"]] + run_checks(
-        {"runs": [e for e in record["runs"] if e["status"] == "failed"]}), True
+    if record.gates is None:
+        return run_checks(record.runs), False
+    return [GateResult(**g.model_dump()) for g in record.gates] + run_checks(
+        [e for e in record.runs if e.status == "failed"]), True
 
 
 @contextmanager

@@ -68,7 +68,7 @@ def two_runs(fixtures_dir, short_wav, tmp_path_factory):
 
 
 def summary(run_dir) -> dict:
-    (entry,) = load_run(run_dir)["runs"]
+    (entry,) = load_run(run_dir).to_json_dict()["runs"]
     return entry["summary"]
 
 
@@ -80,14 +80,14 @@ def test_a_flag_run_measures_what_the_equivalent_suite_does(two_runs):
         assert isinstance(a[field], (int, float)) and math.isfinite(a[field]), (field, a[field])
         assert a[field] == b[field], field  # the same pipeline on the same files: bit for bit the same numbers
     assert a["psnr_mean"] > 40  # the reference fixture redraws the ground truth (55 dB on the full clip)
-    assert load_run(flag_run)["suite"]["definition"] == load_run(suite_run)["suite"]["definition"]
+    assert load_run(flag_run).to_json_dict()["suite"]["definition"] == load_run(suite_run).to_json_dict()["suite"]["definition"]
 
 
 @pytest.mark.slow
 def test_a_flag_run_keeps_its_suite_and_suite_check_accepts_it(two_runs, capsys):
     flag_run, _, _, _ = two_runs
     kept = flag_run / "suite.yaml"
-    assert load_run(flag_run)["suite"]["path"] == str(kept)
+    assert load_run(flag_run).to_json_dict()["suite"]["path"] == str(kept)
     code, out, err = run_cli(capsys, "suite", "check", kept)
     assert code == 0, err
     assert "valid suite 'reference'" in out and "= 1 runs" in out

@@ -40,7 +40,7 @@ def set_baseline(run_dir: Path, name: str | None = None, folder: Path = DEFAULT_
     a failure or a signal leaves the old baseline or the new one at ``folder/name``, never neither.
     """
     record = load_run(run_dir)
-    name = check_name(name if name is not None else record["suite"]["name"],
+    name = check_name(name if name is not None else record.suite.name,
                       "--name" if name is not None else f"{Path(run_dir) / RUN_RECORD}: suite name")
     folder = Path(folder)
     dest = folder / name
@@ -58,8 +58,8 @@ def set_baseline(run_dir: Path, name: str | None = None, folder: Path = DEFAULT_
         for file in BASELINE_FILES:
             if (Path(run_dir) / file).is_file():
                 shutil.copy2(Path(run_dir) / file, tmp / file)
-        (tmp / BASELINE_MARKER).write_text(f"evalkit baseline '{name}' from run {record['run_id']} "
-                                           f"({record['created_utc']}, suite {record['suite']['name']})\n")
+        (tmp / BASELINE_MARKER).write_text(f"evalkit baseline '{name}' from run {record.run_id} "
+                                           f"({record.created_utc}, suite {record.suite.name})\n")
         if dest.exists():
             exchange(tmp, dest)  # one step: the new baseline in, the old one at tmp's name; never neither
             fault_point("baseline-swap")
@@ -106,6 +106,6 @@ def resolve_baseline(value: str, suite_file: Path) -> Path:
                     f"make one with `evalkit baseline set RUN_DIR --name {Path(value).name}`")
 
 
-def load_baseline(value: str, suite_file: Path) -> dict:
+def load_baseline(value: str, suite_file: Path):
     """The checked record of a suite's baseline (see ``load_run``)."""
     return load_run(resolve_baseline(value, suite_file))

@@ -123,32 +123,32 @@ SYNC_RELIABILITY = {
 }
 
 
-def _matches(gate, entry: dict) -> bool:
-    keys = run_key(entry)
+def _matches(gate, entry) -> bool:
+    keys = entry.key
     return all(getattr(gate, attr, None) is None or keys[i] in getattr(gate, attr)
                for i, (attr, _) in enumerate(FILTERS))
 
 
-def _unreliable(field: str, summary: dict) -> str | None:
-    """Why a sync field's value cannot be trusted, or None when it can."""
+def _unreliable(field: str, summary) -> str | None:
+    """Why a sync field's value cannot be trusted (``summary``: a ``record.summary.Summary``), or None when it can."""
     for column in SYNC_RELIABILITY.get(field, ()):
-        if summary.get(column) != 1:
+        if summary.cell(column) != 1:
             if column == "video_lag_reliable":
                 return "the video-to-video lag (output against ground truth) is not reliable"
             which = "the ground truth's own" if column.startswith("gt_") else "the output's"
-            reason = summary.get("sync_reason") if column == "sync_reliable" else None
+            reason = summary.sync_reason if column == "sync_reliable" else None
             return f"{which} sync estimate is not reliable" + (f" ({reason})" if reason else "")
     return None
 
 
-def _no_match(gate, label: str, record: dict) -> GateResult:
+def _no_match(gate, label: str, record) -> GateResult:
     """A gate that matched no finished run is a failure that says why (a typo in a filter, skipped runs)."""
     filters = ", ".join(f"{attr}={getattr(gate, attr, None)}" for attr, _ in FILTERS
                         if getattr(gate, attr, None) is not None)
-    skipped = [e for e in record["runs"] if e.get("status") != "ok"]
-    why = f"{len(skipped)} of {len(record['runs'])} runs did not finish"
+    skipped = [e for e in record.runs if e.status != "ok"]
+    why = f"{len(skipped)} of {len(record.runs)} runs did not finish"
     if skipped:
-        reasons = sorted({f"{e['backend']}: {e.get('reason') or e.get('status')}" for e in skipped})
+        reasons = sorted({f"{e.backend}: {e.reason or e.status}" for e in skipped})
         why += f" ({'; '.join(reasons)})"
     return GateResult(label, gate.field, "*", "*", "*", None, "matches a run", None, False,
                       f"FAILED: the gate matched no finished run ({filters or 'no filters'}; {why})", "*")
@@ -168,64 +168,64 @@ def describe(gate) -> str:
     return field
 
 
-def gate_clock(gate, entry: dict) -> str:
+def gate_clock(gate, entry) -> str:
     """The clock a speed gate judges on ``entry``: the gate's ``clock``, else CPU time on a CPU backend whose run
     recorded it, else the wall clock."""
     asked = getattr(gate, "clock", None)
     if asked is not None:
         return asked
-    return "cpu" if entry.get("provider") == CPU_PROVIDER and entry.get("timed_cpu_ms") else "wall"
+    return "cpu" if entry.provider == CPU_PROVIDER and entry.timed_cpu_ms else "wall"
 
 
-def _samples(entry: dict, clock: str) -> list[float]:
+def _samples(entry, clock: str) -> list[float]:
     """A run's timed samples (ms) on ``clock`` (CPU: none in records made before CPU time was recorded)."""
-    return [number(v) for v in entry.get("timed_cpu_ms" if clock == "cpu" else "timed_ms") or []]
+    return list((entry.timed_cpu_ms if clock == "cpu" else entry.timed_ms) or [])
 
 
-def timing_noise(entry: dict, clock: str) -> str | None:
+def timing_noise(entry, clock: str) -> str | None:
     """Why a run's own timing on ``clock`` is too noisy to judge a slowdown by, or None: its samples' coefficient
     of variation above HIGH_CV, or other processes using more than BUSY_SHARE of the machine while timing."""
     cv = latency_summary(_samples(entry, clock))["cv"]
     if cv == cv and cv > HIGH_CV:
-        return f"{RunKey.of(entry).where}'s {clock} timing varies by {cv:.2f} (CV above {HIGH_CV:g})"
-    share = ((entry.get("timing_load") or {}).get("others_share"))
+        return f"{entry.key.where}'s {clock} timing varies by {cv:.2f} (CV above {HIGH_CV:g})"
+    share = entry.timing_load.others_share if entry.timing_load else None
     if share is not None and share > BUSY_SHARE:
-        return (f"other processes used {100 * share:.0f}% of the machine while {RunKey.of(entry).where} was timed "
+        return (f"other processes used {100 * share:.0f}% of the machine while {entry.key.where} was timed "
                 f"(above {100 * BUSY_SHARE:.0f}%)")
     return None
 
 
-def evaluate_gates(record: dict, gates, baseline: dict | None) -> list[GateResult]:
-    """Every gate on every finished model x backend x input x protocol it names; relative gates need
-    ``baseline`` (matched by ``RunKey``)."""
+def evaluate_gates(record, gates, baseline) -> list[GateResult]:
+    """Every gate on every finished model x backend x input x protocol of ``record`` (a
+    ``record.schema.RunRecord``, its summary rows made) it names; relative gates need ``baseline`` (another
+    RunRecord; its runs matched by ``RunKey``)."""
     results = []
-    base_entries = {run_key(e): e for e in (baseline or {}).get("runs", []) if e.get("status") == "ok"}
+    base_entries = {e.key: e for e in (baseline.runs if baseline else []) if e.status == "ok"}
     for gate in gates:
         label = describe(gate)
         matched = 0
-        for entry in record["runs"]:
-            if entry.get("status") != "ok" or not _matches(gate, entry):
+        for entry in record.runs:
+            if entry.status != "ok" or not _matches(gate, entry):
                 continue
             matched += 1
             t0 = time.perf_counter()
-            result = _one_gate(gate, label, entry, base_entries.get(run_key(entry)), record, baseline)
-            results.append(dataclasses.replace(result, protocol=run_key(entry).protocol,
-                                               seconds=time.perf_counter() - t0))
+            result = _one_gate(gate, label, entry, base_entries.get(entry.key), record, baseline)
+            results.append(dataclasses.replace(result, protocol=entry.protocol, seconds=time.perf_counter() - t0))
         if not matched:
             results.append(_no_match(gate, label, record))
     return results
 
 
-def _one_gate(gate, label: str, entry: dict, base_entry: dict | None, record: dict, baseline) -> GateResult:
-    key = run_key(entry)
+def _one_gate(gate, label: str, entry, base_entry, record, baseline) -> GateResult:
+    key = entry.key
     ids = (key.model, key.backend, key.input)
     field = canonical_field(gate.field)
-    value = number(entry["summary"].get(field))
+    value = number(entry.summary.cell(field))
     clock = gate_clock(gate, entry) if field in SAMPLED_STATISTICS else None
     if clock == "cpu":  # the statistic of the CPU-time samples (throughput: inferences per CPU second)
         value = latency_summary(_samples(entry, "cpu"))[SAMPLED_STATISTICS[field][0]]
     shown = abs(value) if value is not None and gate.abs else value
-    doubt = _unreliable(field, entry["summary"])
+    doubt = _unreliable(field, entry.summary)
     if doubt is not None:
         return GateResult(label, gate.field, *ids, value, "a reliable estimate", None, False,
                           f"FAILED: {gate.field} = {_fmt(value)}, but {doubt}")
@@ -242,15 +242,15 @@ def _relative(gate, label, entry, ids, value, base_entry, record, baseline, cloc
     field = canonical_field(gate.field)
     if base_entry is None:
         return GateResult(label, gate.field, *ids, value, "vs baseline", None, False,
-                          f"FAILED: the baseline has no finished {RunKey.of(entry).where} to compare with")
-    if clock == "cpu" and not base_entry.get("timed_cpu_ms"):  # a baseline from before CPU time: the wall clock
+                          f"FAILED: the baseline has no finished {entry.key.where} to compare with")
+    if clock == "cpu" and not base_entry.timed_cpu_ms:  # a baseline from before CPU time: the wall clock
         clock = "wall"
-        value = number(entry["summary"].get(field))
+        value = number(entry.summary.cell(field))
         value = abs(value) if value is not None and gate.abs else value
     if clock == "cpu":
         base = latency_summary(_samples(base_entry, "cpu"))[SAMPLED_STATISTICS[field][0]]
     else:
-        base = number(base_entry["summary"].get(field))
+        base = number(base_entry.summary.cell(field))
     if base is not None and gate.abs:
         base = abs(base)
     if value is None or base is None or math.isnan(value) or math.isnan(base):
@@ -265,7 +265,7 @@ def _relative(gate, label, entry, ids, value, base_entry, record, baseline, cloc
     limit_text = f"{'drop' if dropping else 'rise'} <= {absolute:g}" if absolute is not None else \
         f"{'drop' if dropping else 'rise'} <= {percent:g}%"
     machine_note = ""
-    if baseline and baseline.get("machine", {}).get("cpu") != record.get("machine", {}).get("cpu") and \
+    if baseline and baseline.machine.get("cpu") != record.machine.get("cpu") and \
             field in SPEED_FIELDS:
         machine_note = " (warning: the baseline ran on another machine, speed is not comparable)"
     slow_direction = field in SAMPLED_STATISTICS and dropping == SAMPLED_STATISTICS[field][1] and not gate.abs
@@ -310,24 +310,24 @@ RUN_CHECK_FIELDS = [c for c in SUMMARY_COLUMNS if c.endswith(("psnr_mean", "psnr
                                                         "sync_offset_vs_ground_truth_frames", "lse_d", "lse_c"]
 
 
-def run_checks(record: dict) -> list[GateResult]:
-    """For a suite without gates: per model x backend x input that was not skipped, a check that it ran
-    (status ok) and that each fidelity and sync metric it has is a number (not NaN, not -inf; a PSNR of +inf
-    means identical frames and is allowed)."""
+def run_checks(runs) -> list[GateResult]:
+    """For a suite without gates: per model x backend x input of ``runs`` (a record's ``RunEntry``s) that was
+    not skipped, a check that it ran (status ok) and that each fidelity and sync metric it has is a number (not
+    NaN, not -inf; a PSNR of +inf means identical frames and is allowed)."""
     results = []
-    for entry in record["runs"]:
-        if entry["status"] == "skipped":
+    for entry in runs:
+        if entry.status == "skipped":
             continue
-        ids = (entry["model"], entry["backend"], entry["input"])
-        protocol = entry.get("protocol", DEFAULT_PROTOCOL)
-        if entry["status"] != "ok":
+        ids = (entry.model, entry.backend, entry.input)
+        protocol = entry.protocol
+        if entry.status != "ok":
             results.append(GateResult(RUN_CHECK, "status", *ids, None, "status ok", None, False,
-                                      f"FAILED: status {entry['status']}: {entry.get('reason') or 'no reason given'}",
+                                      f"FAILED: status {entry.status}: {entry.reason or 'no reason given'}",
                                       protocol))
             continue
         bad = []
         for field in RUN_CHECK_FIELDS:
-            value = number(entry["summary"].get(field))
+            value = number(entry.summary.cell(field))
             if value is not None and not (math.isfinite(value) or (value > 0 and "psnr" in field)):
                 bad.append(f"{field} = {_fmt(value)}")
         results.append(GateResult(RUN_CHECK, "status", *ids, None, "status ok, metrics finite", None, not bad,
@@ -349,7 +349,7 @@ def summary_text(results: list[GateResult], gated: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _where(entry: dict) -> str:
+def _where(entry) -> str:
     """model/backend/input[/protocol] of a record entry, as ``GateResult.where`` writes it."""
     return RunKey.of(entry).where
 
@@ -359,44 +359,46 @@ def _seconds(value) -> str:
     return f"{value:.3f}" if value is not None and math.isfinite(value) else "0.000"
 
 
-def _duration(record: dict | None) -> float:
+def _duration(record) -> float:
     """Seconds the run took: its ``wall_seconds`` (to the millisecond), else from the record's start to its end
     (whole seconds; 0 when unknown)."""
     from datetime import datetime
 
-    if record and record.get("wall_seconds") is not None:
-        return float(record["wall_seconds"])
+    if record is None:
+        return 0.0
+    if record.wall_seconds is not None:
+        return float(record.wall_seconds)
     try:
-        return max(0.0, (datetime.fromisoformat(record["finished_utc"])
-                         - datetime.fromisoformat(record["created_utc"])).total_seconds())
-    except (TypeError, KeyError, ValueError):
+        return max(0.0, (datetime.fromisoformat(record.finished_utc)
+                         - datetime.fromisoformat(record.created_utc)).total_seconds())
+    except (TypeError, ValueError):
         return 0.0
 
 
-def junit_xml(suite_name: str, results: list[GateResult], record: dict | None = None) -> str:
+def junit_xml(suite_name: str, results: list[GateResult], record=None) -> str:
     """JUnit XML: one test case per run (``run``: the seconds the run took to generate and measure, or its
     skip with the reason, or its failure), and one per gate per run (a gate's own time: its evaluation's);
     failures carry the numbers. A suite without gates has its run checks as the runs' cases. Totals (tests,
     failures, errors, skipped, time: the run's wall clock) are on ``<testsuite>`` and ``<testsuites>``;
     ``timestamp`` is the run's start (UTC). The cases' times add up to at most the run's time when its
     combinations ran one after another (parallel workers overlap them)."""
-    entries = {_where(e): e for e in (record or {}).get("runs", [])}
+    entries = {_where(e): e for e in (record.runs if record is not None else [])}
     checked = {r.where for r in results if r.gate == RUN_CHECK}  # runs whose run check is their case
-    runs = [e for w, e in entries.items() if e["status"] == "ok" and w not in checked]
-    skipped = [e for e in entries.values() if e["status"] == "skipped"]
+    runs = [e for w, e in entries.items() if e.status == "ok" and w not in checked]
+    skipped = [e for e in entries.values() if e.status == "skipped"]
     totals = {"tests": str(len(results) + len(runs) + len(skipped)),
               "failures": str(sum(1 for r in results if not r)), "errors": "0", "skipped": str(len(skipped)),
               "time": f"{_duration(record):.3f}"}
     suites = ET.Element("testsuites", name=f"evalkit.{suite_name}", **totals)
     suite = ET.SubElement(suites, "testsuite", name=f"evalkit.{suite_name}", **totals)
-    if record is not None and record.get("created_utc"):
-        suite.set("timestamp", str(record["created_utc"])[:19])  # JUnit's timestamp has no time zone: it is UTC
+    if record is not None and record.created_utc:
+        suite.set("timestamp", str(record.created_utc)[:19])  # JUnit's timestamp has no time zone: it is UTC
     for e in runs:
         ET.SubElement(suite, "testcase", classname=f"{suite_name}.{_where(e).replace('/', '.')}", name="run",
-                      time=_seconds(e.get("generate_seconds")))
+                      time=_seconds(e.generate_seconds))
     for r in results:
         if r.gate == RUN_CHECK:  # the run's own case: the run's time
-            seconds = entries.get(r.where, {}).get("generate_seconds")
+            seconds = entries[r.where].generate_seconds if r.where in entries else None
         else:
             seconds = r.seconds
         case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{r.where.replace('/', '.')}",
@@ -410,7 +412,7 @@ def junit_xml(suite_name: str, results: list[GateResult], record: dict | None = 
     for e in skipped:
         case = ET.SubElement(suite, "testcase", classname=f"{suite_name}.{_where(e).replace('/', '.')}", name="run",
                              time="0.000")
-        ET.SubElement(case, "skipped", message=str(e.get("reason") or "skipped"))
+        ET.SubElement(case, "skipped", message=str(e.reason or "skipped"))
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 
 
@@ -418,7 +420,7 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], record: dict | None = None,
+def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], record=None,
                      gated: bool = True) -> str:
     """A short Markdown summary for a pull request or a CI job summary: the outcome, where the report is, the
     runs' verdicts with their key numbers, then the gates (failures first) and the skipped runs.
@@ -430,12 +432,13 @@ def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], r
     failed = [r for r in results if not r]
     head = "FAILED" if failed else "passed"
     what = "gates" if gated else "run checks; the suite has no gates"
-    runs = [e for e in (record or {}).get("runs", []) if e.get("verdict")]
-    ok_runs = f"; {sum(1 for e in runs if e['verdict']['ok'])}/{len(runs)} runs ok" if runs else ""
+    entries = record.runs if record is not None else []
+    runs = [e for e in entries if e.verdict]
+    ok_runs = f"; {sum(1 for e in runs if e.verdict.ok)}/{len(runs)} runs ok" if runs else ""
     lines = [f"## evalkit `{suite_name}`: {head} ({len(results) - len(failed)}/{len(results)} {what}{ok_runs})", "",
              f"Report: `{run_dir}/report.html` (with `summary.csv` and `frames.csv` beside it; run folder `{run_dir}`)",
              ""]
-    if record is not None and record.get("runs") and all("summary" in e for e in record["runs"]):
+    if entries:
         lines += ["### Verdict per run", "", verdict_table_markdown(record), ""]
     if not gated:
         lines += ["No gates: each run was checked only for having run (status ok) with finite fidelity and sync "
@@ -446,8 +449,8 @@ def summary_markdown(suite_name: str, run_dir: str, results: list[GateResult], r
         lines.append(f"| {'FAIL' if not r else 'inconclusive' if r.inconclusive else 'pass'} | "
                      f"{r.where.replace('/', ' / ')} | {_cell(r.gate)} | "
                      f"{_fmt(r.value)} | {_cell(r.limit)} | {_fmt(r.baseline_value)} |")
-    skipped = [e for e in (record or {}).get("runs", []) if e["status"] == "skipped"]
+    skipped = [e for e in entries if e.status == "skipped"]
     if skipped:
-        lines += ["", "Skipped:", ""] + [f"- {_where(e).replace('/', ' / ')}: {_cell(e.get('reason'))}"
+        lines += ["", "Skipped:", ""] + [f"- {_where(e).replace('/', ' / ')}: {_cell(e.reason)}"
                                          for e in skipped]
     return "\n".join(lines) + "\n"

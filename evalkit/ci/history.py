@@ -109,7 +109,7 @@ def connect(db: Path, run_dir: Path | None = None, timeout: float | None = None)
 TRY_SECONDS = 0.25  # one try's wait (SQLite's own busy handler) before the next, within busy_seconds()
 
 
-def record_run(db: Path, record: dict, run_dir: Path, log=None) -> None:
+def record_run(db: Path, record, run_dir: Path, log=None) -> None:
     """Add a finished run (idempotent: a run id is stored once, its values replaced) in one transaction.
 
     While another process holds the database, it tries again (``log`` says once that it waits) for up to
@@ -137,22 +137,22 @@ def record_run(db: Path, record: dict, run_dir: Path, log=None) -> None:
                 told = True
 
 
-def _insert_run(con: sqlite3.Connection, record: dict, run_dir: Path, commit: str | None) -> None:
-    gates = record["suite"]["definition"].get("gates", [])
+def _insert_run(con: sqlite3.Connection, record, run_dir: Path, commit: str | None) -> None:
+    gates = record.suite.definition.get("gates", [])
     con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
-        record["run_id"], record["suite"]["name"], record["created_utc"], commit,
-        record["machine"].get("cpu"), str(run_dir), None if record.get("gates_passed") is None else int(record["gates_passed"]),
+        record.run_id, record.suite.name, record.created_utc, commit,
+        record.machine.get("cpu"), str(run_dir), None if record.gates_passed is None else int(record.gates_passed),
         json.dumps(gates)))
-    con.execute('DELETE FROM "values" WHERE run_id = ?', (record["run_id"],))
+    con.execute('DELETE FROM "values" WHERE run_id = ?', (record.run_id,))
     rows = []
-    for entry in record["runs"]:
+    for entry in record.runs:
         for field in SUMMARY_COLUMNS:
             if field in TEXT_FIELDS:
                 continue
-            value = number(entry["summary"].get(field))
+            value = entry.summary.cell(field)
             if value is not None:
-                rows.append((record["run_id"], entry["model"], entry["backend"], entry["input"], field, value,
-                             run_key(entry)[3]))
+                rows.append((record.run_id, entry.model, entry.backend, entry.input, field, float(value),
+                             entry.protocol))
     con.executemany('INSERT INTO "values" (run_id, model, backend, input, field, value, protocol) '
                     'VALUES (?, ?, ?, ?, ?, ?, ?)', rows)
 

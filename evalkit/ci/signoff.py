@@ -31,6 +31,7 @@ from evalkit.ci.gates import run_checks
 from evalkit.record.environment import sha256_file
 from evalkit.errors import UserError
 from evalkit.record.io import write_text_atomic
+from evalkit.record.runkey import RunKey
 from evalkit.record.summary import json_safe
 from evalkit.report.templating import render
 from evalkit.config.suite import LoadedSuite, Suite
@@ -144,12 +145,13 @@ def with_model(loaded: LoadedSuite, model_path: Path, model_name: str | None) ->
     return LoadedSuite(suite=Suite.model_validate(data), path=loaded.path, sha256=loaded.sha256, text=loaded.text)
 
 
-def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record: dict, private_key=None) -> dict:
-    """The sign-off record of the finished run in ``run_dir`` (``record``: its run.json, as ``load_run`` reads
-    it); signed with ``private_key`` (Ed25519) when given."""
-    failed = [e for e in record["runs"] if e["status"] == "failed"]  # a combination that failed fails the sign-off
-    criteria = list({(g["gate"], g["model"], g["backend"], g["input"], g.get("protocol")): g  # each criterion once
-                     for g in (record["gates"] or []) + [r.to_dict() for r in run_checks({"runs": failed})]}.values())
+def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record, private_key=None) -> dict:
+    """The sign-off record of the finished run in ``run_dir`` (``record``: its ``record.schema.RunRecord``, as
+    ``load_run`` reads it); signed with ``private_key`` (Ed25519) when given."""
+    failed = [e for e in record.runs if e.status == "failed"]  # a combination that failed fails the sign-off
+    gates = [g.model_dump(mode="json") for g in record.gates or []] + [r.to_dict() for r in run_checks(failed)]
+    criteria = list({(g["gate"], *RunKey.of(g)): g  # each criterion once
+                     for g in gates}.values())
     passed = bool(criteria) and all(g["passed"] for g in criteria)
     signoff = {
         "schema": SCHEMA,
@@ -157,13 +159,14 @@ def build_signoff(loaded: LoadedSuite, model_path: Path, run_dir: Path, record: 
         "model": {"path": str(Path(model_path).resolve()), "sha256": sha256_file(Path(model_path))},
         "suite": {"name": loaded.suite.name, "path": str(loaded.path), "sha256": loaded.sha256},
         "evalkit": __version__,
-        "environment": {"machine": record["machine"], "versions": record["versions"],
-                        "available_providers": record["available_providers"]},
-        "run": {"run_id": record["run_id"], "folder": str(run_dir)},
-        "inputs": record["inputs"],
-        "runs": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
-                  "verdict": (e.get("verdict") or {}).get("text", e["status"]),
-                  "findings": (e.get("verdict") or {}).get("findings", [])} for e in record["runs"]],
+        "environment": {"machine": record.machine, "versions": record.versions,
+                        "available_providers": record.available_providers},
+        "run": {"run_id": record.run_id, "folder": str(run_dir)},
+        "inputs": {name: facts.model_dump(mode="json") for name, facts in record.inputs.items()},
+        "runs": [{"model": e.model, "backend": e.backend, "input": e.input, "protocol": e.protocol,
+                  "verdict": e.verdict.text if e.verdict else e.status,
+                  "findings": [f.model_dump() for f in e.verdict.findings] if e.verdict else []}
+                 for e in record.runs],
         "criteria": criteria,
         "verdict": "PASS" if passed else "FAIL",
     }

@@ -67,10 +67,11 @@ def failure_line(entry: dict) -> str:
             f"{entry['reason']}")
 
 
-def failures(record: dict) -> tuple[list[dict], bool]:
-    """The record's failed combinations, each with ``bug`` set (it failed because of a bug in evalkit, not
-    because of its input or its backend), and whether any did: the one place that decides exit code 3."""
+def failures(record) -> tuple[list[dict], bool]:
+    """The record's failed combinations (as dicts), each with ``bug`` set (it failed because of a bug in evalkit,
+    not because of its input or its backend), and whether any did: the one place that decides exit code 3."""
     from evalkit.matrix.jobs import INTERNAL, failure_kind
 
-    failed = [dict(e, bug=failure_kind(e) == INTERNAL) for e in record["runs"] if e["status"] == "failed"]
+    failed = [dict(e.model_dump(mode="json"), bug=failure_kind(e) == INTERNAL) for e in record.runs
+              if e.status == "failed"]
     return failed, any(e["bug"] for e in failed)

@@ -70,7 +70,7 @@ def _history_record(args) -> int:
         record = load_run(run_dir)
         db = Path(args.db) if args.db else run_dir.parent.parent / history.HISTORY_DB
         history.record_run(db, record, run_dir)
-        print(f"recorded run {record['run_id']} in {db}")
+        print(f"recorded run {record.run_id} in {db}")
     return EXIT_OK
 
 

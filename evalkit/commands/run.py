@@ -107,7 +107,7 @@ def run_and_report(suite_path: Path | None, out: Path | None, save_golden: Path 
         debug(f"suite {loaded.path} (sha256 {loaded.sha256[:16]}), output folder {out or 'the suite default'}")
         run_dir = run_suite(loaded, out=out, keep_suite_as=keep_suite_as, **how)
     record = load_run(run_dir)
-    name = record["suite"]["name"]
+    name = record.suite.name
     failed, bug = failures(record)
     # a failed combination fails the run whatever the gates say: shown as a failed run check
     results, gated = gate_results(record)
@@ -117,15 +117,16 @@ def run_and_report(suite_path: Path | None, out: Path | None, save_golden: Path 
     if as_json:
         stderr(summary_text(results, gated=gated))
         print(json.dumps(json_safe({
-            "run_dir": str(run_dir), "suite": name, "run_id": record["run_id"], "gated": gated,
+            "run_dir": str(run_dir), "suite": name, "run_id": record.run_id, "gated": gated,
             "gates" if gated else "run_checks": [r.to_dict() for r in results],
-            "skipped": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "reason": e.get("reason")}
-                        for e in record["runs"] if e["status"] == "skipped"],
+            "skipped": [{"model": e.model, "backend": e.backend, "input": e.input, "reason": e.reason}
+                        for e in record.runs if e.status == "skipped"],
             "failed": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
                         "reason": e["reason"], "bug": e["bug"]} for e in failed],
-            "verdicts": [{"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": e["protocol"],
-                          **{k: (e.get("verdict") or {}).get(k) for k in ("status", "text", "findings")}}
-                         for e in record["runs"]],
+            "verdicts": [{"model": e.model, "backend": e.backend, "input": e.input, "protocol": e.protocol,
+                          **(e.verdict.model_dump(include={"status", "text", "findings"}) if e.verdict else
+                             dict.fromkeys(("status", "text", "findings")))}
+                         for e in record.runs],
             "report": str(Path(run_dir) / "report.html"),
             "passed": code == EXIT_OK, "exit_code": code,
         }), allow_nan=False))

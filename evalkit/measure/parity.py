@@ -19,6 +19,7 @@ from evalkit.measure.golden import load_golden
 from evalkit.metrics import psnr, ssim, summarise
 from evalkit.metrics.parity import DEFAULT_TOLERANCES, compare_output_sets
 from evalkit.record.runkey import RunKey
+from evalkit.record.schema import Golden, ParityComparison, RunEntry, RunRecord
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, HEAD_OUTPUTS
 from evalkit.media.decode import FrameReader
 
@@ -26,9 +27,9 @@ PICTURE_MIN_PSNR = 40.0  # dB on every frame: below this two implementations' pi
 BATCH = 16
 
 
-def head_outputs(run_dir: Path, entry: dict) -> np.ndarray | None:
-    path = Path(run_dir) / entry["folder"] / HEAD_OUTPUTS
-    if entry.get("kind") == "external" or not path.is_file():
+def head_outputs(run_dir: Path, entry: RunEntry) -> np.ndarray | None:
+    path = Path(run_dir) / entry.folder / HEAD_OUTPUTS
+    if entry.kind == "external" or not path.is_file():
         return None
     try:
         with np.load(path) as data:
@@ -72,51 +73,46 @@ def tolerances(suite, precision: str, atol: float | None = None, rtol: float | N
     return (default_atol if atol is None else atol), (default_rtol if rtol is None else rtol)
 
 
-def compare_entries(run_dir: Path, reference: dict, candidate: dict, atol: float, rtol: float,
-                    precision: str) -> dict:
+def compare_entries(run_dir: Path, reference: RunEntry, candidate: RunEntry, atol: float, rtol: float,
+                    precision: str, baseline: bool = False) -> ParityComparison:
     """Tensor and picture parity of ``candidate`` against ``reference`` (two entries of one run, of one model x
-    input x protocol: ``RunKey``)."""
+    input x protocol: ``RunKey``); ``baseline``: ``reference`` is ``candidate``'s parity baseline backend."""
     outputs = compare_output_sets(head_outputs(run_dir, reference), head_outputs(run_dir, candidate), atol, rtol)
     tensor = outputs.tensor()
-    external = "external" in (reference.get("kind"), candidate.get("kind"))
-    picture = picture_parity(Path(run_dir) / reference["folder"], Path(run_dir) / candidate["folder"],
+    external = "external" in (reference.kind, candidate.kind)
+    picture = picture_parity(Path(run_dir) / reference.folder, Path(run_dir) / candidate.folder,
                              FRAMES_FULL if external else FRAMES_INNER)
     passed = (tensor["passed"] if tensor else not outputs.shapes_differ) and picture.get("passed", False)
-    return {
-        "reference": RunKey.of(reference).where, "candidate": RunKey.of(candidate).where,
-        "precision": precision, "atol": atol, "rtol": rtol, "passed": bool(passed),
-        "tensor": tensor, "tensor_note": outputs.note, "picture": picture,
-    }
+    return ParityComparison(
+        reference=reference.key.where, candidate=candidate.key.where, precision=precision, atol=atol, rtol=rtol,
+        passed=bool(passed), tensor=tensor, tensor_note=outputs.note, picture=picture, baseline=baseline)
 
 
-def add_parity(record: dict, suite, run_dir: Path, log=print) -> list[dict]:
+def add_parity(runs: list[RunEntry], suite, run_dir: Path, log=print) -> list[ParityComparison]:
     """Every backend of a model x input x protocol against the baseline backend, plus the suite's explicit pairs
     (per input and protocol): only runs of one ``RunKey`` but their backend are compared, never a model's
-    distant or dubbed run with its reconstruction run.
-
-    Each result is also attached to the candidate's entry as ``parity`` (the baseline comparison).
+    distant or dubbed run with its reconstruction run. The record's ``parity``: each comparison once, the
+    baseline ones marked ``baseline`` (what the candidate's summary row shows).
     """
     results = []
-    ok = [e for e in record["runs"] if e.get("status") == "ok"]
-    by_key = {RunKey.of(e): e for e in ok}
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+    ok = [e for e in runs if e.status == "ok"]
+    by_key = {e.key: e for e in ok}
+    groups: dict[tuple[str, str, str], list[RunEntry]] = {}
     for entry in ok:
-        groups.setdefault(RunKey.of(entry).without_backend(), []).append(entry)
+        groups.setdefault(entry.key.without_backend(), []).append(entry)
     for (model, input_name, protocol), group in groups.items():
         if suite.parity.baseline_backend is not None:
             baseline = by_key.get(RunKey(model, suite.parity.baseline_backend, input_name, protocol))
         else:
-            baseline = next((e for e in group if e.get("kind") == "onnxruntime"), group[0])
+            baseline = next((e for e in group if e.kind == "onnxruntime"), group[0])
         if baseline is None:
             continue
         for entry in group:
             if entry is baseline:
                 continue
-            atol, rtol = tolerances(suite, entry["precision"])
-            result = compare_entries(run_dir, baseline, entry, atol, rtol, entry["precision"])
-            entry["parity"] = result
-            results.append(result)
-    protocols = list(dict.fromkeys(RunKey.of(e).protocol for e in ok))
+            atol, rtol = tolerances(suite, entry.precision)
+            results.append(compare_entries(run_dir, baseline, entry, atol, rtol, entry.precision, baseline=True))
+    protocols = list(dict.fromkeys(e.protocol for e in ok))
     for pair in suite.parity.pairs:
         for spec in suite.inputs:
             for protocol in protocols:
@@ -133,42 +129,43 @@ def add_parity(record: dict, suite, run_dir: Path, log=print) -> list[dict]:
     return results
 
 
-def compare_with_golden(record: dict, suite, run_dir: Path) -> None:
-    """Each ONNX Runtime entry's raw outputs against the golden set (tolerances of the backend's precision)."""
-    for entry in record["runs"]:
-        if entry.get("status") != "ok" or entry.get("kind") != "onnxruntime":
+def compare_with_golden(record: RunRecord, suite, run_dir: Path) -> None:
+    """Each ONNX Runtime entry's raw outputs against the golden set (tolerances of the backend's precision):
+    its ``golden``."""
+    for entry in record.runs:
+        if entry.status != "ok" or entry.kind != "onnxruntime":
             continue
-        key = RunKey.of(entry)
+        key = entry.key
         found = load_golden(suite.golden, key.model, key.input, key.protocol)
         if found is None:
-            entry["golden"] = {"passed": False, "note": f"the golden set has no {key.model} x {key.input} x "
-                                                        f"{key.protocol}"}
+            entry.golden = Golden(passed=False, note=f"the golden set has no {key.model} x {key.input} x "
+                                                     f"{key.protocol}")
             continue
         golden, manifest = found
-        atol, rtol = tolerances(suite, entry["precision"])
+        atol, rtol = tolerances(suite, entry.precision)
         outputs = compare_output_sets(golden, head_outputs(run_dir, entry), atol, rtol)
         if outputs.result is None:
-            entry["golden"] = {"passed": False, "note": outputs.note}
+            entry.golden = Golden(passed=False, note=outputs.note)
             continue
-        result, n = outputs.result.to_dict(), outputs.frames
-        same_model = manifest["model_sha256"] == record["models"][entry["model"]]["generator"]["sha256"]
-        same_inputs = manifest["inputs_sha256"] == entry.get("head_inputs_sha256")
-        entry["golden"] = {**result, "frames": n, "golden_backend": manifest["backend"],
-                           "same_model_file": same_model, "same_input_tensors": same_inputs}
+        same_model = manifest["model_sha256"] == record.models[entry.model].generator.sha256
+        same_inputs = manifest["inputs_sha256"] == entry.head_inputs_sha256
+        entry.golden = Golden(**outputs.result.to_dict(), frames=outputs.frames, golden_backend=manifest["backend"],
+                              same_model_file=same_model, same_input_tensors=same_inputs)
 
 
-def golden_items(record: dict, run_dir: Path) -> list[dict]:
+def golden_items(record: RunRecord, run_dir: Path) -> list[dict]:
     """What `--save-golden` stores: per model x input x protocol, the first ONNX Runtime backend's raw outputs."""
     items, seen = [], set()
-    for entry in record["runs"]:
-        key = RunKey.of(entry).without_backend()
-        if entry.get("status") != "ok" or entry.get("kind") != "onnxruntime" or key in seen:
+    for entry in record.runs:
+        key = entry.key.without_backend()
+        if entry.status != "ok" or entry.kind != "onnxruntime" or key in seen:
             continue
         seen.add(key)
-        items.append({"model": entry["model"], "input": entry["input"], "protocol": key[2], "backend": entry["backend"],
-                      "outputs": head_outputs(run_dir, entry),
-                      "model_sha256": record["models"][entry["model"]]["generator"]["sha256"],
-                      "inputs_sha256": entry.get("head_inputs_sha256"), "input_files": record["inputs"][entry["input"]]})
+        items.append({"model": entry.model, "input": entry.input, "protocol": entry.protocol,
+                      "backend": entry.backend, "outputs": head_outputs(run_dir, entry),
+                      "model_sha256": record.models[entry.model].generator.sha256,
+                      "inputs_sha256": entry.head_inputs_sha256,
+                      "input_files": record.inputs[entry.input].model_dump(mode="json")})
     if not items:
         raise UserError("nothing to save as golden: no ONNX Runtime backend ran")
     return items

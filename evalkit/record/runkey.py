@@ -22,9 +22,17 @@ class RunKey(NamedTuple):
     protocol: str = DEFAULT_PROTOCOL
 
     @classmethod
-    def of(cls, entry: dict) -> "RunKey":
-        """The key of a record entry, a gate result or anything with model, backend, input (and protocol)."""
-        return cls(entry["model"], entry["backend"], entry["input"], entry.get("protocol") or DEFAULT_PROTOCOL)
+    def of(cls, entry) -> "RunKey":
+        """The key of a record entry, a gate result or anything with model, backend, input (and protocol): a
+        typed part of the record (attributes) or a dict (keys)."""
+        if isinstance(entry, dict):
+            return cls(entry["model"], entry["backend"], entry["input"], entry.get("protocol") or DEFAULT_PROTOCOL)
+        return cls(entry.model, entry.backend, entry.input, getattr(entry, "protocol", None) or DEFAULT_PROTOCOL)
+
+    @classmethod
+    def parse(cls, where: str) -> "RunKey":
+        """The key a ``where`` (or ``full``) string names: model/backend/input[/protocol]."""
+        return cls(*where.split("/"))
 
     def without_backend(self) -> tuple[str, str, str]:
         """(model, input, protocol): the runs of one model on one input under one protocol, whatever the

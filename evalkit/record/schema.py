@@ -19,12 +19,17 @@ Versions:
 - 3: An image folder read as a video (a dataset's frames) is recorded as that folder, with
   ``frame_list`` naming the list evalkit read it through (version 2 recorded only the list, in evalkit's
   cache, as the path). Nothing to fill in: a version-2 record is a version-3 record.
-- 4: this module. Each entry has its ``verdict`` (record.verdict: "ok" or what is wrong with the run, with the
+- 4: Each entry has its ``verdict`` (record.verdict: "ok" or what is wrong with the run, with the
   numbers), ``timed_cpu_ms`` (the CPU time of each timed inference, beside ``timed_ms``) and ``timing_load``
   (what other processes used of the machine while timing); a gate result says whether it was ``inconclusive``
   (a relative speed gate on noisy timing) and which ``clock`` it judged; the record its ``wall_seconds``
   (JUnit's time, to the millisecond: ``finished_utc`` has whole seconds). A version-3 record is given its
   verdicts from its summaries and gates (no CPU times: they were not measured).
+- 5: parity stored once. The record's ``parity`` holds every comparison; the one of a candidate against its
+  parity baseline backend (what its summary row shows) is marked ``baseline``. Version 4 also copied that one
+  into the candidate's entry (``runs[i].parity``): the migration marks it in the list and drops the copy. An
+  entry's ``summary`` and ``golden`` are typed parts (``record.summary.Summary``, ``Golden``); the JSON of
+  both is what version 4 wrote.
 
 Non-finite floats are stored as the strings "inf", "-inf", "nan" (JSON has
 none): a ``Real`` field reads them back as floats and writes them as those
@@ -36,41 +41,18 @@ validated before it is written (``run.py``), not a silently missing column.
 from __future__ import annotations
 
 import json
-import math
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationInfo, model_validator
+from pydantic import ConfigDict, Field
 
+from evalkit.record.parts import Real, RecordPart  # noqa: F401 (re-exported)
+from evalkit.record.runkey import RunKey
+from evalkit.record.summary import Summary
 from evalkit.record.vocabulary import DEFAULT_PROTOCOL  # also what a record from before protocols ran
 from evalkit.record.vocabulary import RUN_STATUSES, SPEED_ALIASES
 
 RECORD_KIND = "evalkit.run"
 RECORD_SCHEMA_VERSION = 5
-
-
-def _real_to_json(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
-Real = Annotated[float, PlainSerializer(_real_to_json, when_used="json")]
-"""A float that may be non-finite: read from a number or "inf"/"-inf"/"nan", written back as those strings."""
-
-
-class RecordPart(BaseModel):
-    """A part of the record that evalkit writes: unknown keys are errors, unless the record is being migrated
-    from an older version (validation context ``{"migrating": True}``), when keys older code wrote are dropped."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_old_keys(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict) and info.context and info.context.get("migrating"):
-            known = {f.alias or name for name, f in cls.model_fields.items()}
-            return {k: v for k, v in data.items() if k in known}
-        return data
 
 
 # --- facts about the files a run used ---------------------------------------------------------------------------
@@ -238,6 +220,39 @@ class ParityComparison(RecordPart):
     tensor: dict[str, Any] | None
     tensor_note: str | None = None
     picture: dict[str, Any]
+    baseline: bool = False  # the candidate against its parity baseline backend: what its summary row shows
+
+    @property
+    def candidate_key(self) -> RunKey:
+        return RunKey.parse(self.candidate)
+
+
+class Golden(RecordPart):
+    """A run's raw outputs against the suite's golden set (measure.parity.compare_with_golden): the tensor
+    statistics (metrics.parity.ParityResult) and what was compared, or only ``passed`` false and a ``note``
+    when nothing could be (the set has no such run, the shapes differ)."""
+
+    passed: bool
+    note: str | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    elements: int | None = None
+    failing_elements: int | None = None
+    nan_mismatches: int | None = None
+    max_abs: Real | None = None
+    mean_abs: Real | None = None
+    median_abs: Real | None = None
+    p99_abs: Real | None = None
+    max_rel: Real | None = None
+    mean_rel: Real | None = None
+    median_rel: Real | None = None
+    p99_rel: Real | None = None
+    required_atol: Real | None = None
+    required_rtol: Real | None = None
+    frames: int | None = None
+    golden_backend: str | None = None
+    same_model_file: bool | None = None
+    same_input_tensors: bool | None = None
 
 
 class GateRecord(RecordPart):
@@ -371,14 +386,18 @@ class RunEntry(RecordPart):
     video_lag: Sync | None = None  # the output's mouth motion against the ground truth's (metrics.sync.video_lag)
     syncnet: SyncNet | None = None
     field: FieldMetrics | None = None  # the field's own metrics: CPBD, LMD, identity, LPIPS, FID, FVD
-    # compared with other runs
-    parity: ParityComparison | None = None
-    golden: dict[str, Any] | None = None
-    # the summary.csv row (record.summary.summary_row): values as written, "inf"/"nan" included
-    summary: dict[str, Any]
+    # compared with the golden set (a run's parity with other backends is the record's ``parity``)
+    golden: Golden | None = None
+    # the summary.csv row (record.summary.summary_row; an entry assembled before it is recorded holds an empty one)
+    summary: Summary
     verdict: Verdict | None = None  # record.verdict; every record of version 4 has one per entry
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    @property
+    def key(self) -> RunKey:
+        """model x backend x input x protocol: what identifies this run (``record.runkey.RunKey``)."""
+        return RunKey(self.model, self.backend, self.input, self.protocol)
 
 
 class RunRecord(RecordPart):
@@ -401,6 +420,11 @@ class RunRecord(RecordPart):
     gates: list[GateRecord] | None = None  # None: the suite has no gates
     gates_passed: bool | None = None
     baseline: BaselineFacts | None = None  # the baseline a gate compared with
+
+    def baseline_parity(self, entry: RunEntry) -> ParityComparison | None:
+        """``entry``'s comparison with its parity baseline backend (the one its summary row shows), if any."""
+        key = entry.key
+        return next((p for p in self.parity if p.baseline and p.candidate_key == key), None)
 
     def to_json_dict(self) -> dict:
         """The record as JSON values (non-finite floats as strings): what ``run.json`` holds, every key present."""
@@ -454,22 +478,40 @@ def _v2_to_v3(record: dict) -> dict:
 
 
 def _v3_to_v4(record: dict) -> dict:
-    """Version 3 to 4: each entry given its verdict (record.verdict), from its summary and the gates."""
-    from evalkit.record.verdict import add_verdicts
-
-    record = dict(record, schema_version=4)
-    if isinstance(record.get("runs"), list) and all(isinstance(e, dict) for e in record["runs"]):
-        record["runs"] = [dict(e, summary=dict(e["summary"])) if isinstance(e.get("summary"), dict) else dict(e)
-                          for e in record["runs"]]
-        try:
-            add_verdicts(record)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            pass  # a damaged record: validation says what is wrong with it
-    return record
+    """Version 3 to 4: only the number here; each entry is given its verdict (record.verdict), from its summary
+    and the gates, once the record is validated (``validate_record``)."""
+    return dict(record, schema_version=4)
 
 
 def _v4_to_v5(record: dict) -> dict:
-    """Version 4 to 5: the viewer's region and output.mp4's encoding recorded. Before 5 every viewer pass measured
+    """Version 4 to 5: parity kept once, in the record's ``parity``. Version 4 also kept each candidate's
+    comparison with its baseline backend in its entry (``runs[i].parity``): that comparison is marked
+    ``baseline`` in the record's list (added to it if only the entry had it), and the entry's copy dropped."""
+    record = _v4_viewer(dict(record, schema_version=5))
+    runs, parity = record.get("runs"), record.get("parity")
+    if not (isinstance(runs, list) and isinstance(parity, list)):
+        return record  # a damaged record: validation says what is wrong with it
+    parity = [dict(p) if isinstance(p, dict) else p for p in parity]
+    new_runs = []
+    for entry in runs:
+        if isinstance(entry, dict) and "parity" in entry:
+            entry = dict(entry)
+            own = entry.pop("parity")
+            if isinstance(own, dict):
+                same = next((p for p in parity if isinstance(p, dict) and p.get("reference") == own.get("reference")
+                             and p.get("candidate") == own.get("candidate")), None)
+                if same is None:
+                    parity.append(dict(own, baseline=True))
+                else:
+                    same["baseline"] = True
+        new_runs.append(entry)
+    record["runs"], record["parity"] = new_runs, parity
+    return record
+
+
+def _v4_viewer(record: dict) -> dict:
+    """Version 4 to 5, also: the viewer's region and output.mp4's encoding recorded. Before 5 every viewer pass
+    measured
     the whole frame (mp4_full) and evalkit encoded output.mp4 with x264's veryfast preset at CRF 18; both are
     stated for the entries that had them, so a comparison with a newer run can tell the definitions apart."""
     record = dict(record, schema_version=5)
@@ -510,8 +552,14 @@ def validate_record(record: dict) -> RunRecord:
 
     Raises ValueError (unknown version) or pydantic.ValidationError (a key missing, of the wrong type, or unknown
     in a record of today's version)."""
-    migrating = record.get("schema_version") != RECORD_SCHEMA_VERSION
-    return RunRecord.model_validate(_speed_names_of_today(migrate(record)), context={"migrating": migrating})
+    version = record.get("schema_version")
+    migrated = _speed_names_of_today(migrate(record))
+    typed = RunRecord.model_validate(migrated, context={"migrating": version != RECORD_SCHEMA_VERSION})
+    if version in (1, 2, 3):  # before verdicts: each entry given its own, from its summary and the gates
+        from evalkit.record.verdict import add_verdicts
+
+        add_verdicts(typed)
+    return typed
 
 
 def _where(loc: tuple) -> str:

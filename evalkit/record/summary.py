@@ -13,14 +13,13 @@ import math
 
 import numpy as np
 from pathlib import Path
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from evalkit.errors import UserError
 from evalkit.metrics import latency_summary, summarise
 from evalkit.record.field import field_row
 from evalkit.record.layout import RUN_RECORD
-from evalkit.record.schema import (KNOWN_SCHEMA_VERSIONS, RECORD_KIND, RunRecord,  # noqa: F401 (re-exported)
-                                    describe_error, validate_record)
+from evalkit.record.parts import Real, RecordPart
 from evalkit.record.runkey import RunKey
 from evalkit.record.vocabulary import (COPY_COLUMNS, COUNT_COLUMNS, DEFAULT_PROTOCOL,  # noqa: F401 (re-exported)
                                       FIDELITY_COLUMNS, HIGHER_IS_BETTER, ID_COLUMNS, OUTPUT_COLUMNS,
@@ -28,107 +27,128 @@ from evalkit.record.vocabulary import (COPY_COLUMNS, COUNT_COLUMNS, DEFAULT_PROT
                                       SYNC_COLUMNS, TEXT_COLUMNS)
 from evalkit.record.vocabulary import region_columns as _region_columns
 
-def summary_row(entry: dict) -> dict:
-    """The summary.csv row of one model x backend x input entry of the record."""
-    row = {c: entry.get(c) for c in ID_COLUMNS}
-    row["protocol"] = entry.get("protocol", DEFAULT_PROTOCOL)
-    for region, per_frame in (entry.get("fidelity") or {}).items():
+class SummaryBase(RecordPart):
+    """The base of ``Summary``: a part of the record like the others (unknown columns are errors)."""
+
+    def cell(self, column: str):
+        """The value of ``column`` (a name of SUMMARY_COLUMNS, as a gate or a table names it)."""
+        return getattr(self, column)
+
+    def as_row(self) -> dict:
+        """The row as written in summary.csv's column order (non-finite floats as floats)."""
+        return self.model_dump()
+
+
+def _column_type(column: str):
+    if column in TEXT_COLUMNS:
+        return str | None
+    if column in COUNT_COLUMNS:
+        return int | None
+    return Real | None
+
+
+Summary = create_model("Summary", __base__=SummaryBase, __doc__=(
+    "The summary.csv row of one run (``summary_row``): a field per SUMMARY_COLUMNS column, in order; None where "
+    "the run did not produce it. Counts are ints, words strings, every other number a float (inf, nan included)."),
+    **{column: (_column_type(column), None) for column in SUMMARY_COLUMNS})
+
+
+def summary_row(entry, parity=None) -> Summary:
+    """The summary.csv row of one entry of the record (a ``record.schema.RunEntry``); ``parity``: the record's
+    comparison of this run against its parity baseline (``ParityComparison``), if any."""
+    row = {c: getattr(entry, c, None) for c in ID_COLUMNS}
+    for region, per_frame in (entry.fidelity or {}).items():
         cols = _region_columns(region)
-        p, s = summarise(per_frame["psnr"]), summarise(per_frame["ssim"])
+        p, s = summarise(per_frame.psnr), summarise(per_frame.ssim)
         row.update(zip(cols, [p["mean"], p["min"], p["inf_count"], s["mean"], s["min"]]))
-    sync = entry.get("sync")
+    sync = entry.sync
     if sync:
         reliable = sync_reliable(sync)
-        row.update(sync_offset_frames=sync["offset_frames"], sync_offset_ms=sync["offset_ms"],
-                   sync_confidence=sync["confidence"], sync_no_signal=int(sync["no_signal"]),
-                   sync_reliable=int(reliable), sync_reason="" if reliable else sync.get("reason") or "unreliable")
-    gt_sync = entry.get("ground_truth_sync")
+        row.update(sync_offset_frames=sync.offset_frames, sync_offset_ms=sync.offset_ms,
+                   sync_confidence=sync.confidence, sync_no_signal=int(sync.no_signal),
+                   sync_reliable=int(reliable), sync_reason="" if reliable else sync.reason or "unreliable")
+    gt_sync = entry.ground_truth_sync
     if gt_sync:
-        row["gt_sync_offset_frames"] = gt_sync["offset_frames"]
+        row["gt_sync_offset_frames"] = gt_sync.offset_frames
         row["gt_sync_reliable"] = int(sync_reliable(gt_sync))
-        if sync and sync["offset_frames"] is not None and gt_sync["offset_frames"] is not None:
-            row["sync_offset_vs_ground_truth_frames"] = sync["offset_frames"] - gt_sync["offset_frames"]
-    lag = entry.get("video_lag")
+        if sync and sync.offset_frames is not None and gt_sync.offset_frames is not None:
+            row["sync_offset_vs_ground_truth_frames"] = sync.offset_frames - gt_sync.offset_frames
+    lag = entry.video_lag
     if lag:
-        row.update(video_lag_frames=lag["offset_frames"], video_lag_confidence=lag["confidence"],
+        row.update(video_lag_frames=lag.offset_frames, video_lag_confidence=lag.confidence,
                    video_lag_reliable=int(sync_reliable(lag)))
-    syncnet = entry.get("syncnet")
+    syncnet = entry.syncnet
     if syncnet:
-        row.update(lse_d=syncnet["lse_d"], lse_c=syncnet["lse_c"], syncnet_offset_frames=syncnet["offset_frames"])
-    copy = entry.get("copy")
-    if copy and copy["mouth_mse"]:
-        mse = np.asarray(copy["mouth_mse"], np.float64)
-        near = mouth_psnr_from_mse(mse) >= copy["psnr_db"]
+        row.update(lse_d=syncnet.lse_d, lse_c=syncnet.lse_c, syncnet_offset_frames=syncnet.offset_frames)
+    copy = entry.copy_
+    if copy and copy.mouth_mse:
+        mse = np.asarray(copy.mouth_mse, np.float64)
+        near = mouth_psnr_from_mse(mse) >= copy.psnr_db
         whole = float(mouth_psnr_from_mse(np.array([mse.mean()]))[0])
         row.update(copy_mouth_psnr=whole, copy_frames_fraction=float(near.mean()),
-                   copy_flag=int(whole >= copy["psnr_db"]))
-    sharp = entry.get("mouth_sharpness")
-    if sharp and sharp["template"] > 0:
-        row["mouth_sharpness_ratio"] = sharp["output"] / sharp["template"]
-    stats = entry.get("output_stats")
+                   copy_flag=int(whole >= copy.psnr_db))
+    sharp = entry.mouth_sharpness
+    if sharp and sharp.template > 0:
+        row["mouth_sharpness_ratio"] = sharp.output / sharp.template
+    stats = entry.output_stats
     if stats:
-        row.update(out_mean=stats["mean"], out_std=stats["std"], out_min=stats["min"], out_max=stats["max"],
-                   out_p1=stats["p1"], out_p50=stats["p50"], out_p99=stats["p99"],
-                   out_fraction_outside=stats["fraction_outside_0_1"], nan_count=stats["nan_count"],
-                   inf_count=stats["inf_count"], wrap_count=stats.get("wrap_count"))
-    if entry.get("status") == "ok":
-        lat = latency_summary(entry.get("timed_ms") or [])
+        row.update(out_mean=stats.mean, out_std=stats.std, out_min=stats.min, out_max=stats.max,
+                   out_p1=stats.p1, out_p50=stats.p50, out_p99=stats.p99,
+                   out_fraction_outside=stats.fraction_outside_0_1, nan_count=stats.nan_count,
+                   inf_count=stats.inf_count, wrap_count=stats.wrap_count)
+    if entry.status == "ok":
+        lat = latency_summary(entry.timed_ms or [])
         row.update(throughput_fps=lat["throughput_fps"], latency_mean_ms=lat["mean"], latency_std_ms=lat["std"],
                    latency_p50_ms=lat["p50"], latency_p90_ms=lat["p90"], latency_p99_ms=lat["p99"], latency_cv=lat["cv"],
                    timed_inferences=lat["count"])
-        cpu = entry.get("timed_cpu_ms")
-        if cpu:  # the CPU time of each timed call (records before it: none)
-            lat_cpu = latency_summary([number(v) for v in cpu])
+        if entry.timed_cpu_ms:  # the CPU time of each timed call (records before it: none)
+            lat_cpu = latency_summary(entry.timed_cpu_ms)
             row.update(cpu_throughput_fps=lat_cpu["throughput_fps"], cpu_latency_mean_ms=lat_cpu["mean"],
                        cpu_latency_p50_ms=lat_cpu["p50"], cpu_latency_p99_ms=lat_cpu["p99"],
                        cpu_latency_cv=lat_cpu["cv"])
-        load = entry.get("timing_load") or {}
-        row["timing_others_share"] = load.get("others_share")
-        if "stage_seconds" in entry:  # evalkit's own pipeline
-            stages = entry["stage_seconds"]
+        row["timing_others_share"] = entry.timing_load.others_share if entry.timing_load else None
+        if entry.stage_seconds is not None:  # evalkit's own pipeline
+            stages = entry.stage_seconds
             # The streamed pass's wall clock (its stages overlap); records before it: the stages' sum.
-            streamed = entry.get("pipeline_seconds")
-            pipeline_seconds = entry["audio_features_seconds"] + (
+            streamed = entry.pipeline_seconds
+            pipeline_seconds = entry.audio_features_seconds + (
                 streamed if streamed is not None else sum(stages[s] for s in PIPELINE_STAGES))
-            batch4 = entry.get("batch_timed_ms", {}).get("4")
-            copies = entry.get("copy_ms") or {}
+            batch4 = (entry.batch_timed_ms or {}).get("4")
+            copies = entry.copy_ms or {}
             row.update(
-                throughput_end_to_end_fps=entry["frames"] / pipeline_seconds,
-                warmup_iterations=len(entry.get("warmup_ms", [])),
-                first_inference_ms=entry.get("first_inference_ms"), session_seconds=entry["session_seconds"],
-                intra_op_threads=(entry.get("threads") or {}).get("intra_op"),
+                throughput_end_to_end_fps=entry.frames / pipeline_seconds,
+                warmup_iterations=len(entry.warmup_ms or []),
+                first_inference_ms=entry.first_inference_ms, session_seconds=entry.session_seconds,
+                intra_op_threads=entry.threads.intra_op if entry.threads else None,
                 throughput_batch4_fps=4 * latency_summary(batch4)["throughput_fps"] if batch4 else None,
                 host_to_device_ms=latency_summary(copies["host_to_device"])["mean"] if copies else None,
                 device_to_host_ms=latency_summary(copies["device_to_host"])["mean"] if copies else None,
-                audio_features_seconds=entry["audio_features_seconds"],
+                audio_features_seconds=entry.audio_features_seconds,
                 **{f"{s}_seconds": stages[s] for s in PIPELINE_STAGES},
             )
-        elif "command_seconds" in entry:  # an external command: its whole run is its end-to-end time
-            row["throughput_end_to_end_fps"] = entry["frames"] / entry["command_seconds"]
-    parity = entry.get("parity")
-    if parity:
-        tensor = parity.get("tensor") or {}
-        picture = parity.get("picture") or {}
-        row.update(parity_against=parity["reference"], parity_passed=int(parity["passed"]),
+        elif entry.command_seconds is not None:  # an external command: its whole run is its end-to-end time
+            row["throughput_end_to_end_fps"] = entry.frames / entry.command_seconds
+    if parity is not None:
+        tensor, picture = parity.tensor or {}, parity.picture
+        row.update(parity_against=parity.reference, parity_passed=int(parity.passed),
                    parity_max_abs=tensor.get("max_abs"), parity_p99_abs=tensor.get("p99_abs"),
                    parity_required_atol=tensor.get("required_atol"),
                    parity_failing_elements=tensor.get("failing_elements"),
                    parity_nan_mismatches=tensor.get("nan_mismatches"), parity_psnr_mean=picture.get("psnr_mean"),
                    parity_ssim_min=picture.get("ssim_min"))
-    verdict = entry.get("verdict")
-    if verdict:  # given after the gates (record.verdict.add_verdicts): a row made before them has none yet
-        row["verdict"] = verdict["text"]
-    golden = entry.get("golden")
+    if entry.verdict:  # given after the gates (record.verdict.add_verdicts): a row made before them has none yet
+        row["verdict"] = entry.verdict.text
+    golden = entry.golden
     if golden:
-        row.update(golden_passed=int(golden["passed"]), golden_max_abs=golden.get("max_abs"),
-                   golden_failing_elements=golden.get("failing_elements"))
-    row.update(field_row(entry))
-    return {c: row.get(c) for c in SUMMARY_COLUMNS}
+        row.update(golden_passed=int(golden.passed), golden_max_abs=golden.max_abs,
+                   golden_failing_elements=golden.failing_elements)
+    row.update(field_row(entry.field))
+    return Summary(**row)
 
 
-def sync_reliable(sync: dict) -> bool:
-    """Whether a recorded sync estimate may be acted on (records before reliability: when it had a signal)."""
-    return bool(sync["reliable"]) if "reliable" in sync else not sync["no_signal"]
+def sync_reliable(sync) -> bool:
+    """Whether a recorded sync estimate (``record.schema.Sync``) may be acted on."""
+    return bool(sync.reliable)
 
 
 def mouth_psnr_from_mse(mse: np.ndarray) -> np.ndarray:
@@ -164,25 +184,31 @@ def number(value) -> float | None:
     return None if value is None else float(value)
 
 
-RUN_KIND = RECORD_KIND  # the old name
-RECORD_KEYS = tuple(k for k in RunRecord.model_fields if k not in ("kind", "schema_version"))
-"""Top-level keys of run.json (besides kind and schema_version): every one exists in a loaded record."""
+def __getattr__(name: str):
+    """Names this module used to hold, now record.schema's (it imports this module's ``Summary``)."""
+    from evalkit.record import schema
+
+    if name == "RUN_KIND":
+        return schema.RECORD_KIND
+    if name == "RECORD_KEYS":  # top-level keys of run.json besides kind and schema_version
+        return tuple(k for k in schema.RunRecord.model_fields if k not in ("kind", "schema_version"))
+    if name in ("KNOWN_SCHEMA_VERSIONS", "RECORD_KIND", "RunRecord"):
+        return getattr(schema, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_run(folder: Path) -> dict:
-    """The record of a finished run folder (or of a baseline folder), validated and brought to today's version.
+def load_run(folder: Path):
+    """The record of a finished run folder (or of a baseline folder): a ``record.schema.RunRecord``, validated
+    and brought to today's version, which is what the views read (attributes: ``record.runs[0].summary.psnr_mean``).
 
-    Returned as JSON values (``RunRecord.to_json_dict``: every key of the schema present, null where a run did
-    not produce that part; non-finite floats as "inf", "-inf", "nan"), which is what the views read. A record
-    that is not JSON, not an object, of another kind or of an unknown schema version, or that does not match
-    the schema, is a UserError naming the file and what was expected. Older records are migrated
-    (``record.schema.migrate``: e.g. old speed names ``fps`` become ``throughput_fps``).
+    Every key of the schema is present, None where a run did not produce that part; ``to_json_dict()`` gives it
+    back as JSON values (non-finite floats as "inf", "-inf", "nan"). A record that is not JSON, not an object, of
+    another kind or of an unknown schema version, or that does not match the schema, is a UserError naming the
+    file and what was expected. Older records are migrated (``record.schema.migrate``: e.g. old speed names
+    ``fps`` become ``throughput_fps``, parity kept once).
     """
-    return load_run_record(folder).to_json_dict()
+    from evalkit.record.schema import RECORD_KIND, describe_error, validate_record
 
-
-def load_run_record(folder: Path) -> RunRecord:
-    """The typed record of a run folder (``load_run``'s checks)."""
     path = Path(folder) / RUN_RECORD
     if not path.is_file():
         raise UserError(f"{folder}: not a run folder (no {RUN_RECORD}; a folder named .*.partial is unfinished)")
@@ -202,3 +228,6 @@ def load_run_record(folder: Path) -> RunRecord:
                         "schema`)") from None
     except ValueError as exc:  # an unknown schema version
         raise UserError(f"{path}: {exc}") from None
+
+
+load_run_record = load_run  # the old name of the typed loader

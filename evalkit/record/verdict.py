@@ -54,48 +54,48 @@ def _finding(kind: str, detail: str) -> dict:
     return {"kind": kind, "detail": detail}
 
 
-def run_verdict(entry: dict, gates: list[dict] | None, metrics: dict | None = None) -> dict:
-    """The verdict of one record entry: ``{"status", "ok", "findings": [{"kind", "detail"}], "text"}``.
+def run_verdict(entry, gates, metrics: dict | None = None) -> dict:
+    """The verdict of one record entry (a ``record.schema.RunEntry``, its summary row made): ``{"status", "ok",
+    "findings": [{"kind", "detail"}], "text"}``, what ``record.schema.Verdict`` holds.
 
     ``status`` is "ok", "flagged" (it ran; something is wrong), "skipped" or "failed". ``gates``: the record's
-    gate results (dicts), ``metrics``: the suite definition's ``metrics`` (its verdict thresholds)."""
+    gate results (``GateRecord``s), ``metrics``: the suite definition's ``metrics`` (its verdict thresholds)."""
     metrics = metrics or {}
     min_psnr = float(metrics.get("fidelity_low_psnr_db", DEFAULT_FIDELITY_LOW_PSNR_DB))
     tolerance = int(metrics.get("sync_tolerance_frames", DEFAULT_SYNC_TOLERANCE_FRAMES))
-    status = entry.get("status")
-    reason = " ".join(str(entry.get("reason") or "").split())
+    status = entry.status
+    reason = " ".join(str(entry.reason or "").split())
     if status in ("skipped", "failed"):
         return _verdict(status, [_finding(status, reason or "no reason given")])
-    s = entry.get("summary") or {}
-    key = RunKey.of(entry)
+    s = entry.summary
+    key = entry.key
     findings, notes = [], []
     for g in gates or []:
-        if g.get("model") == "*" or RunKey.of(g) != key:
+        if g.model == "*" or RunKey.of(g) != key:
             continue
-        if g.get("inconclusive"):
-            notes.append(_finding("speed inconclusive", f"{g['gate']}: {g['message'].split(': ', 1)[-1]}"))
-        elif not g.get("passed"):
-            findings.append(_finding("gate failed", f"{g['gate']}: {g['field']} = {_fmt(g.get('value'), 4)}, "
-                                                    f"limit {g.get('limit')}"))
-    nan, inf = _number(s.get("nan_count")) or 0, _number(s.get("inf_count")) or 0
+        if g.inconclusive:
+            notes.append(_finding("speed inconclusive", f"{g.gate}: {g.message.split(': ', 1)[-1]}"))
+        elif not g.passed:
+            findings.append(_finding("gate failed", f"{g.gate}: {g.field} = {_fmt(g.value, 4)}, limit {g.limit}"))
+    nan, inf = s.nan_count or 0, s.inf_count or 0
     if nan or inf:
         findings.append(_finding("NaN/Inf", f"{int(nan)} NaN and {int(inf)} Inf output values"))
-    if s.get("copy_flag") == 1:
-        flag_db = (entry.get("copy") or {}).get("psnr_db")
-        findings.append(_finding("near-copy", f"mouth {_fmt(s.get('copy_mouth_psnr'))} dB from the reference "
+    if s.copy_flag == 1:
+        flag_db = entry.copy_.psnr_db if entry.copy_ else None
+        findings.append(_finding("near-copy", f"mouth {_fmt(s.copy_mouth_psnr)} dB from the reference "
                                               f"frame it was given" + (f", flagged at >= {flag_db:g} dB"
                                                                        if flag_db is not None else "")))
-    offset = _number(s.get("sync_offset_frames"))
-    if s.get("sync_reliable") == 0:
-        findings.append(_finding("sync unreliable", s.get("sync_reason") or "the estimate is not reliable"))
-    elif s.get("sync_reliable") == 1 and offset is not None:
-        source = _number(s.get("gt_sync_offset_frames")) if s.get("gt_sync_reliable") == 1 else None
+    offset = s.sync_offset_frames
+    if s.sync_reliable == 0:
+        findings.append(_finding("sync unreliable", s.sync_reason or "the estimate is not reliable"))
+    elif s.sync_reliable == 1 and offset is not None:
+        source = s.gt_sync_offset_frames if s.gt_sync_reliable == 1 else None
         delta = offset - (source or 0.0)
         if abs(delta) > tolerance:
             against = f"the source's {source:+.0f}" if source is not None else "0"
             findings.append(_finding("sync late" if delta > 0 else "sync early",
                                      f"offset {offset:+.0f} frames against {against}, tolerance +/-{tolerance}"))
-    psnr = _number(s.get("psnr_mean"))
+    psnr = s.psnr_mean
     if psnr is not None and not math.isnan(psnr) and psnr < min_psnr:
         findings.append(_finding("fidelity low", f"PSNR {_fmt(psnr)} dB < {min_psnr:g} dB"))
     findings.sort(key=lambda f: PROBLEMS.index(f["kind"]))
@@ -110,24 +110,24 @@ def _verdict(status: str, findings: list[dict]) -> dict:
     return {"status": status, "ok": status == "ok", "findings": findings, "text": text}
 
 
-def add_verdicts(record: dict) -> None:
-    """Each entry of ``record`` given its ``verdict`` (after its summary row and the gates), and its summary row
-    the verdict's words (summary.csv's ``verdict`` column)."""
-    metrics = ((record.get("suite") or {}).get("definition") or {}).get("metrics") or {}
-    for entry in record["runs"]:
-        entry["verdict"] = run_verdict(entry, record.get("gates"), metrics)
-        if isinstance(entry.get("summary"), dict):
-            entry["summary"]["verdict"] = entry["verdict"]["text"]
+def add_verdicts(record) -> None:
+    """Each entry of ``record`` (a ``record.schema.RunRecord``) given its ``verdict`` (after its summary row and
+    the gates), and its summary row the verdict's words (summary.csv's ``verdict`` column)."""
+    metrics = record.suite.definition.get("metrics") or {}
+    for entry in record.runs:
+        entry.verdict = run_verdict(entry, record.gates, metrics)
+        entry.summary.verdict = entry.verdict.text
 
 
-def verdict_detail(verdict: dict | None, limit: int | None = None) -> str:
-    """A verdict in one line with its numbers: "near-copy (mouth inf dB ...); sync late (offset +2 ...)"."""
+def verdict_detail(verdict, limit: int | None = None) -> str:
+    """A verdict (``record.schema.Verdict``) in one line with its numbers: "near-copy (mouth inf dB ...); sync
+    late (offset +2 ...)"."""
     if not verdict:
         return "-"
-    if not verdict["findings"]:
+    if not verdict.findings:
         return "ok"
-    text = "; ".join(f"{f['kind']} ({f['detail']})" for f in verdict["findings"])
-    if verdict["ok"]:
+    text = "; ".join(f"{f.kind} ({f.detail})" for f in verdict.findings)
+    if verdict.ok:
         text = "ok; " + text
     if limit is not None and len(text) > limit:
         text = text[: limit - 3].rstrip() + "..."

@@ -10,7 +10,7 @@ from evalkit.report.tables import write_tables
 
 
 
-def render_run(run_dir: Path, record: dict, log=print) -> None:
-    """Write every view of ``record`` into ``run_dir``."""
+def render_run(run_dir: Path, record, log=print) -> None:
+    """Write every view of ``record`` (a ``record.schema.RunRecord``) into ``run_dir``."""
     write_tables(Path(run_dir), record)
     write_html(Path(run_dir), record, log=log)

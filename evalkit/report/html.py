@@ -13,7 +13,8 @@ from evalkit.media.thumbnails import (DIFF_AMPLIFY, WORST_FRAMES, WORST_MIN_GAP_
 from evalkit.metrics.latency import HIGH_CV
 from evalkit.record.io import write_text_atomic
 from evalkit.record.layout import OUTPUT_MP4, REPORT_HTML, SIDE_BY_SIDE, WORST_FRAMES_JSON  # noqa: F401 (re-exported)
-from evalkit.record.summary import DEFAULT_PROTOCOL, HIGHER_IS_BETTER, number, run_key, run_label, sync_reliable
+from evalkit.record.runkey import RunKey
+from evalkit.record.summary import HIGHER_IS_BETTER, number, run_label, sync_reliable
 from evalkit.record.vocabulary import REGIONS
 from evalkit.report import plots
 from evalkit.report.templating import render
@@ -95,14 +96,14 @@ def _fmt(value, decimals: int) -> str:
     return f"{v:,.{decimals}f}" if decimals else f"{int(v):+d}" if v < 0 else f"{int(v):,d}"
 
 
-def _sync_distance(summary: dict) -> float | None:
+def _sync_distance(summary) -> float | None:
     """How far a reliable sync estimate is from where it should be: |offset - source's own offset| when the
     ground truth has a reliable offset, else |offset|; None for an unreliable or missing estimate (no direction)."""
-    offset = number(summary.get("sync_offset_frames"))
-    if offset is None or math.isnan(offset) or summary.get("sync_reliable") != 1:
+    offset = summary.sync_offset_frames
+    if offset is None or summary.sync_reliable != 1:
         return None
-    source = number(summary.get("gt_sync_offset_frames"))
-    if source is not None and not math.isnan(source) and summary.get("gt_sync_reliable") == 1:
+    source = summary.gt_sync_offset_frames
+    if source is not None and summary.gt_sync_reliable == 1:
         return abs(offset - source)
     return abs(offset)
 
@@ -112,36 +113,34 @@ SPEED_COLUMNS_MARKED = {"throughput_fps", "throughput_end_to_end_fps", "throughp
 COPY_COLUMNS_MARKED = {"copy_mouth_psnr", "copy_frames_fraction", "copy_flag"}
 
 
-def _near_copy(entry: dict) -> bool:
-    return (entry.get("summary") or {}).get("copy_flag") == 1
+def _near_copy(entry) -> bool:
+    return entry.summary.copy_flag == 1
 
 
-def _noisy_timing(entry: dict) -> bool:
+def _noisy_timing(entry) -> bool:
     """High variation of the wall-clock latencies, or other processes busy while timing (metrics.latency.BUSY_SHARE)."""
     from evalkit.metrics.latency import BUSY_SHARE
 
-    summary = entry.get("summary") or {}
-    cv = number(summary.get("latency_cv"))
-    share = number(summary.get("timing_others_share"))
+    cv, share = entry.summary.latency_cv, entry.summary.timing_others_share
     return (cv is not None and cv == cv and cv > HIGH_CV) or (share is not None and share > BUSY_SHARE)
 
 
-def trustworthy(entry: dict, col: str) -> bool:
+def trustworthy(entry, col: str) -> bool:
     """Whether a run's value in ``col`` may be coloured best or worst: a run that ran; a near-copy's only in the
     copy columns (its perfect reconstruction is its input's, not a result); a speed value only when its timing
     was not noisy; a sync value only when its estimate is reliable."""
-    if entry["status"] != "ok":
+    if entry.status != "ok":
         return False
     if _near_copy(entry) and col not in COPY_COLUMNS_MARKED:
         return False
     if col in SPEED_COLUMNS_MARKED and _noisy_timing(entry):
         return False
-    if col in ("sync_offset_frames", "sync_confidence") and entry["summary"].get("sync_reliable") != 1:
+    if col in ("sync_offset_frames", "sync_confidence") and entry.summary.sync_reliable != 1:
         return False
     return True
 
 
-def column_marks(entries: list[dict], col: str, decimals: int | None = None) -> dict[int, str]:
+def column_marks(entries: list, col: str, decimals: int | None = None) -> dict[int, str]:
     """"best"/"worst" per run index for one column, only where the column has a direction, among the runs whose
     value is trustworthy (``trustworthy``), and only where those values differ as shown (rounded to ``decimals``):
     two runs that read the same are never one best and one worst.
@@ -149,10 +148,10 @@ def column_marks(entries: list[dict], col: str, decimals: int | None = None) -> 
     The sync offset is ranked by its distance from the source's offset (lower is better); the sync confidence only
     among reliable estimates (an unreliable estimate's confidence says nothing about the model)."""
     if col == "sync_offset_frames":
-        values = [(i, _sync_distance(e["summary"])) for i, e in enumerate(entries)]
+        values = [(i, _sync_distance(e.summary)) for i, e in enumerate(entries)]
         higher = False
     elif col in HIGHER_IS_BETTER:
-        values = [(i, number(e["summary"].get(col))) for i, e in enumerate(entries)]
+        values = [(i, e.summary.cell(col)) for i, e in enumerate(entries)]
         higher = HIGHER_IS_BETTER[col]
     else:
         return {}
@@ -173,22 +172,22 @@ def column_marks(entries: list[dict], col: str, decimals: int | None = None) -> 
 VERDICT_CLASS = {"ok": "best", "flagged": "worst", "failed": "worst", "skipped": ""}
 
 
-def summary_tables(record: dict) -> list[dict]:
+def summary_tables(record) -> list[dict]:
     """The summary as TABLE_GROUPS tables: cells with best and worst marked, columns empty in every run left out."""
-    entries = record["runs"]
+    entries = record.runs
     tables = []
     for title, columns in TABLE_GROUPS:
-        shown = [c for c in columns if any(number(e["summary"].get(c[0])) is not None for e in entries)]
+        shown = [c for c in columns if any(e.summary.cell(c[0]) is not None for e in entries)]
         marks = {col: column_marks(entries, col, d) for col, _, d, _ in shown}
         rows = []
         for i, e in enumerate(entries):
-            s = e["summary"]
-            rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"],
-                         "protocol": run_key(e)[3], "status": e["status"], "reason": e["reason"] or "",
-                         "frames": _fmt(s.get("frames"), 0), "anchor": run_anchor(e),
-                         "verdict": (e.get("verdict") or {}).get("text") or e["status"],
-                         "verdict_class": VERDICT_CLASS.get((e.get("verdict") or {}).get("status"), ""),
-                         "cells": [{"text": _fmt(s.get(col), d), "mark": marks[col].get(i, "")}
+            s = e.summary
+            rows.append({"model": e.model, "backend": e.backend, "input": e.input,
+                         "protocol": e.protocol, "status": e.status, "reason": e.reason or "",
+                         "frames": _fmt(s.frames, 0), "anchor": run_anchor(e),
+                         "verdict": e.verdict.text if e.verdict else e.status,
+                         "verdict_class": VERDICT_CLASS.get(e.verdict.status, "") if e.verdict else "",
+                         "cells": [{"text": _fmt(s.cell(col), d), "mark": marks[col].get(i, "")}
                                    for col, _, d, _ in shown]})
         tables.append({"title": title, "columns": [{"col": c, "header": h, "legend": text} for c, h, _, text in shown],
                        "left_out": [h for c, h, _, _ in columns if (c, h) not in {(x[0], x[1]) for x in shown}],
@@ -196,27 +195,29 @@ def summary_tables(record: dict) -> list[dict]:
     return tables
 
 
-def summary_rows(record: dict) -> list[dict]:
+def summary_rows(record) -> list[dict]:
     """Every summary cell of TABLE_COLUMNS in one row per run (the tables of ``summary_tables``, side by side)."""
     rows = []
-    for i, e in enumerate(record["runs"]):
-        cells = [{"text": _fmt(e["summary"].get(col), d), "mark": column_marks(record["runs"], col, d).get(i, "")}
+    for i, e in enumerate(record.runs):
+        cells = [{"text": _fmt(e.summary.cell(col), d), "mark": column_marks(record.runs, col, d).get(i, "")}
                  for col, _, d in TABLE_COLUMNS]
-        rows.append({"model": e["model"], "backend": e["backend"], "input": e["input"], "protocol": run_key(e)[3],
-                     "status": e["status"], "reason": e["reason"] or "",
-                     "frames": _fmt(e["summary"].get("frames"), 0), "cells": cells})
+        rows.append({"model": e.model, "backend": e.backend, "input": e.input, "protocol": e.protocol,
+                     "status": e.status, "reason": e.reason or "", "frames": _fmt(e.summary.frames, 0),
+                     "cells": cells})
     return rows
 
 
-def run_anchor(entry: dict) -> str:
+def run_anchor(entry) -> str:
     """The id of a run's section in the page (its folder name, which is unique in a record)."""
-    return "run-" + (entry["folder"] or "-".join(run_key(entry)))
+    return "run-" + (entry.folder or "-".join(entry.key))
 
 
-def parity_row(result: dict) -> dict:
-    tensor, picture = result["tensor"] or {}, result["picture"]
-    return {"reference": result["reference"], "candidate": result["candidate"], "precision": result["precision"],
-            "passed": result["passed"], "tol": f"atol {result['atol']:g}, rtol {result['rtol']:g}",
+def parity_row(result) -> dict:
+    """A ``record.schema.ParityComparison`` as the page's parity table shows it (``tensor`` and ``picture`` are
+    the statistics as written: dicts)."""
+    tensor, picture = result.tensor or {}, result.picture
+    return {"reference": result.reference, "candidate": result.candidate, "precision": result.precision,
+            "passed": result.passed, "tol": f"atol {result.atol:g}, rtol {result.rtol:g}",
             "max_abs": _fmt(tensor.get("max_abs"), 7) if tensor else "-",
             "median_abs": _fmt(tensor.get("median_abs"), 7) if tensor else "-",
             "p99_abs": _fmt(tensor.get("p99_abs"), 7) if tensor else "-",
@@ -224,75 +225,75 @@ def parity_row(result: dict) -> dict:
             "required": (f"atol {number(tensor['required_atol']):.2e} / rtol {number(tensor['required_rtol']):.2e}"
                          if tensor else "-"),
             "failing": (f"{tensor['failing_elements']:,d} of {tensor['elements']:,d}" if tensor
-                        else result["tensor_note"] or "-"),
+                        else result.tensor_note or "-"),
             "nan": tensor.get("nan_mismatches", "-") if tensor else "-",
             "psnr": _fmt(picture.get("psnr_mean"), 2), "psnr_min": _fmt(picture.get("psnr_min"), 2),
             "ssim_min": _fmt(picture.get("ssim_min"), 5)}
 
 
-def sync_sentences(entries: list[dict]) -> list[str]:
+def sync_sentences(entries: list) -> list[str]:
     """One sentence per run: its offset, whether it is reliable, and how it compares with the source's own."""
     return [sync_sentence(e) for e in entries]
 
 
-def sync_sentence(e: dict) -> str:
+def sync_sentence(e) -> str:
     """A run's sync estimate in words: offset, reliability, and the source's own offset when both are reliable."""
     label = run_label(e)
-    sync, gt = e["sync"] or {}, e["ground_truth_sync"] or {}
-    if not sync or sync["no_signal"]:
-        return f"{label}: no sync signal ({sync.get('reason', 'not measured')})."
+    sync, gt = e.sync, e.ground_truth_sync
+    if not sync or sync.no_signal:
+        return f"{label}: no sync signal ({sync.reason if sync else 'not measured'})."
     reliable = sync_reliable(sync)
-    text = (f"{label}: offset {sync['offset_frames']:+d} frames ({sync['offset_ms']:+.0f} ms), "
-            f"confidence {sync['confidence']:.1f}, "
-            + ("reliable" if reliable else f"NOT RELIABLE ({sync.get('reason') or 'unreliable'})"))
-    if gt and not gt["no_signal"] and reliable and sync_reliable(gt):
-        delta = sync["offset_frames"] - gt["offset_frames"]
+    text = (f"{label}: offset {sync.offset_frames:+d} frames ({sync.offset_ms:+.0f} ms), "
+            f"confidence {sync.confidence:.1f}, "
+            + ("reliable" if reliable else f"NOT RELIABLE ({sync.reason or 'unreliable'})"))
+    if gt and not gt.no_signal and reliable and sync_reliable(gt):
+        delta = sync.offset_frames - gt.offset_frames
         relation = "in step with" if delta == 0 else f"{abs(delta)} frame{'s' if abs(delta) != 1 else ''} " + (
             "later than" if delta > 0 else "earlier than")
-        text += f"; the source itself is at {gt['offset_frames']:+d}: the model is {relation} the source"
-    lag = e.get("video_lag")
-    if lag and not lag["no_signal"]:
-        text += (f"; its mouth against the ground truth's (no audio): {lag['offset_frames']:+d} frames, confidence "
-                 f"{lag['confidence']:.1f}, " + ("reliable" if sync_reliable(lag) else "NOT RELIABLE"))
-    if e["syncnet"]:
-        sn = e["syncnet"]
-        text += f"; SyncNet: LSE-D {sn['lse_d']:.3f}, LSE-C {sn['lse_c']:.3f}, offset {sn['offset_frames']:+d}"
+        text += f"; the source itself is at {gt.offset_frames:+d}: the model is {relation} the source"
+    lag = e.video_lag
+    if lag and not lag.no_signal:
+        text += (f"; its mouth against the ground truth's (no audio): {lag.offset_frames:+d} frames, confidence "
+                 f"{lag.confidence:.1f}, " + ("reliable" if sync_reliable(lag) else "NOT RELIABLE"))
+    if e.syncnet:
+        sn = e.syncnet
+        text += f"; SyncNet: LSE-D {sn.lse_d:.3f}, LSE-C {sn.lse_c:.3f}, offset {sn.offset_frames:+d}"
     return text + landmark_sync_clause(e) + "."
 
 
-def landmark_sync_clause(e: dict) -> str:
+def landmark_sync_clause(e) -> str:
     """The second sync estimate, from the landmarks' mouth opening (evalkit[face]), and whether the two agree."""
-    face = (e.get("field") or {}).get("face") or {}
-    lm = face.get("sync")
+    face = e.field.face if e.field else None
+    lm = face.sync if face else None
     if not lm:
         return ""
-    if lm["no_signal"]:
-        return f"; landmarks: no signal ({lm['reason']})"
-    text = (f"; landmarks: offset {lm['offset_frames']:+d}, confidence {lm['confidence']:.1f}, "
-            + ("reliable" if lm["reliable"] else "not reliable"))
-    agrees = face.get("agrees_with_builtin")
+    if lm.no_signal:
+        return f"; landmarks: no signal ({lm.reason})"
+    text = (f"; landmarks: offset {lm.offset_frames:+d}, confidence {lm.confidence:.1f}, "
+            + ("reliable" if lm.reliable else "not reliable"))
+    agrees = face.agrees_with_builtin
     return text + ("" if agrees is None else ", agreeing" if agrees else ", DISAGREEING with the estimate above")
 
 
-def copy_sentences(entries: list[dict]) -> list[str]:
+def copy_sentences(entries: list) -> list[str]:
     """One line per run flagged as a near-copy of its input's reference channels."""
     lines = []
     for e in entries:
-        s = e["summary"]
-        if s.get("copy_flag") == 1:
-            lines.append(f"{run_label(e)}: a near-copy. Its mouth region is {_fmt(s['copy_mouth_psnr'], 1)} dB from the "
-                         f"unmasked reference channels it was given (flagged at {e['copy']['psnr_db']:g} dB or more; "
-                         f"{100 * number(s['copy_frames_fraction']):.0f} % of frames): the output copies its input.")
+        s = e.summary
+        if s.copy_flag == 1:
+            lines.append(f"{run_label(e)}: a near-copy. Its mouth region is {_fmt(s.copy_mouth_psnr, 1)} dB from the "
+                         f"unmasked reference channels it was given (flagged at {e.copy_.psnr_db:g} dB or more; "
+                         f"{100 * s.copy_frames_fraction:.0f} % of frames): the output copies its input.")
     return lines
 
 
-def wrap_sentences(record: dict, entries: list[dict]) -> list[str]:
+def wrap_sentences(record, entries: list) -> list[str]:
     """Runs whose raw outputs a plain uint8 cast (the reference script's) would have wrapped around."""
     lines = []
     for e in entries:
-        wrap = (e["output_stats"] or {}).get("wrap_count")  # older records: no wrap_count
+        wrap = e.output_stats.wrap_count if e.output_stats else None  # older records: no wrap_count
         if wrap:
-            cast = record["models"][e["model"]]["contract"].get("output_cast", "clip")  # before the option: clip
+            cast = record.models[e.model].contract.get("output_cast", "clip")  # before the option: clip
             lines.append(f"{run_label(e)}: {wrap:,d} output values lie at or beyond 256/255 or at or below -1/255; "
                          + ("they were wrapped modulo 256 (contract output_cast: wrap, as the reference script)."
                             if cast == "wrap" else "evalkit clipped them; the reference script's plain uint8 cast "
@@ -300,17 +301,17 @@ def wrap_sentences(record: dict, entries: list[dict]) -> list[str]:
     return lines
 
 
-def worst_frames(run_dir: Path, record: dict, entry: dict) -> dict:
+def worst_frames(run_dir: Path, record, entry) -> dict:
     """The worst frames saved in the run's folder when it was recorded (``measure.view_assets``: JPEG strips of
     ground truth | output | |difference| x DIFF_AMPLIFY, listed in worst_frames.json), or a note saying why
     there are none."""
-    folder = Path(run_dir) / entry["folder"]
+    folder = Path(run_dir) / entry.folder
     path = folder / WORST_FRAMES_JSON
     if not path.is_file():
-        return {"frames": [], "note": f"the run folder has none ({entry['folder']}/{WORST_FRAMES_JSON} is absent: "
+        return {"frames": [], "note": f"the run folder has none ({entry.folder}/{WORST_FRAMES_JSON} is absent: "
                                       "`evalkit report` makes them where the run's ground truth is on the machine)"}
     saved = json.loads(path.read_text())
-    fps = record["inputs"][entry["input"]]["fps"]
+    fps = record.inputs[entry.input].fps
     frames, absent = [], []
     for f in saved["frames"]:
         jpeg = folder / f["jpeg"]
@@ -322,14 +323,14 @@ def worst_frames(run_dir: Path, record: dict, entry: dict) -> dict:
     return {"frames": frames, "note": f"{', '.join(absent)} absent from the run folder" if absent else ""}
 
 
-def _side_by_side_video(run_dir: Path, record: dict, entry: dict) -> str | None:
+def _side_by_side_video(run_dir: Path, record, entry) -> str | None:
     """side_by_side.mp4 of a run with ground truth, made when the run was recorded; None when the folder lacks it."""
-    if (Path(run_dir) / entry["folder"] / SIDE_BY_SIDE).is_file():
-        return f"{entry['folder']}/{SIDE_BY_SIDE}"
+    if (Path(run_dir) / entry.folder / SIDE_BY_SIDE).is_file():
+        return f"{entry.folder}/{SIDE_BY_SIDE}"
     return None
 
 
-def _side_by_side_caption(video: Path, input_facts: dict) -> str:
+def _side_by_side_caption(video: Path, input_facts) -> str:
     """What the side-by-side video shows: the face (``media.frames.face_window``) or, where the crop boxes were
     not at hand when it was made, whole frames: told by its width against the input's."""
     from evalkit.errors import UserError
@@ -337,30 +338,29 @@ def _side_by_side_caption(video: Path, input_facts: dict) -> str:
 
     caption = "ground truth | output, side by side"
     try:
-        whole = probe_video(video).width >= 2 * input_facts["size"][0]
+        whole = probe_video(video).width >= 2 * input_facts.size[0]
     except (UserError, OSError):  # unreadable here (ffmpeg cannot parse it): the browser may still play it
         return caption
     return caption + (", whole frames" if whole else ", around the face (every crop box and a margin)")
 
 
-def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> dict:
+def run_section(run_dir: Path, record, entry, gates: list) -> dict:
     """Everything the page shows about one run, for its collapsible section: what it has, never an empty part."""
-    s = entry["summary"]
-    section = {"label": run_label(entry), "anchor": run_anchor(entry), "status": entry["status"],
-               "reason": entry["reason"] or "", "video": None, "video_caption": "", "output_mp4": None,
-               "worst": None, "missing": [], "sync": "", "near_copy": s.get("copy_flag") == 1,
-               "verdict": entry.get("verdict") or {"status": entry["status"], "text": entry["status"], "findings": []},
-               "gates": [g for g in gates if (g["model"], g["backend"], g["input"],
-                                              g.get("protocol") or DEFAULT_PROTOCOL) == run_key(entry)],
+    s = entry.summary
+    section = {"label": run_label(entry), "anchor": run_anchor(entry), "status": entry.status,
+               "reason": entry.reason or "", "video": None, "video_caption": "", "output_mp4": None,
+               "worst": None, "missing": [], "sync": "", "near_copy": s.copy_flag == 1,
+               "verdict": entry.verdict or {"status": entry.status, "text": entry.status, "findings": []},
+               "gates": [g for g in gates if RunKey.of(g) == entry.key],
                "facts": []}
-    if entry["status"] != "ok":
+    if entry.status != "ok":
         return section
-    folder = run_dir / entry["folder"]
+    folder = run_dir / entry.folder
     if (folder / OUTPUT_MP4).is_file():
-        section["output_mp4"] = f"{entry['folder']}/{OUTPUT_MP4}"
-    if entry["fidelity"]:
+        section["output_mp4"] = f"{entry.folder}/{OUTPUT_MP4}"
+    if entry.fidelity:
         section["video"] = _side_by_side_video(run_dir, record, entry)
-        section["video_caption"] = _side_by_side_caption(folder / SIDE_BY_SIDE, record["inputs"][entry["input"]])
+        section["video_caption"] = _side_by_side_caption(folder / SIDE_BY_SIDE, record.inputs[entry.input])
         section["worst"] = worst_frames(run_dir, record, entry)
     else:
         section["video"] = section["output_mp4"]
@@ -376,31 +376,33 @@ def run_section(run_dir: Path, record: dict, entry: dict, gates: list[dict]) -> 
                           ("throughput_fps", "inference FPS", 1), ("latency_p50_ms", "median latency (ms)", 2),
                           ("lmd_mouth_mean", "LMD mouth (px)", 2), ("identity_template_max", "identity max", 3),
                           ("cpbd_mouth", "CPBD mouth", 3)]:
-        if number(s.get(col)) is not None:
-            section["facts"].append((label, _fmt(s.get(col), d)))
-    section["facts"].insert(0, ("frames", _fmt(entry["frames"], 0)))
-    face_missing = (entry.get("field") or {}).get("face_missing")
+        if s.cell(col) is not None:
+            section["facts"].append((label, _fmt(s.cell(col), d)))
+    section["facts"].insert(0, ("frames", _fmt(entry.frames, 0)))
+    face_missing = entry.field.face_missing if entry.field else None
     if face_missing:  # the one line saying how to get LMD and identity
         section["facts"].append(("LMD, identity", face_missing))
     return section
 
 
-def file_fact(facts: dict | None) -> str:
-    """A file of the record by name and SHA-256: never the absolute path of the machine that ran it."""
-    if not facts:
+def file_fact(facts) -> str:
+    """A file of the record (``record.schema.FileFacts``) by name and SHA-256: never the absolute path of the
+    machine that ran it."""
+    if not facts or isinstance(facts, str):  # a landmark folder's path alone (older records): no hash to show
         return "-"
-    return f"{Path(facts['path']).name} (SHA-256 {facts['sha256']})"
+    return f"{Path(facts.path).name} (SHA-256 {facts.sha256})"
 
 
-def write_html(run_dir: Path, record: dict, log=print) -> Path:
-    entries = record["runs"]
-    ok = [e for e in entries if e["status"] == "ok"]
-    measured = [e for e in ok if e["fidelity"]]
-    timed = [e for e in ok if e["timed_ms"]]
-    with_stats = [e for e in ok if e["output_stats"]]
-    noisy = [(e, number(e["summary"]["latency_cv"])) for e in ok
-             if number(e["summary"]["latency_cv"]) is not None and number(e["summary"]["latency_cv"]) > HIGH_CV]
-    gates = sorted(record["gates"] or [], key=lambda g: g["passed"])
+def write_html(run_dir: Path, record, log=print) -> Path:
+    """report.html of ``record`` (a ``record.schema.RunRecord``) into ``run_dir``."""
+    entries = record.runs
+    ok = [e for e in entries if e.status == "ok"]
+    measured = [e for e in ok if e.fidelity]
+    timed = [e for e in ok if e.timed_ms]
+    with_stats = [e for e in ok if e.output_stats]
+    noisy = [(e, e.summary.latency_cv) for e in ok
+             if e.summary.latency_cv is not None and e.summary.latency_cv > HIGH_CV]
+    gates = sorted(record.gates or [], key=lambda g: g.passed)
     sections = [run_section(run_dir, record, e, gates) for e in entries]
     from evalkit.metrics.latency import BUSY_SHARE as busy_share
     from evalkit.report.verdicts import LEGEND, verdict_rows
@@ -409,34 +411,33 @@ def write_html(run_dir: Path, record: dict, log=print) -> Path:
         record=record,
         verdicts=verdict_rows(record), verdict_legend=LEGEND, verdict_class=VERDICT_CLASS,
         tables=summary_tables(record),
-        regions={r: d for r, d in REGIONS.items() if any(r in e["fidelity"] for e in measured)},
-        curves={r: plots.per_frame_curves([e for e in measured if r in e["fidelity"]], r, SMALL_MULTIPLES_AFTER)
-                for r in REGIONS if any(r in e["fidelity"] for e in measured)},
-        sync_png=plots.sync_curves(ok) if any(e["sync"] for e in ok) else None,
+        regions={r: d for r, d in REGIONS.items() if any(r in e.fidelity for e in measured)},
+        curves={r: plots.per_frame_curves([e for e in measured if r in e.fidelity], r, SMALL_MULTIPLES_AFTER)
+                for r in REGIONS if any(r in e.fidelity for e in measured)},
+        sync_png=plots.sync_curves(ok) if any(e.sync for e in ok) else None,
         sync_lines=sync_sentences(ok),
         copy_lines=copy_sentences(ok),
         wrap_lines=wrap_sentences(record, ok),
         latency_png=plots.latency_distribution(timed) if timed else None,
         output_png=plots.output_histograms(with_stats, SMALL_MULTIPLES_AFTER) if with_stats else None,
-        parity=[parity_row(r) for r in record["parity"]],
+        parity=[parity_row(r) for r in record.parity],
         gates=gates,
         sections=sections,
         worst_count=WORST_FRAMES, worst_gap=WORST_MIN_GAP_SECONDS, amplify=DIFF_AMPLIFY,
         colour_stops=", ".join(INFERNO_STOPS), colour_max=round(255 / DIFF_AMPLIFY),
-        files={"suite": Path(record["suite"]["path"]).name, "suite_sha256": record["suite"]["sha256"],
-               "models": {name: {"generator": file_fact(m["generator"]),
-                                 "audio_encoder": file_fact(m["audio_encoder"])}
-                          for name, m in record["models"].items()},
-               "inputs": {name: {k: file_fact(i.get(k) if isinstance(i.get(k), dict) else None)
+        files={"suite": Path(record.suite.path).name, "suite_sha256": record.suite.sha256,
+               "models": {name: {"generator": file_fact(m.generator), "audio_encoder": file_fact(m.audio_encoder)}
+                          for name, m in record.models.items()},
+               "inputs": {name: {k: file_fact(getattr(i, k))
                                  for k in ("video", "audio", "ground_truth", "crop_boxes", "landmarks")}
-                          for name, i in record["inputs"].items()}},
+                          for name, i in record.inputs.items()}},
         versions={name: Path(v).name if isinstance(v, str) and os.path.isabs(v) else v
-                  for name, v in record["versions"].items()},
+                  for name, v in record.versions.items()},
         noisy=[{"label": run_label(e), "cv": f"{cv:.2f}"} for e, cv in noisy],
-        busy=[{"label": run_label(e), "share": f"{100 * number(e['summary']['timing_others_share']):.0f}",
-               "wall": _fmt(e["summary"].get("latency_p50_ms"), 3), "cpu": _fmt(e["summary"].get("cpu_latency_p50_ms"), 3)}
-              for e in ok if _noisy_timing(e) and number(e["summary"].get("timing_others_share")) is not None
-              and number(e["summary"]["timing_others_share"]) > busy_share],
+        busy=[{"label": run_label(e), "share": f"{100 * e.summary.timing_others_share:.0f}",
+               "wall": _fmt(e.summary.latency_p50_ms, 3), "cpu": _fmt(e.summary.cpu_latency_p50_ms, 3)}
+              for e in ok if _noisy_timing(e) and e.summary.timing_others_share is not None
+              and e.summary.timing_others_share > busy_share],
         high_cv=HIGH_CV,
     )
     return write_text_atomic(run_dir / REPORT_HTML, html)

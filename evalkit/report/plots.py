@@ -39,7 +39,7 @@ def to_base64_png(fig) -> str:
 _label = run_label  # model / backend / input [/ protocol]
 
 
-def _within_model(entry: dict) -> str:
+def _within_model(entry) -> str:
     """A run's label inside its model's panel: what differs between runs of one model."""
     return _label(entry).split(" / ", 1)[1]
 
@@ -47,7 +47,7 @@ def _within_model(entry: dict) -> str:
 def _by_model(entries: list[dict]) -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for entry in entries:
-        groups.setdefault(entry["model"], []).append(entry)
+        groups.setdefault(entry.model, []).append(entry)
     return groups
 
 
@@ -60,15 +60,15 @@ def _grid(panels: int, cols: int, width: float, height: float):
     return fig, axes.ravel()[:panels]
 
 
-def _psnr_values(entry: dict, region: str) -> np.ndarray:
-    psnr = np.array([number(v) for v in entry["fidelity"][region]["psnr"]], dtype=float)
+def _psnr_values(entry, region: str) -> np.ndarray:
+    psnr = np.array(entry.fidelity[region].psnr, dtype=float)
     psnr[~np.isfinite(psnr)] = np.nan
     return psnr
 
 
-def _psnr_label(entry: dict, region: str, label: str) -> str:
+def _psnr_label(entry, region: str, label: str) -> str:
     """A run's label on the PSNR axis, saying how many of its frames are identical (inf PSNR, not drawn)."""
-    values = [number(v) for v in entry["fidelity"][region]["psnr"]]
+    values = list(entry.fidelity[region].psnr)
     inf = sum(1 for v in values if v is not None and np.isinf(v))
     if not inf:
         return label
@@ -82,7 +82,7 @@ def per_frame_curves(entries: list[dict], region: str, max_series: int = 6) -> s
         fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(13, 3.6))
         for entry in entries:
             ax_p.plot(_psnr_values(entry, region), lw=1, label=_psnr_label(entry, region, _label(entry)))
-            ax_s.plot([number(v) for v in entry["fidelity"][region]["ssim"]], lw=1, label=_label(entry))
+            ax_s.plot(list(entry.fidelity[region].ssim), lw=1, label=_label(entry))
         ax_p.set(title=f"PSNR per frame ({region})", xlabel="frame", ylabel="dB")
         ax_s.set(title=f"SSIM per frame ({region})", xlabel="frame", ylabel="SSIM")
         for ax in (ax_p, ax_s):
@@ -95,7 +95,7 @@ def per_frame_curves(entries: list[dict], region: str, max_series: int = 6) -> s
     for (model, runs), (ax_p, ax_s) in zip(groups.items(), axes):
         for entry in runs:
             ax_p.plot(_psnr_values(entry, region), lw=0.8, label=_psnr_label(entry, region, _within_model(entry)))
-            ax_s.plot([number(v) for v in entry["fidelity"][region]["ssim"]], lw=0.8)
+            ax_s.plot(list(entry.fidelity[region].ssim), lw=0.8)
         ax_p.set_ylabel(f"{model}\nPSNR (dB)", fontsize=8)
         ax_s.set_ylabel("SSIM", fontsize=8)
         for ax in (ax_p, ax_s):
@@ -112,16 +112,16 @@ def per_frame_curves(entries: list[dict], region: str, max_series: int = 6) -> s
 
 def sync_curves(entries: list[dict]) -> str:
     """Cross-correlation of audio loudness and mouth opening over lags, the chosen lag marked, one panel per run."""
-    with_curve = [e for e in entries if e.get("sync") and e["sync"]["curve"]]
+    with_curve = [e for e in entries if e.sync and e.sync.curve]
     many = len(with_curve) > 6
     fig, axes = _grid(len(with_curve), 6 if many else 3, 2.2 if many else 4.3, 1.9 if many else 2.8)
     for ax, entry in zip(axes, with_curve):
-        sync = entry["sync"]
-        ax.plot(sync["lags"], [number(v) for v in sync["curve"]], lw=1.2)
-        ax.axvline(sync["offset_frames"], color="red", lw=1, label=f"chosen {sync['offset_frames']:+d}")
-        gt = entry.get("ground_truth_sync")
-        if gt and not gt["no_signal"]:
-            ax.axvline(gt["offset_frames"], color="grey", ls="--", lw=1, label=f"source {gt['offset_frames']:+d}")
+        sync = entry.sync
+        ax.plot(sync.lags, list(sync.curve), lw=1.2)
+        ax.axvline(sync.offset_frames, color="red", lw=1, label=f"chosen {sync.offset_frames:+d}")
+        gt = entry.ground_truth_sync
+        if gt and not gt.no_signal:
+            ax.axvline(gt.offset_frames, color="grey", ls="--", lw=1, label=f"source {gt.offset_frames:+d}")
         ax.set(title=_label(entry).replace(" / ", "/") if many else _label(entry),
                xlabel="lag (frames; + = mouth after sound)" if not many else "lag (frames)", ylabel="r")
         ax.title.set_fontsize(6 if many else 8)
@@ -135,7 +135,7 @@ def sync_curves(entries: list[dict]) -> str:
 def latency_distribution(entries: list[dict]) -> str:
     """Box plot of the timed inference latencies of each run (measured apart, warm-up excluded)."""
     fig, ax = plt.subplots(figsize=(9, 0.6 + (0.45 if len(entries) <= 6 else 0.26) * len(entries)))
-    data = [[number(v) for v in e["timed_ms"]] for e in entries]
+    data = [list(e.timed_ms) for e in entries]
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(entries) + 1), [_label(e) for e in entries], fontsize=8)
     ax.set(xlabel="inference latency (ms), whiskers at p1 and p99", xscale="log")
@@ -152,10 +152,10 @@ def output_histograms(entries: list[dict], max_series: int = 6) -> str:
     axes = list(axes) if many else [axes]
     for ax, (model, runs) in zip(axes, groups.items()):
         for entry in runs:
-            hist = entry["output_stats"]["histogram"]
-            counts = np.asarray(hist["counts"], float)
-            edges = np.linspace(hist["low"], hist["high"], len(counts) + 1)
-            total = counts.sum() + hist["below"] + hist["above"]
+            hist = entry.output_stats.histogram
+            counts = np.asarray(hist.counts, float)
+            edges = np.linspace(hist.low, hist.high, len(counts) + 1)
+            total = counts.sum() + hist.below + hist.above
             ax.stairs(counts / max(total, 1), edges, label=_within_model(entry) if many else _label(entry))
         ax.axvspan(0, 1, color="green", alpha=0.06, label="[0, 1]")
         ax.set(xlabel="output value (before x255 and uint8)", ylabel="fraction of values", yscale="log")

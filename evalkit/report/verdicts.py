@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import textwrap
 
-from evalkit.record.runkey import RunKey
 from evalkit.record.verdict import verdict_detail
 
 WIDTH = 100  # the terminal table's width, in columns
@@ -33,23 +32,24 @@ def _cell(value, decimals: int, signed: bool = False) -> str:
     return f"{v:+.{decimals}f}" if signed else f"{v:,.{decimals}f}"
 
 
-def verdict_rows(record: dict) -> list[dict]:
-    """One row per run, in the record's order: key, label, status, verdict words and detail, key numbers."""
+def verdict_rows(record) -> list[dict]:
+    """One row per run of ``record`` (a ``record.schema.RunRecord``), in its order: key, label, status, verdict
+    words and detail, key numbers."""
     rows = []
-    for e in record["runs"]:
-        s = e.get("summary") or {}
-        verdict = e.get("verdict") or {"status": e["status"], "ok": e["status"] == "ok", "findings": [],
-                                       "text": e["status"]}
-        sync = _cell(s.get("sync_offset_frames"), 0, signed=True)
-        if sync != "-" and s.get("sync_reliable") == 0:
+    for e in record.runs:
+        s, verdict = e.summary, e.verdict
+        sync = _cell(s.sync_offset_frames, 0, signed=True)
+        if sync != "-" and s.sync_reliable == 0:
             sync += "?"  # an unreliable estimate
         rows.append({
-            "key": RunKey.of(e), "label": RunKey.of(e).label, "where": RunKey.of(e).where,
-            "status": verdict["status"], "ok": verdict["ok"], "verdict": verdict["text"],
-            "detail": verdict_detail(verdict), "findings": verdict["findings"],
-            "psnr": _cell(s.get("psnr_mean"), 2), "ssim": _cell(s.get("ssim_mean"), 4), "sync": sync,
-            "fps": _cell(s.get("throughput_fps"), 1), "cpu_ms": _cell(s.get("cpu_latency_p50_ms"), 3),
-            "copy": _cell(s.get("copy_mouth_psnr"), 1), "anchor": "run-" + (e.get("folder") or "-".join(RunKey.of(e))),
+            "key": e.key, "label": e.key.label, "where": e.key.where,
+            "status": verdict.status if verdict else e.status, "ok": verdict.ok if verdict else e.status == "ok",
+            "verdict": verdict.text if verdict else e.status,
+            "detail": verdict_detail(verdict) if verdict else "-",
+            "findings": [f.model_dump() for f in verdict.findings] if verdict else [],
+            "psnr": _cell(s.psnr_mean, 2), "ssim": _cell(s.ssim_mean, 4), "sync": sync,
+            "fps": _cell(s.throughput_fps, 1), "cpu_ms": _cell(s.cpu_latency_p50_ms, 3),
+            "copy": _cell(s.copy_mouth_psnr, 1), "anchor": "run-" + (e.folder or "-".join(e.key)),
         })
     return rows
 
@@ -63,7 +63,7 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def verdict_table_text(record: dict, report: str | None = None, width: int = WIDTH) -> str:
+def verdict_table_text(record, report: str | None = None, width: int = WIDTH) -> str:
     """The terminal's closing table: how many runs are ok, a line per run (its verdict and key numbers), then what each flagged run's
     verdict rests on, then where the report is; no line is longer than ``width``."""
     rows = verdict_rows(record)
@@ -94,7 +94,7 @@ def _md(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def verdict_table_markdown(record: dict) -> str:
+def verdict_table_markdown(record) -> str:
     """summary.md's verdict table: a row per run with its verdict (and what it rests on) and key numbers."""
     lines = ["| run | verdict | PSNR (dB) | sync offset | FPS | CPU ms / inference |", "|---|---|---|---|---|---|"]
     for r in verdict_rows(record):

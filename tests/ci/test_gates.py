@@ -53,10 +53,10 @@ def gated_run(gate_suite):
 
 def failed(run_dir) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for g in load_run(run_dir)["gates"]:
-        out.setdefault(g["model"], set())
-        if not g["passed"]:
-            out[g["model"]].add(g["field"])
+    for g in load_run(run_dir).gates:
+        out.setdefault(g.model, set())
+        if not g.passed:
+            out[g.model].add(g.field)
     return out
 
 
@@ -69,7 +69,7 @@ def test_each_fixture_fails_exactly_its_gate_and_the_run_exits_1(gated_run):
         "noisy": {"psnr_mean", "ssim_min"},
         "nan": {"nan_count"},
     }
-    assert not load_run(run_dir)["gates_passed"]
+    assert not load_run(run_dir).gates_passed
 
 
 def test_all_passing_gates_exit_0(gate_suite, tmp_path):
@@ -90,11 +90,11 @@ def test_junit_has_one_case_per_gate_and_failures_carry_numbers(gated_run):
     record = load_run(run_dir)
     total = float(root.get("time"))
     # abs 1e-3 s: JUnit's times are written with three decimals
-    assert total == pytest.approx(record["wall_seconds"], abs=1e-3)
+    assert total == pytest.approx(record.wall_seconds, abs=1e-3)
     assert sum(float(c.get("time")) for c in cases) <= total
     runs = {c.get("classname"): float(c.get("time")) for c in cases if c.get("name") == "run"}
     assert runs["demo.noisy.cpu.talking_head"] == pytest.approx(
-        next(e["generate_seconds"] for e in record["runs"] if e["model"] == "noisy"), abs=1e-3)
+        next(e.generate_seconds for e in record.runs if e.model == "noisy"), abs=1e-3)
     assert all(float(c.get("time")) < 1 for c in gate_cases)
     failures = root.findall(".//failure")
     assert len(failures) == 4 and root.find("testsuite").get("failures") == "4"
@@ -175,10 +175,11 @@ def test_a_video_lag_gate_acts_only_on_a_reliable_lag(reliable, passed):
     from evalkit.ci.gates import evaluate_gates
     from evalkit.config.suite import GateSpec
 
-    entry = {"model": "m", "backend": "cpu", "input": "clip", "status": "ok",
-             "summary": {"video_lag_frames": 0, "video_lag_confidence": 20.0 if reliable else 2.0,
+    from tests.record.typed import typed_record
+
+    entry = {"summary": {"video_lag_frames": 0, "video_lag_confidence": 20.0 if reliable else 2.0,
                          "video_lag_reliable": reliable}}
     gate = GateSpec.model_validate({"field": "video_lag_frames", "op": "<=", "value": 1, "abs": True})
-    [result] = evaluate_gates({"runs": [entry]}, [gate], None)
+    [result] = evaluate_gates(typed_record(runs=[entry]), [gate], None)
     assert result.passed is passed
     assert passed or "video-to-video lag" in result.message

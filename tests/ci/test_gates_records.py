@@ -16,6 +16,7 @@ from evalkit.ci.gates import GateResult, evaluate_gates, junit_xml, speed_regres
 from evalkit.measure.golden import MANIFEST, load_golden
 from evalkit.metrics.latency import latency_summary
 from evalkit.record.summary import RUN_RECORD, load_run
+from tests.record.typed import typed_record
 from evalkit.config.suite import GateSpec
 
 
@@ -67,7 +68,7 @@ def test_force_replaces_only_a_baseline(demo_run, tmp_path, capsys):
     assert tree(tmp_path) == before
     assert main(["baseline", "set", str(demo_run), "--dir", str(base), "--name", "team", "--force"]) == 0
     assert (base / "team" / "BASELINE").is_file() and not (base / "team" / "stale.txt").exists()
-    assert load_run(base / "team")["run_id"] == load_run(demo_run)["run_id"]
+    assert load_run(base / "team").run_id == load_run(demo_run).run_id
     assert sorted(p.name for p in base.iterdir()) == ["team"]  # no temporary folder left behind
 
 
@@ -81,10 +82,10 @@ def _result(value, passed, **kw):
 NON_FINITE = [_result(float("inf"), True, model="a"), _result(float("-inf"), False, model="b"),
               _result(float("nan"), False, model="c", baseline=float("nan")),
               _result("inf", True, model="d", baseline="-inf"), _result("nan", False, model="e")]
-RECORD = {"created_utc": "2024-05-01T10:00:00+00:00", "finished_utc": "2024-05-01T10:01:30+00:00", "runs": [
+RECORD = typed_record(created_utc="2024-05-01T10:00:00+00:00", finished_utc="2024-05-01T10:01:30+00:00", runs=[
     {"model": "a", "backend": "cpu", "input": "clip", "status": "ok", "generate_seconds": 12.5},
     {"model": "m", "backend": "cuda", "input": "clip", "status": "skipped", "reason": "not available here"},
-]}
+])
 
 
 def test_non_finite_values_render_as_words_in_text_junit_and_markdown():
@@ -118,8 +119,8 @@ def test_junit_has_totals_times_timestamp_and_skipped_runs():
 
 
 def test_a_nan_never_passes_a_gate():
-    record = {"machine": {"cpu": "x"}, "runs": [
-        {"model": "m", "backend": "cpu", "input": "clip", "status": "ok", "summary": {"psnr_mean": "nan"}}]}
+    record = typed_record(machine={"cpu": "x"}, runs=[
+        {"model": "m", "backend": "cpu", "input": "clip", "status": "ok", "summary": {"psnr_mean": "nan"}}])
     gates = [GateSpec(field="psnr_mean", op=op, value=30) for op in (">=", "<=", "!=")]
     results = evaluate_gates(record, gates, None)
     assert len(results) == 3 and not any(results)
@@ -148,7 +149,7 @@ def fake_run(demo_run, tmp_path, monkeypatch):
 def test_a_suite_without_gates_still_writes_junit_and_markdown(demo_suite, fake_run, tmp_path, capsys):
     junit, md = tmp_path / "ci" / "junit.xml", tmp_path / "ci" / "summary.md"
     assert main(["run", str(demo_suite), "--junit", str(junit), "--summary-md", str(md)]) == 0
-    runs = load_run(fake_run)["runs"]
+    runs = load_run(fake_run).runs
     root = ET.parse(junit).getroot()
     assert root.get("tests") == str(len(runs)) and root.get("failures") == "0"
     assert "no gates" in md.read_text()
@@ -225,7 +226,8 @@ def test_old_speed_names_in_a_record_read_as_today(demo_run, tmp_path):
         entry["summary"]["fps"] = entry["summary"].pop("throughput_fps")
     (folder / RUN_RECORD).write_text(json.dumps(record))
     loaded = load_run(folder)
-    assert all("fps" not in e["summary"] and "throughput_fps" in e["summary"] for e in loaded["runs"])
+    assert all(e.summary.throughput_fps is not None for e in loaded.runs if e.status == "ok")
+    assert all("fps" not in e["summary"] and "throughput_fps" in e["summary"] for e in loaded.to_json_dict()["runs"])
 
 
 def test_signoff_verify_on_a_json_list_and_history_on_a_text_file_exit_2(tmp_path, capsys):
@@ -283,8 +285,8 @@ def test_an_outlier_does_not_flip_throughput_against_the_median():
 def _speed_record(samples, cpu="same"):
     summary = {f: v for f, v in zip(("throughput_fps", "latency_p50_ms"),
                                     (latency_summary(samples)["throughput_fps"], latency_summary(samples)["p50"]))}
-    return {"machine": {"cpu": cpu}, "runs": [{"model": "m", "backend": "cpu", "input": "clip", "status": "ok",
-                                               "summary": summary, "timed_ms": list(samples)}]}
+    return typed_record(machine={"cpu": cpu}, runs=[{"model": "m", "backend": "cpu", "input": "clip", "status": "ok",
+                                                     "summary": summary, "timed_ms": list(samples)}])
 
 
 @pytest.mark.parametrize("field", ["throughput_fps", "fps"])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from evalkit.ci import history
+from tests.record.typed import typed_record
 
 
-def _record(suite: str, run_id: str, created: str, psnr: float, gates: list[dict]) -> dict:
+def _record(suite: str, run_id: str, created: str, psnr: float, gates: list[dict]):
     summary = {"model": "m", "backend": "cpu", "input": "clip", "psnr_mean": psnr}
-    return {"run_id": run_id, "created_utc": created, "machine": {"cpu": "test cpu"},
-            "suite": {"name": suite, "definition": {"gates": gates}},
-            "runs": [{"model": "m", "backend": "cpu", "input": "clip", "summary": summary}]}
+    return typed_record(run_id=run_id, created_utc=created, machine={"cpu": "test cpu"},
+                        suite={"name": suite, "path": "/x/s.yaml", "sha256": "0" * 64,
+                               "definition": {"gates": gates}},
+                        runs=[{"model": "m", "backend": "cpu", "input": "clip", "summary": summary}])
 
 
 def test_each_suite_gets_its_own_chart_and_only_its_own_gates(tmp_path, monkeypatch):

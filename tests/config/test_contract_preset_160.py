@@ -66,7 +66,7 @@ def run_160(fixtures_dir, tmp_path_factory):
     suite = write_suite(tmp / "p160.yaml", data)
     code = main(["run", str(suite), "--out", str(tmp / "reports")])
     run_dir = sorted((tmp / "reports" / "demo").iterdir())[-1]
-    return code, run_dir, load_run(run_dir)
+    return code, run_dir, load_run(run_dir).to_json_dict()
 
 
 def test_the_160_px_fixture_runs_end_to_end_under_the_preset(run_160):

@@ -49,7 +49,7 @@ def field_run(fixtures_dir, tmp_path_factory):
     suite = write_suite(tmp / "field.yaml", data)
     code = main(["run", str(suite), "--out", str(tmp / "reports")])
     run_dir = sorted((tmp / "reports" / "demo").iterdir())[-1]
-    return code, run_dir, load_run(run_dir)
+    return code, run_dir, load_run(run_dir).to_json_dict()
 
 
 def rows(run_dir) -> dict[str, dict]:
@@ -163,9 +163,15 @@ def test_where_the_extra_is_missing_the_face_part_says_so_and_the_rest_is_measur
                                        load_audio(clip / "speech.wav", 16000), entry["sync"])
     assert field["face"] is None and field["face_missing"] == FACE_EXTRA_HINT
     assert field["cpbd_mouth"] == entry["field"]["cpbd_mouth"]  # CPBD needs no extra
-    row = field_row({"field": field})
+    from evalkit.record.schema import FieldMetrics
+    from evalkit.record.summary import json_safe
+
+    typed_field = FieldMetrics.model_validate(json_safe(field))
+    row = field_row(typed_field)
     assert "lmd_mouth_mean" not in row and "identity_template_max" not in row and row["cpbd_mouth"] > 0
-    section = run_section(run_dir, record, dict(entry, field=field), [])
+    typed = load_run(run_dir)
+    typed_entry = next(e for e in typed.runs if e.model == "reference")
+    section = run_section(run_dir, typed, typed_entry.model_copy(update={"field": typed_field}), [])
     assert ("LMD, identity", FACE_EXTRA_HINT) in section["facts"]
 
 

@@ -28,8 +28,8 @@ def test_report_of_a_moved_run_keeps_worst_frames_and_side_by_side(demo_run, tmp
     shutil.copytree(demo_run, moved, ignore=shutil.ignore_patterns("*.mkv", "report.html"))  # frames stay home too
     record = json.loads((moved / RUN_RECORD).read_text())
     (moved / RUN_RECORD).write_text(json.dumps(_unreachable(record)))
-    measured = [e for e in load_run(moved)["runs"] if e["fidelity"]]
-    assert measured and all((moved / e["folder"] / WORST_FRAMES_JSON).is_file() for e in measured)
+    measured = [e for e in load_run(moved).runs if e.fidelity]
+    assert measured and all((moved / e.folder / WORST_FRAMES_JSON).is_file() for e in measured)
 
     assert main(["report", str(moved)]) == 0
     capsys.readouterr()
@@ -37,7 +37,7 @@ def test_report_of_a_moved_run_keeps_worst_frames_and_side_by_side(demo_run, tmp
     assert html.count("data:image/jpeg;base64,") == 4 * len(measured)
     assert "Worst frames not shown" not in html and "not on this machine" not in html
     sources = re.findall(r'<video[^>]*\ssrc="([^"]+)"', html)
-    assert {f"{e['folder']}/{SIDE_BY_SIDE}" for e in measured} <= set(sources)
+    assert {f"{e.folder}/{SIDE_BY_SIDE}" for e in measured} <= set(sources)
 
 
 def test_worst_frames_crop_the_truth_with_the_runs_own_template_walk(demo_run, tmp_path, monkeypatch):
@@ -48,12 +48,12 @@ def test_worst_frames_crop_the_truth_with_the_runs_own_template_walk(demo_run, t
     import evalkit.measure.view_assets as view_assets
 
     record = load_run(demo_run)
-    entry = next(e for e in record["runs"] if e["fidelity"])
-    folder = tmp_path / entry["folder"]
+    entry = next(e for e in record.runs if e.fidelity)
+    folder = tmp_path / entry.folder
     folder.mkdir()
-    shutil.copy2(demo_run / entry["folder"] / "frames_inner.mkv", folder)
-    frames = entry["frames"]
-    entry = dict(entry, template_indices=[(7 * i + 3) % frames for i in range(frames)])  # any walk but the default
+    shutil.copy2(demo_run / entry.folder / "frames_inner.mkv", folder)
+    frames = entry.frames
+    entry = entry.model_copy(update={"template_indices": [(7 * i + 3) % frames for i in range(frames)]})  # any walk
     used = {}
 
     class RecordingCropper:
@@ -67,10 +67,10 @@ def test_worst_frames_crop_the_truth_with_the_runs_own_template_walk(demo_run, t
     monkeypatch.setattr(view_assets, "CropPreparer", RecordingCropper)
     monkeypatch.setattr(view_assets, "difference_strip_jpeg", lambda reference, output, amplify: b"jpeg")
     boxes = np.repeat(np.arange(frames)[:, None], 4, axis=1)  # box k says k
-    truth = record["inputs"][entry["input"]]["ground_truth"]["path"]
+    truth = record.inputs[entry.input].ground_truth.path
     saved = json.loads(view_assets.save_worst_frames(folder, record, entry, truth, boxes).read_text())
     picked = sorted(f["frame"] for f in saved["frames"])
-    assert list(used.values()) == [entry["template_indices"][i] for i in picked]
+    assert list(used.values()) == [entry.template_indices[i] for i in picked]
 
 
 def test_view_assets_whose_inputs_went_away_are_skipped_with_a_message(demo_run, tmp_path):
@@ -80,28 +80,29 @@ def test_view_assets_whose_inputs_went_away_are_skipped_with_a_message(demo_run,
     from evalkit.measure.view_assets import make_view_assets
 
     record = load_run(demo_run)
-    entry = next(e for e in record["runs"] if e["fidelity"])
-    (tmp_path / entry["folder"]).mkdir()
-    shutil.copy2(demo_run / entry["folder"] / "frames_inner.mkv", tmp_path / entry["folder"])
-    (tmp_path / entry["folder"] / SIDE_BY_SIDE).write_bytes(b"made by the task")
-    facts = record["inputs"][entry["input"]]
-    one = dict(record, runs=[entry])
+    entry = next(e for e in record.runs if e.fidelity)
+    (tmp_path / entry.folder).mkdir()
+    shutil.copy2(demo_run / entry.folder / "frames_inner.mkv", tmp_path / entry.folder)
+    (tmp_path / entry.folder / SIDE_BY_SIDE).write_bytes(b"made by the task")
+    facts = record.inputs[entry.input]
+    one = record.model_copy(update={"runs": [entry]})
     gone = tmp_path / "gone"
     lines = []
-    facts.update(crop_boxes=None, landmarks={"path": str(gone / "landmarks"), "sha256": "0" * 64})
+    facts.crop_boxes = None
+    facts.landmarks = {"path": str(gone / "landmarks"), "sha256": "0" * 64}
     make_view_assets(tmp_path, one, log=lines.append)
     assert len(lines) == 1 and "cannot read the crop boxes" in lines[0] and "no worst frames" in lines[0], lines
-    assert not (tmp_path / entry["folder"] / WORST_FRAMES_JSON).exists()
+    assert not (tmp_path / entry.folder / WORST_FRAMES_JSON).exists()
     # without the boxes a missing side-by-side video is still made, of whole frames, and the line says so
-    (tmp_path / entry["folder"] / SIDE_BY_SIDE).unlink()
-    shutil.copy2(demo_run / entry["folder"] / "output.mp4", tmp_path / entry["folder"])
+    (tmp_path / entry.folder / SIDE_BY_SIDE).unlink()
+    shutil.copy2(demo_run / entry.folder / "output.mp4", tmp_path / entry.folder)
     lines.clear()
     make_view_assets(tmp_path, one, log=lines.append)
     assert len(lines) == 1 and lines[0].endswith("no worst frames, and a side-by-side video of whole frames"), lines
-    assert probe_video(tmp_path / entry["folder"] / SIDE_BY_SIDE).width == 2 * facts["size"][0]
-    (tmp_path / entry["folder"] / SIDE_BY_SIDE).write_bytes(b"made by the task")
-    truth = facts["ground_truth"]
-    facts["ground_truth"] = dict(truth, path=str(gone / "full_body_img"), frame_list=truth["path"])  # list kept
+    assert probe_video(tmp_path / entry.folder / SIDE_BY_SIDE).width == 2 * facts.size[0]
+    (tmp_path / entry.folder / SIDE_BY_SIDE).write_bytes(b"made by the task")
+    truth = facts.ground_truth
+    facts.ground_truth = dict(truth.model_dump(), path=str(gone / "full_body_img"), frame_list=truth.path)  # list kept
     lines.clear()
     make_view_assets(tmp_path, one, log=lines.append)
     assert lines == [f"{run_label(entry)}: the ground truth {gone / 'full_body_img'} is not on this machine: no "
@@ -117,17 +118,17 @@ def test_a_side_by_side_made_after_the_run_shows_the_same_face_window(demo_run, 
     from tests.conftest import decode
 
     record = load_run(demo_run)
-    entry = next(e for e in record["runs"] if e["fidelity"] and e["model"] == "noisy")
-    folder = tmp_path / entry["folder"]
+    entry = next(e for e in record.runs if e.fidelity and e.model == "noisy")
+    folder = tmp_path / entry.folder
     folder.mkdir()
     for name in ("output.mp4", WORST_FRAMES_JSON):
-        shutil.copy2(demo_run / entry["folder"] / name, folder)
+        shutil.copy2(demo_run / entry.folder / name, folder)
     lines = []
-    make_view_assets(tmp_path, dict(record, runs=[entry]), log=lines.append)
+    make_view_assets(tmp_path, record.model_copy(update={"runs": [entry]}), log=lines.append)
     assert lines == []
-    made, streamed = probe_video(folder / SIDE_BY_SIDE), probe_video(demo_run / entry["folder"] / SIDE_BY_SIDE)
-    width, height = record["inputs"][entry["input"]]["size"]
+    made, streamed = probe_video(folder / SIDE_BY_SIDE), probe_video(demo_run / entry.folder / SIDE_BY_SIDE)
+    width, height = record.inputs[entry.input].size
     assert (made.width, made.height, made.frames) == (streamed.width, streamed.height, streamed.frames)
     assert made.width < 2 * width and made.height <= height and made.has_audio
-    a, b = decode(folder / SIDE_BY_SIDE, 20).astype(np.float64), decode(demo_run / entry["folder"] / SIDE_BY_SIDE, 20)
+    a, b = decode(folder / SIDE_BY_SIDE, 20).astype(np.float64), decode(demo_run / entry.folder / SIDE_BY_SIDE, 20)
     assert 10 * np.log10(255**2 / np.mean((a - b) ** 2)) > 30  # the same pictures, encoded apart

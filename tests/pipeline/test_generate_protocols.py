@@ -36,7 +36,7 @@ def protocol_run(fixtures_dir, tmp_path_factory):
     suite = write_suite(tmp / "protocols.yaml", data)
     code = main(["run", str(suite), "--out", str(tmp / "reports")])
     run_dir = sorted((tmp / "reports" / "release").iterdir())[-1]
-    return code, run_dir, load_run(run_dir)
+    return code, run_dir, load_run(run_dir).to_json_dict()
 
 
 def summary(record: dict) -> dict[tuple[str, str], dict]:
@@ -184,14 +184,14 @@ def test_reference_options_run_end_to_end(fixtures_dir, tmp_path):
     data["inputs"][0].pop("ground_truth")
     suite = write_suite(tmp_path / "options.yaml", data)
     assert main(["run", str(suite), "--out", str(tmp_path / "reports")]) == 0
-    record = load_run(sorted((tmp_path / "reports" / "release").iterdir())[-1])
+    record = load_run(sorted((tmp_path / "reports" / "release").iterdir())[-1]).to_json_dict()
     entry = record["runs"][0]
     assert entry["frames"] == 49  # 47 + 2
     assert entry["template_indices"] == synctalk_walk(49, 317)  # starts at template frame 1
 
 
 def test_the_demo_shows_the_copy_being_caught(demo_run):
-    record = load_run(demo_run)
+    record = load_run(demo_run).to_json_dict()
     flags = {e["model"]: e["summary"]["copy_flag"] for e in record["runs"]}
     assert flags.pop("copycat") == 1
     assert set(flags.values()) == {0}  # every model that re-draws the mouth, even the exact reference

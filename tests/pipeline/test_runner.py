@@ -91,7 +91,12 @@ def fp16_run(fixtures_dir, one_second_audio, tmp_path_factory):
 
 
 def entries(run_dir):
-    return {(e["model"], e["backend"]): e for e in json.loads((run_dir / "run.json").read_text())["runs"]}
+    """The record's entries by (model, backend), each with ``parity``: its comparison with its parity baseline
+    backend, from the record's list (where parity is kept, once)."""
+    record = json.loads((run_dir / "run.json").read_text())
+    baseline = {p["candidate"]: p for p in record["parity"] if p["baseline"]}
+    return {(e["model"], e["backend"]): dict(e, parity=baseline.get(f'{e["model"]}/{e["backend"]}/{e["input"]}'))
+            for e in record["runs"]}
 
 
 def test_fp32_against_fp16_differs_but_within_the_fp16_tolerance(fp16_run):

@@ -42,7 +42,7 @@ def two_backend_release(fixtures_dir, tmp_path_factory):
 
 def test_every_parity_row_compares_one_protocol_across_backends(two_backend_release):
     _, _, code, run_dir = two_backend_release
-    record = load_run(run_dir)
+    record = load_run(run_dir).to_json_dict()
     assert code == 0
     rows = record["parity"]
     assert len(rows) == 3  # cpu-basic against cpu, under each of the three protocols
@@ -73,7 +73,7 @@ def test_golden_outputs_are_kept_and_compared_per_protocol(two_backend_release, 
     again = dict(data, backends=data["backends"][:1], golden=str(tmp / "golden"))
     assert main(["-q", "run", str(write_suite(tmp_path / "again.yaml", again)), "--out", str(tmp_path / "r"),
                  "--workers", "1"]) == 0
-    record = load_run(sorted((tmp_path / "r" / "release").iterdir())[-1])
+    record = load_run(sorted((tmp_path / "r" / "release").iterdir())[-1]).to_json_dict()
     golden = {e["protocol"]: e["golden"] for e in record["runs"]}
     assert sorted(golden) == ["distant", "dubbed", "reconstruction"]
     assert all(g["passed"] and g["same_input_tensors"] for g in golden.values()), golden
@@ -104,7 +104,7 @@ def test_a_relative_speed_gate_does_not_fail_an_unchanged_model_on_a_busy_machin
     finally:
         load.terminate()
         load.join()
-    run = load_run(sorted((tmp_path / "reports" / "release").iterdir())[-1])
+    run = load_run(sorted((tmp_path / "reports" / "release").iterdir())[-1]).to_json_dict()
     gates = run["gates"]
     assert code == 0 and len(gates) == 2
     assert all(g["clock"] == "cpu" and (g["passed"] or g["inconclusive"]) for g in gates), gates
@@ -123,7 +123,7 @@ def test_cpu_time_per_inference_is_close_to_the_wall_time_on_a_quiet_pass(two_ba
     waiting for a core, and 2x, both intra-op threads busy). Skipped when other processes kept the machine
     busy meanwhile (the test cannot make a shared machine quiet)."""
     _, _, _, run_dir = two_backend_release
-    entry = next(e for e in load_run(run_dir)["runs"] if e["backend"] == "cpu")
+    entry = next(e for e in load_run(run_dir).to_json_dict()["runs"] if e["backend"] == "cpu")
     share = entry["timing_load"]["others_share"]
     if share is None or share > 0.25:
         pytest.skip(f"other processes used {share} of the machine while timing: not a quiet pass")

@@ -70,33 +70,35 @@ def test_todays_record_loads_with_every_key_and_non_finite_numbers_round_trip(tm
     typed = load_run_record(tmp_path / "run")
     inner = typed.runs[0].fidelity["inner"]
     assert math.isinf(inner.psnr[0]) and math.isnan(inner.psnr[2])  # floats in the typed record
-    loaded = load_run(tmp_path / "run")
+    assert math.isinf(typed.runs[0].summary.psnr_mean) and typed.runs[0].summary.throughput_fps == 500.0
+    assert typed.runs[0].summary.psnr_min is None  # every column there, typed; None where not measured
+    loaded = load_run(tmp_path / "run").to_json_dict()
     assert loaded["runs"][0]["fidelity"]["inner"]["psnr"] == ["inf", 30.5, "nan"]  # strings again in JSON
     assert loaded["runs"][0]["summary"]["psnr_mean"] == "inf"
     assert loaded["runs"][1]["fidelity"] is None and loaded["runs"][1]["errors"] is None  # every key present
     assert loaded["gates"] is None and loaded["baseline"] is None
     (tmp_path / "again").mkdir()
     write_json_atomic(tmp_path / "again" / RUN_RECORD, loaded)
-    assert load_run(tmp_path / "again") == loaded  # what a reader gets, written again, reads the same
+    assert load_run(tmp_path / "again").to_json_dict() == loaded  # what a reader gets, written again, reads the same
 
 
 def test_a_version_2_record_reads_as_today_and_version_3_facts_name_the_frame_list(tmp_path):
     _write(tmp_path / "v2", _record(schema_version=2))
-    assert load_run(tmp_path / "v2")["schema_version"] == RECORD_SCHEMA_VERSION == 5
+    assert load_run(tmp_path / "v2").schema_version == RECORD_SCHEMA_VERSION == 5
     facts = {"path": "/data/ds/full_body_img", "sha256": "a" * 64, "frame_list": "/tmp/cache/frames.ffconcat"}
     record = _record()
     record["inputs"]["talking_head"]["video"] = facts
     _write(tmp_path / "v3", record)
-    assert load_run(tmp_path / "v3")["inputs"]["talking_head"]["video"] == facts
+    assert load_run(tmp_path / "v3").inputs["talking_head"].video.model_dump() == facts
 
 
 def test_a_version_4_record_states_the_viewer_region_and_encoding_it_was_measured_with(tmp_path):
     """Before version 5 the viewer pass measured the whole frame of an output.mp4 encoded with veryfast at CRF
     18; a migrated record says so, so a newer run's mp4_face is never read as the same number."""
     _write(tmp_path / "v4", _record(schema_version=4))
-    [entry] = [e for e in load_run(tmp_path / "v4")["runs"] if e["status"] == "ok"]
-    assert entry["viewer"] == {"region": "mp4_full", "window": None}
-    assert entry["mp4_encoding"] == {"preset": "veryfast", "crf": 18}
+    [entry] = [e for e in load_run(tmp_path / "v4").runs if e.status == "ok"]
+    assert entry.viewer.region == "mp4_full" and entry.viewer.window is None
+    assert (entry.mp4_encoding.preset, entry.mp4_encoding.crf) == ("veryfast", 18)
 
 
 def test_a_version_1_record_of_older_evalkit_migrates(tmp_path):
@@ -109,7 +111,7 @@ def test_a_version_1_record_of_older_evalkit_migrates(tmp_path):
     entry["summary"]["fps"] = entry["summary"].pop("throughput_fps")  # before the speed names
     entry["copy"]["fraction"] = 0.5  # a key older code wrote
     _write(tmp_path / "old", old)
-    loaded = load_run(tmp_path / "old")
+    loaded = load_run(tmp_path / "old").to_json_dict()
     assert loaded["schema_version"] == RECORD_SCHEMA_VERSION and loaded["parity"] == []
     first = loaded["runs"][0]
     assert (first["protocol"], first["protocol_kind"], first["reference_frames"]) == ("reconstruction",
@@ -185,7 +187,7 @@ def test_a_version_3_record_is_given_its_verdicts_from_its_summaries_and_gates(t
                                     "copy_mouth_psnr": "inf", "sync_offset_frames": 2, "sync_reliable": 1,
                                     "gt_sync_offset_frames": 0, "gt_sync_reliable": 1}
     _write(tmp_path / "v3", record)
-    loaded = load_run(tmp_path / "v3")
+    loaded = load_run(tmp_path / "v3").to_json_dict()
     first, skipped = (e["verdict"] for e in loaded["runs"])
     assert first["status"] == "flagged" and first["text"] == "gate failed; near-copy; sync late"
     assert [f["kind"] for f in first["findings"]] == ["gate failed", "near-copy", "sync late"]
@@ -193,3 +195,52 @@ def test_a_version_3_record_is_given_its_verdicts_from_its_summaries_and_gates(t
     assert loaded["runs"][0]["summary"]["verdict"] == first["text"]
     assert skipped == {"status": "skipped", "ok": False, "text": "skipped",
                        "findings": [{"kind": "skipped", "detail": "not available here"}]}
+
+
+def _parity(candidate: str, passed: bool = True) -> dict:
+    return {"reference": "reference/cpu/talking_head", "candidate": candidate, "precision": "fp32", "atol": 1e-5,
+            "rtol": 1e-4, "passed": passed, "tensor": {"max_abs": 2e-6, "passed": passed}, "tensor_note": None,
+            "picture": {"psnr_mean": "inf", "ssim_min": 1.0, "passed": True}}
+
+
+def test_a_version_4_record_keeps_its_parity_once(tmp_path):
+    """Version 4 kept a candidate's baseline comparison twice (the record's list and the entry); version 5 keeps
+    the list, the baseline one marked, and the candidate's summary row still shows it."""
+    baseline_one, pair = _parity("reference/cuda/talking_head"), _parity("reference/cuda/talking_head", False)
+    pair["reference"] = "other/cpu/talking_head"  # an explicit pair: in the list only
+    candidate = _entry(backend="cuda", folder="reference__cuda__talking_head", parity=dict(baseline_one),
+                       summary={"model": "reference", "parity_against": "reference/cpu/talking_head",
+                                "parity_passed": 1, "parity_max_abs": 2e-6})
+    only_in_entry = _entry(input="other", folder="reference__cuda__other", backend="cuda",
+                           parity=_parity("reference/cuda/other"))
+    record = _record(schema_version=4, runs=[_entry(), candidate, only_in_entry], parity=[baseline_one, pair])
+    _write(tmp_path / "v4", record)
+    loaded = load_run(tmp_path / "v4")
+    assert loaded.schema_version == 5
+    assert [(p.candidate, p.reference, p.baseline) for p in loaded.parity] == [
+        ("reference/cuda/talking_head", "reference/cpu/talking_head", True),
+        ("reference/cuda/talking_head", "other/cpu/talking_head", False),
+        ("reference/cuda/other", "reference/cpu/talking_head", True)]  # the entry's own, kept in the list
+    stored = loaded.to_json_dict()
+    assert all("parity" not in e for e in stored["runs"])  # once: the record's list
+    assert loaded.baseline_parity(loaded.runs[1]) is loaded.parity[0]
+    assert loaded.baseline_parity(loaded.runs[0]) is None  # the baseline backend itself
+    assert loaded.runs[1].summary.parity_against == "reference/cpu/talking_head"  # the row as written
+    from evalkit.record.summary import summary_row
+
+    row = summary_row(loaded.runs[1], loaded.baseline_parity(loaded.runs[1]))
+    assert (row.parity_against, row.parity_passed, row.parity_max_abs) == ("reference/cpu/talking_head", 1, 2e-6)
+    assert summary_row(loaded.runs[0]).parity_against is None
+
+
+def test_the_summary_row_is_typed_and_a_misspelt_column_is_an_error(tmp_path):
+    record = _record()
+    record["runs"][0]["summary"]["psnr_maen"] = 3.0
+    with pytest.raises(pydantic.ValidationError, match="psnr_maen"):
+        RunRecord.model_validate(record)
+    typed = validate_record(_record())
+    with pytest.raises(pydantic.ValidationError):
+        typed.runs[0].summary.copy_flag = "yes"  # a part stays what its type says
+    from evalkit.record.summary import SUMMARY_COLUMNS, Summary
+
+    assert list(Summary.model_fields) == list(SUMMARY_COLUMNS)  # the type is the CSV's columns, in order

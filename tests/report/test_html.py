@@ -66,7 +66,7 @@ def test_every_video_source_is_relative_and_exists(rendered):
     html = (rendered / "report.html").read_text()
     sources = re.findall(r'<video[^>]*\ssrc="([^"]+)"', html)
     record = load_run(rendered)
-    assert len(sources) == len([e for e in record["runs"] if e["status"] == "ok"])  # one player per finished run
+    assert len(sources) == len([e for e in record.runs if e.status == "ok"])  # one player per finished run
     for source in sources:
         assert not Path(source).is_absolute() and ".." not in Path(source).parts
         assert (rendered / source).is_file(), source
@@ -76,7 +76,7 @@ def test_every_video_source_is_relative_and_exists(rendered):
 def test_worst_frames_are_jpeg_thumbnails_of_distinct_moments(rendered):
     html = (rendered / "report.html").read_text()
     record = load_run(rendered)
-    measured = [e for e in record["runs"] if e.get("fidelity")]
+    measured = [e for e in record.runs if e.fidelity]
     assert html.count("data:image/jpeg;base64,") == 4 * len(measured)
     frames = [int(f) for f in re.findall(r"<figcaption>frame (\d+) \(", html)]
     for start in range(0, len(frames), 4):
@@ -95,12 +95,12 @@ def test_distinct_worst_skips_neighbours_and_keeps_nan():
 
 def test_sync_colours_only_where_direction_is_meaningful(rendered):
     record = load_run(rendered)
-    entries = record["runs"]
-    index = {e["model"]: i for i, e in enumerate(entries)}
+    entries = record.runs
+    index = {e.model: i for i, e in enumerate(entries)}
     offset = column_marks(entries, "sync_offset_frames")
     assert offset.get(index["lag2"]) == "worst" and offset.get(index["reference"]) == "best"  # |+2| vs the source's 0
     confidence = column_marks(entries, "sync_confidence")
-    assert confidence and all(entries[i]["summary"]["sync_reliable"] == 1 for i in confidence)
+    assert confidence and all(entries[i].summary.sync_reliable == 1 for i in confidence)
     assert column_marks(entries, "out_mean") == {}  # no direction: never coloured
 
 
@@ -127,7 +127,9 @@ def test_a_run_without_ground_truth_shows_what_it_has(rendered, tmp_path):
 
 
 def test_empty_record_views_have_headers(tmp_path):
-    write_tables(tmp_path, {"runs": [], "parity": []})
+    from tests.record.typed import typed_record
+
+    write_tables(tmp_path, typed_record())
     for name in ("summary.csv", "frames.csv", "parity.csv"):
         table = pd.read_csv(tmp_path / name)
         assert table.empty and len(table.columns) > 3, name

@@ -67,8 +67,8 @@ def test_the_signoff_page_shows_the_verdicts_first(demo_run, tmp_path):
     from evalkit.record.summary import load_run
 
     record = load_run(demo_run)
-    loaded = load_suite(Path(record["suite"]["path"]))
-    model = Path(record["models"]["copycat"]["generator"]["path"])
+    loaded = load_suite(Path(record.suite.path))
+    model = Path(record.models["copycat"].generator.path)
     signoff = build_signoff(loaded, model, demo_run, record)
     _, html = write_signoff(signoff, tmp_path / "signoff")
     text = html.read_text()

@@ -24,7 +24,7 @@ EXPECTED = {"reference": "ok", "lag2": "sync late", "noisy": "fidelity low", "re
 
 
 def verdicts(record) -> dict[str, dict]:
-    return {e["model"]: e["verdict"] for e in record["runs"]}
+    return {e.model: e.verdict.model_dump() for e in record.runs}
 
 
 def test_the_record_holds_each_fixture_models_verdict_with_its_numbers(demo_run):
@@ -37,8 +37,8 @@ def test_the_record_holds_each_fixture_models_verdict_with_its_numbers(demo_run)
     assert "PSNR 30.0 dB < 35 dB" in found["noisy"]["findings"][0]["detail"]
     assert "mouth inf dB" in found["copycat"]["findings"][0]["detail"]  # an exact copy of its input
     assert found["mobile-unet"]["status"] == "flagged" and "fidelity low" in found["mobile-unet"]["text"]
-    table = load_run(demo_run)["runs"][0]["summary"]
-    assert table["verdict"] == "ok"  # summary.csv's verdict column
+    table = load_run(demo_run).runs[0].summary
+    assert table.verdict == "ok"  # summary.csv's verdict column
 
 
 class _Cells(HTMLParser):
@@ -100,15 +100,17 @@ def test_equal_values_are_never_one_best_and_one_worst():
     """Two runs whose values read the same (as rounded on the page) are not told apart; a near-copy is not best."""
     from evalkit.report.html import column_marks
 
+    from tests.record.typed import typed_entry
+
     def entry(conf, psnr, copy=0):
-        return {"status": "ok", "summary": {"sync_confidence": conf, "sync_reliable": 1, "psnr_mean": psnr,
-                                            "copy_flag": copy}}
+        return typed_entry(summary={"sync_confidence": conf, "sync_reliable": 1, "psnr_mean": psnr,
+                                    "copy_flag": copy})
 
     runs = [entry(12.04, 40.0), entry(12.01, 50.0), entry(9.0, "inf", copy=1)]
     assert column_marks(runs, "sync_confidence", 1) == {}  # the copy is left out; 12.0 and 12.0 read the same
     assert column_marks(runs, "sync_confidence", 2) == {0: "best", 1: "worst"}  # 12.04 and 12.01 do not
     assert column_marks(runs, "psnr_mean", 2) == {0: "worst", 1: "best"}  # the copy's inf is not its own
-    timed = [{"status": "ok", "summary": {"throughput_fps": fps, "latency_cv": 0.05, "timing_others_share": share}}
+    timed = [typed_entry(summary={"throughput_fps": fps, "latency_cv": 0.05, "timing_others_share": share})
              for fps, share in ((100.0, 0.0), (50.0, 0.0), (20.0, 0.7))]
     assert column_marks(timed, "throughput_fps", 1) == {0: "best", 1: "worst"}  # the busy machine's 20 is left out
 
@@ -134,12 +136,15 @@ def test_a_relative_speed_gate_judges_cpu_time_and_says_inconclusive_on_noisy_ti
     rng = np.random.default_rng(0)
     steady = list(10.0 + rng.normal(0, 0.1, 200))
 
+    from evalkit.record.schema import GateRecord
+    from tests.record.typed import typed_record
+
     def run(wall, cpu, others=0.0):
-        return {"machine": {"cpu": "x"}, "runs": [{
+        return typed_record(machine={"cpu": "x"}, runs=[{
             "model": "m", "backend": "cpu", "input": "clip", "protocol": "reconstruction", "status": "ok",
             "provider": "CPUExecutionProvider", "timed_ms": wall, "timed_cpu_ms": cpu,
             "timing_load": {"others_share": others, "loadavg_1m": 1.0, "cpus": 2},
-            "summary": {"throughput_fps": 1000 * len(wall) / sum(wall)}}]}
+            "summary": {"throughput_fps": 1000 * len(wall) / sum(wall)}}])
 
     base = run(steady, steady)
     busy = run([2 * v for v in steady], steady, others=0.5)
@@ -152,7 +157,8 @@ def test_a_relative_speed_gate_judges_cpu_time_and_says_inconclusive_on_noisy_ti
     quiet_but_slower = run([2 * v for v in steady], [2 * v for v in steady])
     (real,) = evaluate_gates(quiet_but_slower, [gate], base)
     assert not real.passed and not real.inconclusive  # a steady, quiet timing twice as slow: a regression
-    verdict = run_verdict(dict(busy["runs"][0], summary={}), [wall.to_dict()])
+    verdict = run_verdict(busy.runs[0].model_copy(update={"summary": type(busy.runs[0].summary)()}),
+                          [GateRecord(**wall.to_dict())])
     assert verdict["ok"] and verdict["text"] == "ok; speed inconclusive"
 
 
