@@ -47,7 +47,7 @@ from pydantic import ConfigDict, Field
 
 from evalkit.record.parts import Real, RecordPart  # noqa: F401 (re-exported)
 from evalkit.record.runkey import RunKey
-from evalkit.record.summary import Summary
+from evalkit.record.summary_row import Summary
 from evalkit.record.vocabulary import DEFAULT_PROTOCOL  # also what a record from before protocols ran
 from evalkit.record.vocabulary import RUN_STATUSES, SPEED_ALIASES
 

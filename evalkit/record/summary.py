@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 from pathlib import Path
-from pydantic import ValidationError, create_model
+from pydantic import ValidationError
 
 from evalkit.errors import UserError
 from evalkit.metrics import latency_summary, summarise
@@ -27,30 +27,7 @@ from evalkit.record.vocabulary import (COPY_COLUMNS, COUNT_COLUMNS, DEFAULT_PROT
                                       SYNC_COLUMNS, TEXT_COLUMNS)
 from evalkit.record.vocabulary import region_columns as _region_columns
 
-class SummaryBase(RecordPart):
-    """The base of ``Summary``: a part of the record like the others (unknown columns are errors)."""
-
-    def cell(self, column: str):
-        """The value of ``column`` (a name of SUMMARY_COLUMNS, as a gate or a table names it)."""
-        return getattr(self, column)
-
-    def as_row(self) -> dict:
-        """The row as written in summary.csv's column order (non-finite floats as floats)."""
-        return self.model_dump()
-
-
-def _column_type(column: str):
-    if column in TEXT_COLUMNS:
-        return str | None
-    if column in COUNT_COLUMNS:
-        return int | None
-    return Real | None
-
-
-Summary = create_model("Summary", __base__=SummaryBase, __doc__=(
-    "The summary.csv row of one run (``summary_row``): a field per SUMMARY_COLUMNS column, in order; None where "
-    "the run did not produce it. Counts are ints, words strings, every other number a float (inf, nan included)."),
-    **{column: (_column_type(column), None) for column in SUMMARY_COLUMNS})
+from evalkit.record.summary_row import Summary, SummaryBase  # noqa: E402,F401 (the row's type; re-exported)
 
 
 def summary_row(entry, parity=None) -> Summary:
