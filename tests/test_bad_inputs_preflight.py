@@ -298,7 +298,7 @@ def test_compare_with_a_damaged_head_outputs_is_one_line(finished_run, tmp_path,
 def test_dataset_run_compares_the_first_frames_without_a_flag(fixtures_dir, tmp_path, capsys):
     """60 images, speech that drives 57 frames: exit 0 without --trim-to-shortest, 57 frames compared, and the run
     says so (a line on stderr, the entry's ground_truth_note in run.json)."""
-    from tests.config.test_dataset_input import build_dataset
+    from tests.helpers import build_dataset
 
     dataset = build_dataset(tmp_path / "may", fixtures_dir, frames=60)
     models = fixtures_dir / "models"
@@ -319,11 +319,11 @@ def test_dataset_run_compares_the_first_frames_without_a_flag(fixtures_dir, tmp_
 
 def test_dataset_run_as_long_as_its_frames_has_no_note(fixtures_dir, tmp_path, capsys):
     """The same folder with 57 images: every frame compared, nothing to say (the note can be absent)."""
-    from tests.config.test_dataset_input import build_dataset
+    from tests.helpers import build_dataset
     from evalkit.run import preflight
     from evalkit.config.suite import load_suite
     from tests.conftest import write_suite
-    from tests.config.test_dataset_input import suite_data
+    from tests.helpers import dataset_suite_data as suite_data
 
     notes = []
     for frames in (57, 60):

@@ -41,12 +41,15 @@ def test_a_frame_list_changes_with_its_images_content(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
     frames = tmp_path / "frames"
     frames.mkdir()
-    for i in range(3):
-        (frames / f"{i}.jpg").write_bytes(bytes([i]) * 10)
+    import cv2
+    import numpy as np
+
+    for i in range(3):  # real pictures: the folder's frames are read (their sizes) as a video's
+        cv2.imwrite(str(frames / f"{i}.jpg"), np.full((8, 8, 3), 40 * i, np.uint8))
     listing = image_folder_video(frames)
     before = content_sha256(listing)
     assert before != sha(listing.read_bytes())  # not the list's own text alone
-    (frames / "1.jpg").write_bytes(b"another picture")  # same names: the list's text is unchanged
+    cv2.imwrite(str(frames / "1.jpg"), np.full((8, 8, 3), 200, np.uint8))  # same names: the list's text is unchanged
     assert image_folder_video(frames) == listing and content_sha256(listing) != before
 
 
