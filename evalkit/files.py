@@ -16,6 +16,15 @@ from pathlib import Path
 from typing import Iterator
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file, whatever the path (links, relative parts); False where either is
+    missing."""
+    try:
+        return Path(a).samefile(b)
+    except OSError:
+        return False
+
+
 def temporary_path(path: Path) -> Path:
     """The hidden name ``path`` is written under before the rename: ``.<name>.<pid>.tmp<suffix>``, beside it.
 

@@ -51,6 +51,7 @@ from evalkit.pipeline.mel import mel_frame_count, video_frame_count
 from evalkit.pipeline.runner import OnnxRuntimeRunner, available_providers
 from evalkit.media.decode import check_decodes, decoded_once
 from evalkit.config.suite import BackendSpec, LoadedSuite, SessionOptions, SuiteError, cross_check, load_suite
+from evalkit.files import same_file
 from evalkit.matrix.jobs import (WORKER_DIED, combo_folder, claim, finished_entries, mark_stopped,  # noqa: F401 (re-exported)
                                 one_blas_thread, plan_jobs, protocol_audio, read_state, write_state, writer_running)
 
@@ -218,21 +219,13 @@ def _check_ground_truth(spec, truth, template, frames: int, trim: bool, contract
     if (truth.width, truth.height) != (template.width, template.height):
         raise UserError(f"input '{spec.name}': ground truth {spec.ground_truth} is {truth.width}x{truth.height}, "
                         f"the output will be {template.width}x{template.height} (the template's size)")
-    if _same_file(spec.ground_truth, spec.video) and contract.template_start == 0 and frames < truth.frames:
+    if same_file(spec.ground_truth, spec.video) and contract.template_start == 0 and frames < truth.frames:
         return template_truth_note(spec.ground_truth, truth.frames, frames)
     if truth.frames != frames and not trim:
         raise UserError(f"input '{spec.name}': ground truth {spec.ground_truth} has {truth.frames} frames, the "
                         f"run will generate {frames} (as many as the audio {spec.audio} drives); set "
                         "metrics.trim_to_shortest: true to compare the first min(N) frames")
     return None
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """The same file, whatever the path (links, relative parts): pipeline.generate's test of the same."""
-    try:
-        return Path(a).samefile(b)
-    except OSError:
-        return False
 
 
 def _file_facts(path: Path | None) -> dict | None:

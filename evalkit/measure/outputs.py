@@ -41,9 +41,9 @@ from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
 from evalkit.config.suite import MetricsSpec
 from evalkit.media.decode import FrameReader
 from evalkit.record.vocabulary import REGIONS  # noqa: F401 (re-exported: the regions measured)
+from evalkit.files import same_file
 
 SIDE_BY_SIDE_PRESET = "ultrafast"  # a page's comparison video: a third of veryfast's encoding time, larger file
-
 
 
 def aligned_frame_count(ground_truth: Path, gt_frames: int, gt_size: tuple[int, int], frames: int,
@@ -264,7 +264,7 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
     if ground_truth is not None:
         gt = probe_video(ground_truth)
         full_info = probe_video(combo_dir / FRAMES_FULL)
-        walks_truth = (template is not None and _same_file(ground_truth, template)
+        walks_truth = (template is not None and same_file(ground_truth, template)
                        and list(template_indices[:frames]) == list(range(min(frames, len(template_indices)))))
         n = aligned_frame_count(ground_truth, gt.frames, (gt.width, gt.height), frames,
                                 (full_info.width, full_info.height), metrics.trim_to_shortest, walks_truth)
@@ -294,10 +294,3 @@ def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, t
     if note:
         result["ground_truth_note"] = note
     return result
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return Path(a).samefile(b)
-    except OSError:
-        return False

@@ -48,6 +48,7 @@ from evalkit.media.encode import VideoWriter
 
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4, SIDE_BY_SIDE  # noqa: F401 (names)
 from evalkit.record.vocabulary import PIPELINE_STAGES  # noqa: F401 (re-exported: the stages an entry records)
+from evalkit.files import same_file
 
 FPS_TOLERANCE = 0.01  # ffmpeg prints rates rounded to 2 decimals
 
@@ -332,7 +333,7 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
     w, h = video.width, video.height
     # The ground truth is often the template video itself (reconstruction of the recorded clip): while the
     # walk shows template frame i at output frame i, its frame is the one already decoded for the model.
-    truth_is_template = (truth_info is not None and _same_file(ground_truth, video.path)
+    truth_is_template = (truth_info is not None and same_file(ground_truth, video.path)
                          and contract.template_start == 0 and compared <= video.frames)
     own_truth = truth_info is not None and not truth_is_template
     # a batch holds its frames' slots until it is inferred: room for a whole batch and the next frames
@@ -538,10 +539,3 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
         digest = sha.hexdigest()
     return Generated(n, times, stats, head, digest, batches, checks.copy_mse, checks.sharpness(), indices,
                      measured)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return Path(a).samefile(b)  # the same file, whatever the path (links, relative parts)
-    except OSError:
-        return False
