@@ -41,6 +41,7 @@ from evalkit.metrics.perceptual import FVD_CLIP, FeatureExtractor, FeatureGaussi
 from evalkit.pipeline.crop import CropPreparer
 from evalkit.pipeline.paste import Paster
 from evalkit.record.layout import FRAMES_INNER
+from evalkit.files import same_file
 
 IDENTITY_SAMPLES = 12  # frames whose identity descriptors are computed, spread evenly over the run
 CPBD_SAMPLES = 50  # frames whose mouth CPBD is computed (about 7 ms each here), spread evenly over the run
@@ -86,9 +87,10 @@ def agreement(a: dict | None, b: dict | None) -> bool | None:
 class FaceSeries:
     """Per-frame landmarks, LMD, mouth opening and sampled identity distances, fed one frame at a time."""
 
-    def __init__(self, identity_at: set[int], truth_points: dict | None = None, descriptors: dict | None = None):
-        """``truth_points`` (frame -> the ground truth's 68 points) and ``descriptors`` (key -> descriptor) are
-        read and filled: an earlier run on the same frames fills them, a later one reuses them."""
+    def __init__(self, identity_at: set[int], truth_points: dict | None = None):
+        """``truth_points`` (frame -> the ground truth's 68 points) is read and filled: an earlier run on the same
+        frames fills it, a later one reuses it. (Identity descriptors are remembered across runs by
+        ``FaceModels.descriptor`` itself, by what they are computed from.)"""
         self.models = FaceModels.load()
         self.identity_at = identity_at
         self.lmd_mouth: list[float] = []
@@ -98,7 +100,7 @@ class FaceSeries:
         self.identity_frames: list[int] = []
         self.identity_template: list[float] = []
         self.identity_truth: list[float] = []
-        self._descriptors: dict = descriptors if descriptors is not None else {}
+        self._descriptors: dict = {}
         self._truth_points: dict = truth_points if truth_points is not None else {}
 
     def _descriptor(self, key, image: np.ndarray, rect) -> np.ndarray:
@@ -160,7 +162,7 @@ class FieldMeasures:
     ``template_frames(indices)`` yields those template frames (full frames, any buffers) lazily: the face
     rectangle's calibration reads the first and stops where the detector finds a face. ``shared``: what an
     earlier run on the very same template and ground-truth frames worked out and a later one reuses (the
-    calibrated rectangle, the ground truth's landmarks, the template's identity descriptors); read and filled.
+    calibrated rectangle, the ground truth's landmarks); read and filled.
     """
 
     def __init__(self, frames: int, template_indices, boxes: np.ndarray, template_frames, contract: Contract,
@@ -194,8 +196,7 @@ class FieldMeasures:
                 shared["relation"] = calibrate_rect_from_box(FaceModels.load(), template_frames(wanted),
                                                              [boxes[t] for t in wanted])
             self.relation, how = shared["relation"]
-            self.series = FaceSeries(set(identity_frames(frames)), shared.setdefault("truth_points", {}),
-                                     shared.setdefault("descriptors", {}))
+            self.series = FaceSeries(set(identity_frames(frames)), shared.setdefault("truth_points", {}))
             self.result_["face"] = {"rect_from": how, "rect_relation": list(self.relation)}
 
     def _region(self, spec, image: np.ndarray) -> np.ndarray:
@@ -303,7 +304,7 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
                 yield spill.read_into(t, np.empty_like(frame))
 
         measures = FieldMeasures(n, template_indices, boxes, template_frames, contract, metrics,
-                                 truth_info is not None, ground_truth is not None and _same(ground_truth, template))
+                                 truth_info is not None, ground_truth is not None and same_file(ground_truth, template))
         with FrameReader(inner_info) as inner_reader, (FrameReader(truth_info) if truth_info else _Nothing()) as tr:
             for i in range(n):
                 t = template_indices[i]
@@ -323,13 +324,6 @@ def measure_field(folder: Path, frames: int, template_indices: list[int], boxes:
 
 def _frechet(a: FeatureGaussian, b: FeatureGaussian) -> float:
     return frechet_of(a, b) if a.count >= 2 and b.count >= 2 else math.nan
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return Path(a).samefile(b)
-    except OSError:
-        return False
 
 
 class _Nothing:

@@ -14,8 +14,8 @@ and, after the pass, ``viewer`` (output.mp4 decoded once, ``measure.outputs.meas
 
 What depends on the ground truth and the template alone is worked out once per process and reused by every
 later run on the very same frames (``TRUTH_MEMO``: the models and backends of a suite on one input): the ground
-truth's mouth track and its sync estimate per audio, its landmarks, the template's identity descriptors, the
-calibrated face rectangle. The key names the files (path, size, modification time), the frames compared, the
+truth's mouth track and its sync estimate per audio, its landmarks, the calibrated face rectangle (the template's
+identity descriptors are remembered by ``metrics.face.FaceModels.descriptor`` itself). The key names the files (path, size, modification time), the frames compared, the
 crop boxes each frame used and the contract, so a run on other frames never sees another's.
 """
 
@@ -34,6 +34,7 @@ from evalkit.media.decode import frames_at
 from evalkit.media.ffmpeg import VideoInfo, probe_video
 from evalkit.measure.field import FieldMeasures
 from evalkit.measure.outputs import FrameMeasures, aligned_frame_count, measure_viewer_frames, template_truth_note
+from evalkit.files import same_file
 
 
 TRUTH_MEMO_RUNS = 2  # ground truths remembered per process (one clip's: about 3 KB and 1 KB a frame)
@@ -79,8 +80,8 @@ class StreamMeasures:
         self.truth_info = probe_video(self.ground_truth) if self.ground_truth is not None else None
         self.compared = frames
         # the ground truth is the template itself, walked from its first frame: output frame i re-draws its frame i
-        self._walks_truth = (self.truth_info is not None and _same_file(self.ground_truth, video.path)
-                             and self.contract.template_start == 0)
+        self._same = self.truth_info is not None and same_file(self.ground_truth, video.path)
+        self._walks_truth = self._same and self.contract.template_start == 0
         if self.truth_info is not None:
             truth = self.truth_info
             self.compared = aligned_frame_count(self.ground_truth, truth.frames, (truth.width, truth.height),
@@ -92,9 +93,9 @@ class StreamMeasures:
             memo = {"truth_track": None, "truth_syncs": {}, "field": {}}
         self._memo = memo
         self.frames = FrameMeasures(self.contract, self.metrics, memo["truth_track"], memo["truth_syncs"])
-        same = self.truth_info is not None and _same_file(self.ground_truth, video.path)
         self.fields = FieldMeasures(self.compared, template_indices, boxes, lambda idx: frames_at(video, idx),
-                                    self.contract, self.metrics, self.truth_info is not None, same, memo["field"])
+                                    self.contract, self.metrics, self.truth_info is not None, self._same,
+                                    memo["field"])
         return self.compared
 
     @property
@@ -136,10 +137,3 @@ class StreamMeasures:
         while len(TRUTH_MEMO) > TRUTH_MEMO_RUNS:
             TRUTH_MEMO.popitem(last=False)
         return measured
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return Path(a).samefile(b)  # the same file, whatever the path (links, relative parts)
-    except OSError:
-        return False
