@@ -136,12 +136,15 @@ class SsimKernel:
         self.pad = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
         self._size = 0
         self._diff: np.ndarray | None = None
+        self._row: np.ndarray | None = None
 
     def _buffers(self, shape: tuple[int, int, int]) -> None:
         size = shape[0] * shape[1] * shape[2]
         if size > self._size:  # grown, never shrunk: frames of one run share one set
             self._size = size
             self._flat = np.empty((4, size), np.float32)
+        if self._row is None or len(self._row) < shape[1] * shape[2]:
+            self._row = np.empty(shape[1] * shape[2], np.float32)  # one row of S
         if self._diff is None or self._diff.shape != shape:
             self._diff = np.empty(shape, np.uint8)
 
@@ -170,20 +173,30 @@ class SsimKernel:
         # the input those pixels' windows read, and the windows of that input's own filtered values
         sy0, sy1 = max(iy0 - 2 * pad, 0), min(iy1 + 2 * pad, h)
         sx0, sx1 = max(ix0 - 2 * pad, 0), min(ix1 + 2 * pad, w)
-        inner = _ssim_map_sum(self, reference[sy0:sy1, sx0:sx1], candidate[sy0:sy1, sx0:sx1],
-                              (slice(iy0 - sy0, iy1 - sy0), slice(ix0 - sx0, ix1 - sx0)))
+        inner = _ssim_rect_sum(self, reference, candidate, (sy0, sy1, sx0, sx1),
+                               (slice(iy0 - sy0, iy1 - sy0), slice(ix0 - sx0, ix1 - sx0)))
         area = (h - 2 * pad) * (w - 2 * pad) * c
         computed = (iy1 - iy0) * (ix1 - ix0) * c
         return (inner + (area - computed)) / area
 
 
 def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarray, keep: tuple[slice, slice]) -> float:
-    """Sum of the SSIM map over ``keep`` of the (h, w, c) sub-frames, in float64.
+    """Sum of the SSIM map over ``keep`` of the (h, w, c) frames, in float64 (the whole frames filtered)."""
+    h, w, _ = reference.shape
+    kernel._buffers(reference.shape)
+    return _ssim_rect_sum(kernel, reference, candidate, (0, h, 0, w), keep)
 
-    Four float32 planes, reused in place: u, v and their squares, each filtered in place; S itself is summed as
-    it is computed (``_ssim_sum``).
+
+def _ssim_rect_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarray,
+                   rect: tuple[int, int, int, int], keep: tuple[slice, slice]) -> float:
+    """Sum of the SSIM map over ``keep`` (slices of the rectangle) of the rectangle ``rect`` = (y0, y1, x0, x1) of
+    two (H, W, C) frames, filtered as a picture of its own (borders reflected at the rectangle's edges), in float64.
+
+    Four float32 planes, reused in place: u, v and their squares, each filtered in place; S itself is computed in
+    a compiled pass and summed in float64.
     """
-    h, w, c = reference.shape
+    y0, y1, x0, x1 = rect
+    c = reference.shape[2]
     pad, data_range = kernel.pad, kernel.data_range
     c1, c2 = np.float32((SSIM_K1 * data_range) ** 2), np.float32((SSIM_K2 * data_range) ** 2)
     centre = np.float32(data_range / 2)
@@ -192,55 +205,83 @@ def _ssim_map_sum(kernel: SsimKernel, reference: np.ndarray, candidate: np.ndarr
     # u = x + y, v = x - y (centred):  s_x^2 + s_y^2 = (var u + var v) / 2,  s_xy = (var u - var v) / 4,
     # mu_x^2 + mu_y^2 = (U^2 + V^2) / 2,  2 mu_x mu_y = (U^2 - V^2) / 2  (U, V the absolute means of u, v), so
     #     S = (U^2 - V^2 + 2 C1)(var u - var v + 2 C2) / ((U^2 + V^2 + 2 C1)(var u + var v + 2 C2)).
-    shape = (h, w, c)
+    shape = (y1 - y0, x1 - x0, c)
     u, v, uu, vv = (kernel._planes(k, shape) for k in range(4))
-    two_c1, two_c2 = 2 * c1, 2 * c2
-    _sum_difference_squares(reference, candidate, centre, u, v, uu, vv)  # one pass instead of seven numpy passes
+    # The compiled passes read rows of (H, W * C) views with unit stride, so that they run in vector registers
+    # (a 3-deep loop over (h, w, c) did not); the filter sees the same memory as (h, w, c) planes.
+    flat = [plane.reshape(shape[0], shape[1] * c) for plane in (u, v, uu, vv)]
+    ref2 = np.ascontiguousarray(reference).reshape(reference.shape[0], -1)
+    cand2 = np.ascontiguousarray(candidate).reshape(candidate.shape[0], -1)
+    _sum_difference_squares(ref2, cand2, y0, x0 * c, centre, *flat)
     for plane in (u, v, uu, vv):  # in place: each plane becomes its Gaussian-weighted local mean
         cv2.GaussianBlur(plane, ksize, SSIM_SIGMA, dst=plane, sigmaY=SSIM_SIGMA, borderType=cv2.BORDER_REFLECT)
-    mean_u, mean_v, mean_uu, mean_vv = u, v, uu, vv
-    mu, mv, su, sv = (plane[keep] for plane in (mean_u, mean_v, mean_uu, mean_vv))
-    return _ssim_sum(mu, mv, su, sv, two_c1, two_c2, np.float32(2 * centre))
+    rows, cols = keep
+    i0, i1, _ = rows.indices(shape[0])
+    j0, j1, _ = cols.indices(shape[1])
+    return _ssim_sum(*flat, i0, i1, j0 * c, j1 * c, 2 * c1, 2 * c2, np.float32(2 * centre), kernel._row)
 
 
 @numba.njit(nogil=True, cache=True)
-def _sum_difference_squares(reference, candidate, centre, u, v, uu, vv):  # pragma: no cover (compiled)
+def _sum_difference_squares(reference, candidate, row0, col0, centre, u, v, uu, vv):  # pragma: no cover (compiled)
     """u = (x - c) + (y - c), v = x - y (exact: half-integers of at most 255 in magnitude) and their squares,
-    in float32, from two (h, w, c) frames of any dtype: the four planes SSIM filters (see ``_ssim_map_sum``)."""
-    h, w, c = u.shape
+    in float32, from the (h, w * c) window at (row0, col0) of two (H, W * C) frames of any dtype: the four
+    planes SSIM filters (see ``_ssim_rect_sum``). Row by row, on one-dimensional slices: the compiler runs
+    those in vector registers (the same loop over two-dimensional indices, or (h, w, c), it did not)."""
+    h, n = u.shape
     for i in range(h):
-        for j in range(w):
-            for k in range(c):
-                x = np.float32(reference[i, j, k]) - centre
-                y = np.float32(candidate[i, j, k]) - centre
-                a = x + y
-                b = x - y
-                u[i, j, k] = a
-                v[i, j, k] = b
-                uu[i, j, k] = a * a
-                vv[i, j, k] = b * b
+        _difference_squares_row(reference[row0 + i, col0:col0 + n], candidate[row0 + i, col0:col0 + n], centre,
+                                u[i], v[i], uu[i], vv[i])
 
 
 @numba.njit(nogil=True, cache=True)
-def _ssim_sum(mu, mv, su, sv, two_c1, two_c2, centre2):  # pragma: no cover (compiled)
-    """Sum over the filtered planes' pixels of S (float32 arithmetic, in the order written, summed in
-    float64): one pass instead of a dozen numpy passes over whole planes. mu, mv: the means of the centred
-    u and v; su, sv: the means of their squares (see ``_ssim_map_sum``)."""
+def _difference_squares_row(x_row, y_row, centre, u, v, uu, vv):  # pragma: no cover (compiled)
+    for j in range(u.shape[0]):
+        x = np.float32(x_row[j]) - centre
+        y = np.float32(y_row[j]) - centre
+        a = x + y
+        b = x - y
+        u[j] = a
+        v[j] = b
+        uu[j] = a * a
+        vv[j] = b * b
+
+
+@numba.njit(nogil=True, cache=True)
+def _ssim_sum(mu, mv, su, sv, i0, i1, j0, j1, two_c1, two_c2, centre2, row):  # pragma: no cover (compiled)
+    """Sum of S over rows i0:i1 and columns j0:j1 of the filtered (h, w * c) planes: S of a row in float32
+    arithmetic, in the order written (``_ssim_row``, into the float32 buffer ``row``), then the row summed in
+    float64 (``_sum_row``) and the rows added. mu, mv: the means of the centred u and v; su, sv: the means of
+    their squares (see ``_ssim_rect_sum``)."""
     total = 0.0
-    h, w, c = mu.shape
-    for i in range(h):
-        row = 0.0
-        for j in range(w):
-            for k in range(c):
-                a = mu[i, j, k]
-                b = mv[i, j, k]
-                var_u = su[i, j, k] - a * a  # subtract first: float32 cancellation
-                var_v = sv[i, j, k] - b * b
-                big_u = a + centre2  # the absolute mean of u = x + y
-                uu = big_u * big_u
-                vv = b * b
-                numerator = (uu - vv + two_c1) * (var_u - var_v + two_c2)
-                denominator = (uu + vv + two_c1) * (var_u + var_v + two_c2)
-                row += numerator / denominator
-        total += row
+    s = row[: j1 - j0]
+    for i in range(i0, i1):
+        _ssim_row(mu[i, j0:j1], mv[i, j0:j1], su[i, j0:j1], sv[i, j0:j1], two_c1, two_c2, centre2, s)
+        total += _sum_row(s)
+    return total
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _ssim_row(mu, mv, su, sv, two_c1, two_c2, centre2, out):  # pragma: no cover (compiled)
+    """S of one row (the numpy error model: a zero denominator would give inf, never an exception, and it cannot
+    be zero, C1, C2 > 0; without the exception's branch the loop runs in vector registers)."""
+    for j in range(out.shape[0]):
+        a = mu[j]
+        b = mv[j]
+        var_u = su[j] - a * a  # subtract first: float32 cancellation
+        var_v = sv[j] - b * b
+        big_u = a + centre2  # the absolute mean of u = x + y
+        uu = big_u * big_u
+        vv = b * b
+        numerator = (uu - vv + two_c1) * (var_u - var_v + two_c2)
+        denominator = (uu + vv + two_c1) * (var_u + var_v + two_c2)
+        out[j] = numerator / denominator
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc"})
+def _sum_row(values):  # pragma: no cover (compiled)
+    """The float64 sum of a float32 row, the order of the additions left to the compiler (vector registers):
+    it moves the sum by about 1e-16 of itself."""
+    total = 0.0
+    for j in range(values.shape[0]):
+        total += np.float64(values[j])
     return total
