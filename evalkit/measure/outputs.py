@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from evalkit.config.contract import Contract
@@ -40,6 +41,7 @@ from evalkit.metrics.syncnet import SyncNetRunner
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
 from evalkit.config.suite import MetricsSpec
 from evalkit.media.decode import FrameReader
+from evalkit.media.side_by_side import side_by_side_panel
 from evalkit.record.vocabulary import REGIONS  # noqa: F401 (re-exported: the regions measured)
 from evalkit.files import same_file
 
@@ -218,7 +220,9 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
             x0, y0, x1, y1 = face
             if read is not None:  # the decoded frames are the window already
                 x1, y1, x0, y0 = x1 - x0, y1 - y0, 0, 0
-            both = np.empty((y1 - y0, 2 * (x1 - x0), 3), np.uint8)
+            panel = side_by_side_panel(x1 - x0, y1 - y0)
+            both = np.empty((panel[1], 2 * panel[0], 3), np.uint8)
+            scaled = [np.empty((panel[1], panel[0], 3), np.uint8) for _ in range(2)]
             writer = stack.enter_context(VideoWriter(side_by_side, both.shape[1], both.shape[0],
                                                      measures.contract.fps, kind="mp4", audio=audio, crf=23,
                                                      preset=SIDE_BY_SIDE_PRESET))
@@ -233,8 +237,13 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
                 raise UserError(f"{ground_truth} ended after {i} frames, expected {frames}")
             pending.append(pool.submit(score, i, k))
             if writer is not None:
-                both[:, : x1 - x0] = truths[k, y0:y1, x0:x1]
-                both[:, x1 - x0:] = outs[k, y0:y1, x0:x1]
+                for side, frame in enumerate((truths[k, y0:y1, x0:x1], outs[k, y0:y1, x0:x1])):
+                    target = both[:, side * panel[0]:(side + 1) * panel[0]]
+                    if panel == (x1 - x0, y1 - y0):
+                        target[:] = frame
+                    else:  # scaled down (pixel areas averaged), then placed
+                        cv2.resize(frame, panel, dst=scaled[side], interpolation=cv2.INTER_AREA)
+                        target[:] = scaled[side]
                 writer.write(both)
         for job in pending:
             job.result()
