@@ -220,9 +220,10 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
             x0, y0, x1, y1 = face
             if read is not None:  # the decoded frames are the window already
                 x1, y1, x0, y0 = x1 - x0, y1 - y0, 0, 0
-            panel = side_by_side_panel(x1 - x0, y1 - y0)
-            both = np.empty((panel[1], 2 * panel[0], 3), np.uint8)
-            scaled = [np.empty((panel[1], panel[0], 3), np.uint8) for _ in range(2)]
+            factor, pw, ph = side_by_side_panel(x1 - x0, y1 - y0)
+            x1, y1 = x0 + factor * pw, y0 + factor * ph  # a whole number of factor x factor blocks
+            both = np.empty((ph, 2 * pw, 3), np.uint8)
+            scaled = np.empty((ph, pw, 3), np.uint8)
             writer = stack.enter_context(VideoWriter(side_by_side, both.shape[1], both.shape[0],
                                                      measures.contract.fps, kind="mp4", audio=audio, crf=23,
                                                      preset=SIDE_BY_SIDE_PRESET))
@@ -238,12 +239,11 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
             pending.append(pool.submit(score, i, k))
             if writer is not None:
                 for side, frame in enumerate((truths[k, y0:y1, x0:x1], outs[k, y0:y1, x0:x1])):
-                    target = both[:, side * panel[0]:(side + 1) * panel[0]]
-                    if panel == (x1 - x0, y1 - y0):
-                        target[:] = frame
-                    else:  # scaled down (pixel areas averaged), then placed
-                        cv2.resize(frame, panel, dst=scaled[side], interpolation=cv2.INTER_AREA)
-                        target[:] = scaled[side]
+                    if factor == 1:
+                        both[:, side * pw:(side + 1) * pw] = frame
+                    else:  # each pixel the mean of a factor x factor block
+                        cv2.resize(frame, (pw, ph), dst=scaled, interpolation=cv2.INTER_AREA)
+                        both[:, side * pw:(side + 1) * pw] = scaled
                 writer.write(both)
         for job in pending:
             job.result()

@@ -10,20 +10,21 @@ from evalkit.media.ffmpeg import ffmpeg_exe
 from evalkit.files import atomic_output
 
 
-SIDE_BY_SIDE_HEIGHT = 480  # at most: a taller face window is shown scaled down to this (the page's player is smaller)
+SIDE_BY_SIDE_HEIGHT = 480  # at most: a taller face window is shown scaled down (the page's player is smaller)
 
 
-def side_by_side_panel(width: int, height: int) -> tuple[int, int]:
-    """The size (width, height) of each half of the side-by-side video for a face window of width x height: the
-    window itself, or scaled down to SIDE_BY_SIDE_HEIGHT rows (its shape kept; even sizes, as H.264's 4:2:0 needs).
+def side_by_side_panel(width: int, height: int) -> tuple[int, int, int]:
+    """How the side-by-side video shows a face window of width x height: (k, panel width, panel height), each
+    half of the video the window scaled down by the whole factor k, the least that brings it to at most
+    SIDE_BY_SIDE_HEIGHT rows (k = 1: the window itself). A whole factor makes each panel pixel the mean of a
+    k x k block (OpenCV's and ffmpeg's area scaling agree on it, and it is fast); the window's last
+    ``width % k`` columns and ``height % k`` rows are left out.
 
-    >>> side_by_side_panel(388, 354), side_by_side_panel(900, 800)
-    ((388, 354), (540, 480))
+    >>> side_by_side_panel(388, 354), side_by_side_panel(900, 800), side_by_side_panel(1441, 1081)
+    ((1, 388, 354), (2, 450, 400), (3, 480, 360))
     """
-    if height <= SIDE_BY_SIDE_HEIGHT:
-        return width, height
-    scale = SIDE_BY_SIDE_HEIGHT / height
-    return max(2, 2 * round(width * scale / 2)), SIDE_BY_SIDE_HEIGHT
+    k = max(1, -(-height // SIDE_BY_SIDE_HEIGHT))
+    return k, width // k, height // k
 
 
 def side_by_side(left: Path, right: Path, out: Path, frames: int, audio_from_right: bool = True,
@@ -31,8 +32,8 @@ def side_by_side(left: Path, right: Path, out: Path, frames: int, audio_from_rig
     """Write ``out`` (H.264 MP4): ``left`` and ``right`` stacked horizontally, ``frames`` frames long.
 
     Both videos must have the same height; the audio comes from ``right`` when it has one. ``window``
-    (x0, y0, x1, y1, half-open; ``media.frames.face_window``): only that part of both is shown, scaled down to
-    SIDE_BY_SIDE_HEIGHT rows where it is taller (``side_by_side_panel``).
+    (x0, y0, x1, y1, half-open; ``media.frames.face_window``): only that part of both is shown, scaled down by a whole
+    factor where it is taller than SIDE_BY_SIDE_HEIGHT rows (``side_by_side_panel``).
     """
     with atomic_output(out) as tmp:
         _stack(left, right, tmp, frames, audio_from_right, window)
@@ -44,10 +45,10 @@ def _stack(left: Path, right: Path, tmp: Path, frames: int, audio_from_right: bo
     crop = ""
     if window is not None:
         x0, y0, x1, y1 = window
-        crop = f"crop={x1 - x0}:{y1 - y0}:{x0}:{y0},"
-        panel = side_by_side_panel(x1 - x0, y1 - y0)
-        if panel != (x1 - x0, y1 - y0):  # as the viewer pass writes it: pixel areas averaged
-            crop += f"scale={panel[0]}:{panel[1]}:flags=area,"
+        k, width, height = side_by_side_panel(x1 - x0, y1 - y0)
+        crop = f"crop={k * width}:{k * height}:{x0}:{y0},"
+        if k > 1:  # as the viewer pass writes it: each pixel the mean of a k x k block
+            crop += f"scale={width}:{height}:flags=area,"
     graph = f"[0:v]{crop}null[a];[1:v]{crop}null[b];[a][b]hstack=inputs=2,pad=ceil(iw/2)*2:ceil(ih/2)*2[v]"
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(left), "-i", str(right),
            "-filter_complex", graph, "-map", "[v]"]

@@ -3,7 +3,6 @@ viewer pass writes them (evalkit's own pipeline) or ffmpeg stacks them from the 
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from evalkit.config.contract import Contract
@@ -14,7 +13,7 @@ from evalkit.media.ffmpeg import probe_video
 from evalkit.media.side_by_side import SIDE_BY_SIDE_HEIGHT, side_by_side, side_by_side_panel
 from tests.conftest import decode
 
-WINDOW = (100, 20, 400, 580)  # x0, y0, x1, y1: 300 x 560, taller than SIDE_BY_SIDE_HEIGHT
+WINDOW = (100, 20, 401, 581)  # x0, y0, x1, y1: 301 x 561, taller than SIDE_BY_SIDE_HEIGHT, odd both ways
 
 
 def _frames(n: int, shift: int) -> np.ndarray:
@@ -43,8 +42,11 @@ def test_a_tall_face_window_is_scaled_down_the_same_way_by_both_writers(tmp_path
     truth_frames, out_frames = _frames(6, 0), _frames(6, 30)
     truth = _write(tmp_path / "truth.mkv", truth_frames, "lossless")
     mp4 = _write(tmp_path / "output.mp4", out_frames, "mp4")
-    panel = side_by_side_panel(WINDOW[2] - WINDOW[0], WINDOW[3] - WINDOW[1])
-    assert panel == (258, SIDE_BY_SIDE_HEIGHT)  # 300 x 480 / 560 = 257.1: the nearest even width
+    factor, *panel = side_by_side_panel(WINDOW[2] - WINDOW[0], WINDOW[3] - WINDOW[1])
+    panel = tuple(panel)
+    assert (factor, panel) == (2, (150, 280))  # 561 rows: halved (at most SIDE_BY_SIDE_HEIGHT = 480), the odd
+    # last row and column left out
+    assert SIDE_BY_SIDE_HEIGHT < 560
 
     streamed = tmp_path / "streamed.mp4"
     measures = FrameMeasures(Contract(), MetricsSpec())
@@ -54,15 +56,18 @@ def test_a_tall_face_window_is_scaled_down_the_same_way_by_both_writers(tmp_path
         info = probe_video(path)
         assert (info.width, info.height, info.frames) == (2 * panel[0], panel[1], 6), path
 
-    x0, y0, x1, y1 = WINDOW
-    expected = [np.stack([cv2.resize(f[y0:y1, x0:x1], panel, interpolation=cv2.INTER_AREA) for f in frames])
-                for frames in (truth_frames, decode(mp4))]
+    x0, y0 = WINDOW[:2]
+    x1, y1 = x0 + 2 * panel[0], y0 + 2 * panel[1]
+
+    def blocks(f):  # each pixel the mean of a 2 x 2 block, computed here by hand
+        return f[y0:y1, x0:x1].astype(np.float64).reshape(panel[1], 2, panel[0], 2, 3).mean(axis=(1, 3))
+
+    expected = [np.stack([blocks(f) for f in frames]) for frames in (truth_frames, decode(mp4))]
     for path in (streamed, made):
         both = decode(path)
         for half, want in zip((both[:, :, : panel[0]], both[:, :, panel[0]:]), expected):
             assert _db(half, want) > 35, path  # the window, scaled: a re-encode away
-        shifted = np.stack([cv2.resize(f[y0 + 8:y1 + 8, x0:x1], panel, interpolation=cv2.INTER_AREA)
-                            for f in truth_frames])
+        shifted = np.stack([blocks(np.roll(f, -8, axis=0)) for f in truth_frames])
         assert _db(both[:, :, : panel[0]], shifted) < _db(both[:, :, : panel[0]], expected[0]) - 6  # that window
     # the scores are of the window at full size, not of the scaled picture
     assert measures.viewer == {"region": "mp4_face", "window": list(WINDOW)}
