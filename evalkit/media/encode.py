@@ -1,8 +1,8 @@
 """Stage 9: encode frames to files through an ffmpeg pipe.
 
 Two kinds of output: the H.264 (yuv420p) MP4 with AAC audio that people watch,
-and a lossless FFV1 Matroska file of the exact generated pixels that metrics
-read back. Frames go in as rgb24, one at a time.
+and lossless Matroska files of the exact generated pixels that metrics
+read back (H.264 in RGB at QP 0), or FFV1 for the fixtures' clip. Frames go in as rgb24, one at a time.
 """
 
 from __future__ import annotations
@@ -17,16 +17,19 @@ import numpy as np
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import ffmpeg_exe
 
-# Flags that make FFV1/Matroska output the same bytes on every run (no
-# encoder version string or creation time in the file).
+# Flags that make the lossless Matroska output the same bytes on every run (no
+# encoder version string or creation time in the container).
 BITEXACT = {"fflags": "+bitexact", "flags": "+bitexact", "map_metadata": "-1"}
 
 
 class VideoWriter:
     """Write rgb24 frames of one size to ``path``; use as a context manager.
 
-    ``kind`` is ``"mp4"`` (H.264 yuv420p, plus AAC from ``audio`` when given) or
-    ``"lossless"`` (FFV1 in Matroska, planar RGB: decodes back to the same bytes).
+    ``kind`` is ``"mp4"`` (H.264 yuv420p, plus AAC from ``audio`` when given), ``"frames"`` (a run's frame
+    files: H.264 in RGB at QP 0, x264's lossless mode, in Matroska: decodes back to the same bytes; at 320x320
+    about a fifth of FFV1's encoding CPU and a third of its decoding CPU on this project's machine, and a smaller
+    file) or ``"lossless"`` (FFV1 in Matroska, planar RGB: decodes back to the same bytes; the fixtures' clip,
+    for tools that read FFV1 more widely than lossless RGB H.264).
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: float, kind: str = "mp4",
@@ -41,6 +44,10 @@ class VideoWriter:
             if audio is not None:
                 streams.append(ffmpeg.input(str(audio)).audio)
                 opts.update(acodec="aac", audio_bitrate="128k")
+        elif kind == "frames":
+            streams = [video]
+            opts = {"vcodec": "libx264rgb", "qp": 0, "preset": "ultrafast", "pix_fmt": "rgb24", "threads": 1,
+                    **BITEXACT}
         elif kind == "lossless":
             streams = [video]
             opts = {"vcodec": "ffv1", "level": 3, "pix_fmt": "gbrp", "threads": 1, "slices": 4, **BITEXACT}

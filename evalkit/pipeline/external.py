@@ -129,9 +129,9 @@ def import_frames(source, prepared: PreparedInput, contract: Contract, combo_dir
     with (
         source.reader() as frames,
         VideoWriter(combo_dir / OUTPUT_MP4, w, h, contract.fps, kind="mp4", audio=prepared.spec.audio) as mp4,
-        VideoWriter(combo_dir / FRAMES_FULL, w, h, contract.fps, kind="lossless") as full,
+        VideoWriter(combo_dir / FRAMES_FULL, w, h, contract.fps, kind="frames") as full,
         VideoWriter(combo_dir / FRAMES_INNER, contract.inner_width, contract.inner_height, contract.fps,
-                    kind="lossless") as inner,
+                    kind="frames") as inner,
     ):
         count = 0
         for frame in frames:

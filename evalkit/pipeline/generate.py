@@ -459,11 +459,11 @@ def generate(runner: Runner, audio: AudioFeatures, prepared: PreparedInput, out_
                                                     audio=audio.path or prepared.spec.audio, crf=mp4.crf,
                                                     preset=mp4.preset)),
             writers_stack.enter_context(VideoWriter(out_dir / FRAMES_INNER, contract.inner_width,
-                                                    contract.inner_height, contract.fps, kind="lossless")),
+                                                    contract.inner_height, contract.fps, kind="frames")),
         ]
         if store_full_frames:
             writers.append(writers_stack.enter_context(VideoWriter(out_dir / FRAMES_FULL, w, h, contract.fps,
-                                                                   kind="lossless")))
+                                                                   kind="frames")))
         stages.start("decode", decode)
         stages.start("encode", lambda: encode(writers))
         stages.start("measure", measure_face)

@@ -19,8 +19,8 @@ PARTIAL_SUFFIX = ".partial"  # ".<run-id>.partial": a run folder being written (
 
 # --- one combination's folder ---------------------------------------------------------------------------------
 OUTPUT_MP4 = "output.mp4"  # what a viewer sees: H.264 yuv420p + AAC
-FRAMES_FULL = "frames_full.mkv"  # exact generated full frames (FFV1)
-FRAMES_INNER = "frames_inner.mkv"  # exact generated inner regions (FFV1), the model's own pixels
+FRAMES_FULL = "frames_full.mkv"  # exact generated full frames (lossless H.264 in RGB)
+FRAMES_INNER = "frames_inner.mkv"  # exact generated inner regions (lossless H.264 in RGB), the model's own pixels
 HEAD_OUTPUTS = "head_outputs.npz"  # raw model outputs of the first parity.frames frames
 SIDE_BY_SIDE = "side_by_side.mp4"  # ground truth | output, made when the run is recorded
 WORST_FRAMES_JSON = "worst_frames.json"  # the worst frames' numbers and thumbnail names, made when recorded

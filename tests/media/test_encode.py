@@ -27,6 +27,22 @@ def test_lossless_round_trip_is_exact(random_clip):
     assert np.array_equal(decode(path), frames)
 
 
+@pytest.mark.parametrize("size", [(64, 48), (65, 47)])  # odd sizes too: a frame file has the video's own size
+def test_a_runs_frame_file_decodes_to_the_same_bytes_and_is_written_alike_twice(tmp_path, size):
+    """kind "frames" (x264's lossless mode, RGB): noise, the hardest case for a lossless coder, back exactly;
+    the same frames give the same file (no time or version in the container)."""
+    w, h = size
+    frames = np.random.default_rng(2).integers(0, 256, (9, h, w, 3), dtype=np.uint8)
+    frames[4:] = frames[4]  # still frames too (x264's skip blocks)
+    paths = [tmp_path / f"{name}.mkv" for name in ("a", "b")]
+    for path in paths:
+        with VideoWriter(path, w, h, 25, kind="frames") as writer:
+            for f in frames:
+                writer.write(f)
+    assert np.array_equal(decode(paths[0]), frames)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
 def test_probe_reads_size_rate_and_frame_count(random_clip):
     info = probe_video(random_clip[0])
     assert (info.width, info.height, info.fps, info.frames, info.has_audio) == (64, 48, 25.0, 12, False)

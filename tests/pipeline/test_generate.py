@@ -44,7 +44,7 @@ def _generate(fixtures_dir, tmp_path, model: str, seconds: float, **options):
 @pytest.mark.slow
 def test_measured_in_memory_equals_measured_from_the_written_files(fixtures_dir, tmp_path):
     """The stream measures frames it never wrote back: the same numbers must come from decoding its lossless
-    files (FFV1 inner and full frames, the MP4) and measuring them, an independent path through ffmpeg."""
+    files (lossless inner and full frames, the MP4) and measuring them, an independent path through ffmpeg."""
     generated, out, prepared, audio, contract, metrics = _generate(fixtures_dir, tmp_path, "noisy", 2.0,
                                                                    store_full_frames=True)
     from_files = measure_run(out, prepared.spec.ground_truth, prepared.boxes, generated.template_indices, contract,
