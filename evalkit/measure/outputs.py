@@ -34,7 +34,6 @@ from evalkit.config.contract import Contract
 from evalkit.pipeline.crop import CropPreparer
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import probe_video
-from evalkit.metrics import psnr
 from evalkit.metrics.fidelity import SsimKernel
 from evalkit.metrics.sync import MouthTrack, estimate_sync, mouth_thumbnails, video_lag
 from evalkit.metrics.syncnet import SyncNetRunner
@@ -114,8 +113,9 @@ class FrameMeasures:
                                          spec.vshift)
 
     def _add(self, region: str, reference: np.ndarray, candidate: np.ndarray) -> None:
-        self.fidelity[region]["psnr"].append(float(psnr(reference, candidate)[0]))
-        self.fidelity[region]["ssim"].append(self.kernels[region].frame(reference, candidate))
+        value, similarity = self.kernels[region].psnr_and_ssim(reference, candidate)
+        self.fidelity[region]["psnr"].append(value)
+        self.fidelity[region]["ssim"].append(similarity)
 
     def add(self, inner: np.ndarray, full: np.ndarray | None = None, truth_full: np.ndarray | None = None,
             truth_inner: np.ndarray | None = None) -> None:
@@ -204,7 +204,7 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
         kernel = getattr(local, "kernel", None)
         if kernel is None:
             kernel = local.kernel = SsimKernel()
-        scores[i] = float(psnr(truths[k], outs[k])[0]), kernel.frame(truths[k], outs[k])
+        scores[i] = kernel.psnr_and_ssim(truths[k], outs[k])
 
     with ExitStack() as stack:
         reader = stack.enter_context(FrameReader(mp4_info, read))

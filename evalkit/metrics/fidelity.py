@@ -9,6 +9,7 @@ uint8 convention: pass it explicitly for other data.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -154,17 +155,37 @@ class SsimKernel:
 
     def frame(self, reference: np.ndarray, candidate: np.ndarray) -> float:
         """SSIM of two (H, W, C) frames (uint8, or any dtype used as is)."""
+        return self._measure(reference, candidate, with_psnr=False)[1]
+
+    def psnr_and_ssim(self, reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+        """PSNR (``psnr``'s definition, with the kernel's data range) and SSIM of two (H, W, C) frames, from one
+        look at where they differ: for uint8 frames the squared error is summed over the rectangle that holds
+        every differing pixel (the same integer sum as over the whole frame: the rest adds zeros)."""
+        return self._measure(reference, candidate, with_psnr=True)
+
+    def _measure(self, reference: np.ndarray, candidate: np.ndarray, with_psnr: bool) -> tuple[float, float]:
         h, w, c = reference.shape
         pad = self.pad
         self._buffers(reference.shape)
+        err = math.nan
         if reference.dtype == np.uint8 and candidate.dtype == np.uint8:
             cv2.absdiff(reference, candidate, dst=self._diff)
             x, y, bw, bh = cv2.boundingRect(self._diff.reshape(h, w * c))
             if bw == 0:
-                return 1.0  # equal frames: every window equal
+                return math.inf, 1.0  # equal frames: no error, every window equal
             y0, y1, x0, x1 = y, y + bh, x // c, (x + bw - 1) // c + 1
+            if with_psnr:
+                err = cv2.norm(reference[y0:y1, x0:x1], candidate[y0:y1, x0:x1], cv2.NORM_L2SQR) / reference.size
         else:
             y0, y1, x0, x1 = 0, h, 0, w
+            if with_psnr:
+                err = float(mse(reference, candidate)[0])
+        with np.errstate(divide="ignore"):
+            value = float(10.0 * np.log10(self.data_range ** 2 / err))
+        return value, self._ssim_in(reference, candidate, h, w, c, pad, y0, y1, x0, x1)
+
+    def _ssim_in(self, reference, candidate, h, w, c, pad, y0, y1, x0, x1) -> float:
+        """SSIM given the rectangle [y0, y1) x [x0, x1) outside which the frames are equal."""
         # pixels whose S may differ from 1 (within the measured area, which excludes a pad-wide border)
         iy0, iy1 = max(y0 - pad, pad), min(y1 + pad, h - pad)
         ix0, ix1 = max(x0 - pad, pad), min(x1 + pad, w - pad)

@@ -10,6 +10,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from evalkit.metrics import psnr, ssim, summarise
+from evalkit.metrics.fidelity import SsimKernel
 from tests.conftest import REAL, decode, real_file
 
 # The issue's bound: scikit-image computes in float64; evalkit in float32 on
@@ -68,6 +69,20 @@ def test_local_differences_agree_with_skimage_wherever_they_sit():
         region = other[y:y + h, x:x + w]
         region[:] = np.clip(region.astype(int) + rng.integers(-60, 60, region.shape), 0, 255)
         assert abs(ssim(face, other)[0] - skimage_ssim(face, other)) < AGREEMENT, (y, x, h, w)
+
+
+def test_psnr_and_ssim_from_one_look_are_the_two_functions_exactly():
+    """SsimKernel.psnr_and_ssim (the streamed pass's: the squared error summed only where the frames differ) gives
+    bit for bit what psnr and ssim give, with a local difference anywhere, none, or everywhere."""
+    real_file("face_crop328_0.png")
+    face = cv2.imread(str(REAL / "face_crop328_0.png"), cv2.IMREAD_COLOR)[:, :, ::-1]
+    rng = np.random.default_rng(11)
+    kernel = SsimKernel()
+    for y, x, h, w in [(0, 0, 0, 0), (0, 0, 328, 328), (0, 0, 1, 1), (300, 2, 28, 50), (100, 100, 3, 200)]:
+        other = face.copy()
+        region = other[y:y + h, x:x + w]
+        region[:] = np.clip(region.astype(int) + rng.integers(-30, 31, region.shape), 0, 255)
+        assert kernel.psnr_and_ssim(face, other) == (psnr(face, other)[0], ssim(face, other)[0]), (y, x, h, w)
 
 
 def test_identical_frames_give_inf_and_one():
