@@ -121,12 +121,13 @@ def preflight(loaded: LoadedSuite, notes: list[str] | None = None) -> tuple[dict
 
         _collect(problems, read_manifest, suite.golden / "golden.json")
     videos: dict[Path, object] = {}  # each video decoded once, whatever the number of models
+    wavs: dict = {}
+    reads = _frames_read(suite, wavs)
     for spec in suite.inputs:
         for role, path in (("input '%s': template video" % spec.name, spec.video),
                            ("input '%s': ground truth" % spec.name, spec.ground_truth)):
             if path is not None and path not in videos:
-                videos[path] = _collect(problems, _decodable_video, path, role)
-    wavs: dict = {}
+                videos[path] = _collect(problems, _decodable_video, path, role, reads.get(path))
     prepared = {}
     for model in suite.models:
         contract = suite.contract_for(model)
@@ -183,10 +184,42 @@ def _check_generator(model, contract, check_backend: BackendSpec, backends) -> N
                             "or set batch_size: 1)")
 
 
-def _decodable_video(path: Path, role: str):
+def _decodable_video(path: Path, role: str, frames: int | None = None):
     info = probe_video(path)
-    check_decodes(info, role, keep=True)  # inside decoded_once: the run's readers use these frames
+    # every frame is decoded and checked; inside decoded_once, the first ``frames`` (None: all) are kept for the
+    # run's readers
+    check_decodes(info, role, keep=True, keep_frames=frames)
     return info
+
+
+def _frames_read(suite, wavs: dict) -> dict[Path, int]:
+    """How many leading frames of each input video the run reads, where that is known before the videos are
+    probed: the template walk of a plain reconstruction (``reference: same``, ``template_start`` 0) reads template
+    frames 0..N-1 for N output frames, or every frame where N exceeds them (the walk turns back: the decoded file
+    then holds them all); a ground truth is read on the output's frames. A video that any other combination reads
+    (a dubbing protocol, a distant reference, a later start, precomputed features, an external backend), or whose
+    audio does not read, is absent: all of its frames are kept. Errors are reported by preflight's own checks."""
+    simple = (all(p.kind == "reconstruction" and p.reference == "same" for p in suite.protocols)
+              and all(b.kind == "onnxruntime" for b in suite.backends))
+    reads: dict[Path, int] = {}
+    unknown: set[Path] = set()
+    for model in suite.models:
+        contract = suite.contract_for(model)
+        plain = simple and model.audio_features is None and contract.template_start == 0
+        for spec in suite.inputs:
+            paths = [p for p in (spec.video, spec.ground_truth) if p is not None]
+            frames = None
+            if plain:
+                try:
+                    frames = _output_frames(_driven_frames(spec.audio, contract, wavs), contract)
+                except UserError:
+                    frames = None
+            for path in paths:
+                if frames is None:
+                    unknown.add(path)
+                else:
+                    reads[path] = max(reads.get(path, 0), frames)
+    return {path: frames for path, frames in reads.items() if path not in unknown}
 
 
 def _driven_frames(audio: Path, contract, wavs: dict, where: str = "") -> int:

@@ -9,9 +9,11 @@ with the longest one.
 - N workers: N processes forked from a multiprocessing fork server (``forkserver``: ONNX Runtime is not
   fork-safe once a session exists, and the fork server never creates one), each sent one job at a time (so a
   worker that dies costs its own job only); the workers write into the run folder themselves and die with their
-  driver. The fork server is started when the run starts (``start_fork_server``, before preflight) and imports
-  the pipeline once (worker_preload.py) while the driver checks the suite: a worker is a fork of it, not an
-  interpreter importing everything again;
+  driver. The fork server is started when the run starts (``start_fork_server``, before preflight) as a fork of
+  the driver, which has imported the pipeline by then and has started no thread and no session
+  (``_fork_server_from_here``; a fresh interpreter importing it all again where that cannot be done), and loads
+  what else a worker needs (worker_preload.py) while the driver checks the suite: a worker is a fork of it, not
+  an interpreter importing everything again;
 - Ray (evalkit/matrix/ray_tasks.py): each job is a task on a cluster; its files travel through the object store.
 """
 
@@ -92,7 +94,79 @@ def start_fork_server(suite, workers: int | None, executor: Executor = "local", 
         from evalkit.metrics.face import face_models_missing
 
         os.environ[FACE_ENV] = "1" if face_models_missing() is None else "0"  # the fork server's, from its start
-    forkserver.ensure_running()
+    if not _fork_server_from_here():
+        forkserver.ensure_running()
+
+
+def _fork_server_from_here() -> bool:
+    """Start multiprocessing's fork server as a fork of this process (what ``forkserver.ensure_running`` does,
+    with ``os.fork`` instead of a new interpreter): the driver has imported the pipeline already (evalkit.run),
+    so the fork server does not import it all again (about 1.5 CPU-s). Only where it is safe: Linux, this one
+    thread (no lock held by another thread is copied), and CPython's fork server as this code knows it. The fork
+    keeps only its listening socket and its "alive" pipe (and stdin/stdout/stderr), takes default signal handlers,
+    loads what worker_preload adds (dlib's models where the suite measures faces) and never returns: it leaves
+    with ``os._exit``. False where it was not started here (the caller starts it the usual way)."""
+    import socket
+    import threading
+    from multiprocessing import forkserver, resource_tracker, util
+
+    server = getattr(forkserver, "_forkserver", None)
+    if (not sys.platform.startswith("linux") or threading.active_count() != 1 or server is None
+            or not all(hasattr(server, a) for a in ("_lock", "_forkserver_pid", "_forkserver_address",
+                                                    "_forkserver_alive_fd", "_preload_modules"))):
+        return False
+    from evalkit.matrix import worker_preload
+
+    with server._lock:
+        resource_tracker.ensure_running()
+        if server._forkserver_pid is not None:
+            return False  # one was started before: ensure_running knows whether it still runs
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address("AF_UNIX")
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()  # every client holds the writing end: the server ends when they all have
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:  # the fork server
+                    try:
+                        _become_fork_server(listener.fileno(), alive_r, worker_preload.preload)
+                    finally:
+                        os._exit(0)
+            except BaseException:
+                os.close(alive_w)
+                raise
+            finally:
+                os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+    return True
+
+
+def _become_fork_server(listener_fd: int, alive_r: int, preload) -> None:
+    from multiprocessing import forkserver
+
+    keep = {0, 1, 2, listener_fd, alive_r}
+    for fd in [int(name) for name in os.listdir("/proc/self/fd")]:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as in a new interpreter
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        preload()
+    except Exception:  # as worker_preload's own: a preload that fails costs time, never the run
+        pass
+    forkserver.main(listener_fd, alive_r, [])
 
 
 def stop_fork_server() -> None:

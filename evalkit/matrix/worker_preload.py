@@ -6,6 +6,10 @@ already holds the pipeline's modules (ONNX Runtime, OpenCV, numba, scipy, libros
 the suite measures faces, dlib's models, instead of a fresh interpreter importing them all again (about 3 CPU-s
 a worker here). Nothing here starts a thread or an ONNX Runtime session: a fork of this process is safe.
 
+Where the fork server is a fork of the driver (executors._fork_server_from_here: Linux, the driver still one
+thread), the modules are the driver's already and ``preload`` is called in the fork, for what the driver has not
+loaded (dlib's models); elsewhere the fork server imports this module, which calls it.
+
 ``EVALKIT_PRELOAD_FACE=1`` in the fork server's environment (set by the driver when its suite measures faces
 and the face extra is installed) loads dlib's models too (about 1 CPU-s, shared by every worker).
 """

@@ -24,6 +24,7 @@ nothing fails.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 from evalkit.config.contract import Contract
 from evalkit.config.suite import MetricsSpec
 from evalkit.errors import UserError
-from evalkit.media.decode import FrameReader, SpilledFrames
+from evalkit.media.decode import DECODED_ONCE_ENV, FrameReader, SpilledFrames
 from evalkit.media.ffmpeg import probe_video
 from evalkit.metrics.cpbd import BLOCK as CPBD_BLOCK, cpbd
 from evalkit.metrics.face import (ALL_POINTS, DEFAULT_RECT_FROM_BOX, MOUTH_POINTS, FaceModels, descriptor_distance,
@@ -43,6 +44,7 @@ from evalkit.pipeline.paste import Paster
 from evalkit.record.layout import FRAMES_INNER
 from evalkit.files import same_file
 
+SHARED_DESCRIPTORS = "face-descriptors"  # inside the run's decoded-frames folder: descriptors its workers share
 IDENTITY_SAMPLES = 12  # frames whose identity descriptors are computed, spread evenly over the run
 CPBD_SAMPLES = 50  # frames whose mouth CPBD is computed (about 7 ms each here), spread evenly over the run
 CALIBRATION_TRIES = 5  # frames tried (spread over the run) for the detector to calibrate the face rectangle
@@ -104,8 +106,12 @@ class FaceSeries:
         self._truth_points: dict = truth_points if truth_points is not None else {}
 
     def _descriptor(self, key, image: np.ndarray, rect) -> np.ndarray:
+        """A template's or ground truth's descriptor: the same frames in every combination of a run, computed once
+        per run where the run has a folder its processes share (the decoded frames': every worker sees it)."""
         if key is None or key not in self._descriptors:
-            d = self.models.descriptor(image, rect, self.models.landmarks(image, rect))
+            shared = os.environ.get(DECODED_ONCE_ENV)
+            d = self.models.descriptor(image, rect, self.models.landmarks(image, rect),
+                                       shared=Path(shared) / SHARED_DESCRIPTORS if shared else None)
             if key is None:
                 return d
             self._descriptors[key] = d

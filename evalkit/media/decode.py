@@ -12,7 +12,10 @@ check that it decodes writes its frames to a raw file in a temporary folder, and
 every later reader of that video (the template walk, the ground truth, the viewer
 pass, the report's thumbnails, in any worker process of the run) reads that file
 instead of starting a decoder. The bytes are the ones the decoder gives, so every
-number is the same; videos larger than ``DECODED_ONCE_MAX_BYTES`` stream as before.
+number is the same; videos larger than ``DECODED_ONCE_MAX_BYTES`` stream as before. Where the run reads only
+the first frames of a video (``keep_frames``: a template walk that never turns back, a ground truth compared on
+as many frames as the audio drives), only those are kept (a *head*); preflight still decodes every frame to check
+the video, and a reader that goes past the head (none in a run that preflight sized) decodes the rest itself.
 """
 
 from __future__ import annotations
@@ -78,30 +81,62 @@ def _decoded_name(info: VideoInfo) -> str | None:
 
 
 def decoded_frames_file(info: VideoInfo) -> str | None:
-    """The file of ``info``'s decoded frames (rgb24, frame after frame) when this run holds one, else None."""
+    """The file of all of ``info``'s decoded frames (rgb24, frame after frame) when this run holds one, else
+    None (also where the run keeps only the first frames: ``decoded_head``)."""
     name = _decoded_name(info)
     return name if name is not None and os.path.isfile(name) else None
 
 
-def _keep_target(info: VideoInfo) -> str | None:
-    """Where ``check_decodes`` may keep ``info``'s decoded frames: inside ``decoded_once``, for a video small
-    enough, with room on the disk; else None."""
+def _head_name(name: str) -> str:
+    return name[: -len(".rgb24")] + ".head.rgb24"
+
+
+def decoded_head(info: VideoInfo) -> tuple[str, int, bool] | None:
+    """``(file, frames it holds, whether that is every frame)`` of ``info``'s decoded frames kept in this run:
+    all of them (``decoded_frames_file``) or the first ones only (what the run reads); None where none are kept."""
     name = _decoded_name(info)
-    if name is None or os.path.isfile(name):
+    if name is None:
+        return None
+    frame_bytes = info.width * info.height * 3
+    for path, whole in ((name, True), (_head_name(name), False)):
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            continue
+        return path, size // frame_bytes, whole
+    return None
+
+
+def _keep_target(info: VideoInfo, frames: int | None = None) -> str | None:
+    """Where ``check_decodes`` may keep ``info``'s decoded frames (all of them; the first ``frames`` go to
+    ``_head_name`` of it): inside ``decoded_once``, for a video small enough, with room on the disk; else None."""
+    name = _decoded_name(info)
+    if name is None or os.path.isfile(name) or os.path.isfile(_head_name(name)):
         return None
     folder = os.path.dirname(name)
-    size = info.width * info.height * 3 * (info.claimed_frames + FRAME_COUNT_SLACK)
+    kept_frames = info.claimed_frames + FRAME_COUNT_SLACK if frames is None else min(
+        frames, info.claimed_frames + FRAME_COUNT_SLACK)
+    size = info.width * info.height * 3 * kept_frames
     kept = sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
     if kept + size > DECODED_ONCE_MAX_BYTES or shutil.disk_usage(folder).free < 2 * size:
         return None
     return name
 
 
-def decoded_frame_count(info: VideoInfo, keep: str | None = None) -> tuple[int, list[str]]:
+def decoded_frame_count(info: VideoInfo, keep: str | None = None, keep_frames: int | None = None
+                        ) -> tuple[int, list[str]]:
     """Decode every frame of the first video stream: how many decode, and ffmpeg's error lines (a damaged
     file decodes with errors, e.g. 'slice CRC mismatch', even when every frame comes out). The frames go
-    nowhere, or as rgb24 into the file ``keep`` (``FrameReader``'s own conversion)."""
-    output = ["-f", "null", "-"] if keep is None else ["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", keep]
+    nowhere, or as rgb24 into the file ``keep`` (``FrameReader``'s own conversion): all of them, or the first
+    ``keep_frames`` (the decoder still decodes every frame, for the count and the errors; only those are
+    converted and written)."""
+    rgb24 = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-y", keep]
+    if keep is None:
+        output = ["-f", "null", "-"]
+    elif keep_frames is None:
+        output = rgb24
+    else:  # the null output first: -stats counts the first output's frames, i.e. every decoded frame
+        output = ["-f", "null", "-", "-map", "0:v:0", "-frames:v", str(keep_frames), *rgb24]
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-stats", "-i", str(info.path),
            "-map", "0:v:0", *output]
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
@@ -116,14 +151,18 @@ def _without_address(line: str) -> str:
     return re.sub(r" @ 0x[0-9a-f]+\]", "]", line)
 
 
-def check_decodes(info: VideoInfo, what: str = "video", keep: bool = False) -> int:
+def check_decodes(info: VideoInfo, what: str = "video", keep: bool = False, keep_frames: int | None = None) -> int:
     """Raise a UserError when ``info``'s video decodes fewer frames than it claims (cut short) or decodes with
     errors (damaged in the middle); returns the decoded count. With ``keep``, inside ``decoded_once``, a video
-    that decodes cleanly keeps its decoded frames for the run's later readers."""
-    target = _keep_target(info) if keep else None
+    that decodes cleanly keeps its decoded frames for the run's later readers: all of them, or with
+    ``keep_frames`` the first that many (the frames the run reads; every frame is decoded and checked all the
+    same)."""
+    if keep_frames is not None and keep_frames >= info.claimed_frames + FRAME_COUNT_SLACK:
+        keep_frames = None  # the whole video
+    target = _keep_target(info, keep_frames) if keep else None
     partial = None if target is None else f"{target}.{os.getpid()}.partial"
     try:
-        decoded, errors = decoded_frame_count(info, partial)
+        decoded, errors = decoded_frame_count(info, partial, keep_frames)
         problem = _decode_problem(info, what, decoded, errors)
         if problem is not None and partial is not None:  # keeping may be what failed (a full disk): judge the
             if os.path.exists(partial):                    # video on a plain decode
@@ -133,8 +172,10 @@ def check_decodes(info: VideoInfo, what: str = "video", keep: bool = False) -> i
             problem = _decode_problem(info, what, decoded, errors)
         if problem is not None:
             raise UserError(problem)
-        if partial is not None and os.path.getsize(partial) == decoded * info.width * info.height * 3:
-            os.replace(partial, target)  # complete before it is visible: a worker never reads half a file
+        held = decoded if keep_frames is None else min(decoded, keep_frames)
+        if partial is not None and os.path.getsize(partial) == held * info.width * info.height * 3:
+            # complete before it is visible: a worker never reads half a file
+            os.replace(partial, target if held == decoded else _head_name(target))
     finally:
         if partial is not None and os.path.exists(partial):
             os.unlink(partial)
@@ -160,7 +201,8 @@ class FrameReader:
     With ``window`` (x0, y0, x1, y1, half-open), each frame read is that part of the frame only: the decoder
     converts whole frames to rgb24 and then crops (``format=rgb24,crop``), so the pixels are exactly those of
     the whole frame read and sliced; only the window crosses the pipe. From a video decoded once in this run,
-    only the window's rows are read from its file.
+    only the window's rows are read from its file; past the frames that file holds (a head: ``decoded_head``),
+    a decoder reads on from the start, skipping the frames already read.
     """
 
     def __init__(self, info: VideoInfo, window: tuple[int, int, int, int] | None = None):
@@ -179,17 +221,23 @@ class FrameReader:
         self._process = None
         self._decoded = None
         self._band = None  # a window's rows of one whole frame, read from a decoded-once file
-        self._index = 0
+        self._index = 0  # frames read so far
+        self._held, self._whole = 0, True  # frames the decoded-once file holds; whether that is all of them
         self._stderr_tail: deque[bytes] = deque(maxlen=20)
 
     def __enter__(self) -> "FrameReader":
-        decoded = decoded_frames_file(self.info)
+        decoded = decoded_head(self.info)
         if decoded is not None:  # decoded once already in this run: read the frames, start no decoder
-            self._decoded = open(decoded, "rb", buffering=0)  # noqa: SIM115 (closed in __exit__)
+            path, self._held, self._whole = decoded
+            self._decoded = open(path, "rb", buffering=0)  # noqa: SIM115 (closed in __exit__)
             if self.window is not None:
                 x0, y0, x1, y1 = self.window
                 self._band = np.empty((y1 - y0, self.info.width, 3), np.uint8)
             return self
+        self._start_decoder()
+        return self
+
+    def _start_decoder(self) -> None:
         stream = ffmpeg.input(str(self.info.path))["v:0"]
         if self.window is not None:
             x0, y0, x1, y1 = self.window
@@ -197,7 +245,17 @@ class FrameReader:
         stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", loglevel="error")
         self._process = stream.run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
-        return self
+
+    def _past_the_head(self) -> None:
+        """The decoded-once file holds only the first ``self._held`` frames: decode on from there."""
+        self._decoded.close()
+        self._decoded, self._band = None, None
+        self._start_decoder()
+        skip = np.empty(self.shape, np.uint8)
+        for i in range(self._held):
+            if not self._read_pipe(skip):
+                raise UserError(f"cannot read video {self.info.path}: it ended at frame {i}, before frame "
+                                f"{self._held} that this run decoded earlier ({self._why()})")
 
     def _drain_stderr(self) -> None:
         with self._process.stderr:  # closed at EOF: no unclosed pipe left behind
@@ -206,8 +264,16 @@ class FrameReader:
 
     def read_into(self, buffer: np.ndarray) -> bool:
         """Fill ``buffer`` (``self.shape``, uint8) with the next frame; False at the end of the video."""
+        if self._decoded is not None and not self._whole and self._index >= self._held:
+            self._past_the_head()
         if self._band is not None:
-            return self._read_window(buffer)
+            got = self._read_window(buffer)
+        else:
+            got = self._read_pipe(buffer)
+        self._index += got
+        return got
+
+    def _read_pipe(self, buffer: np.ndarray) -> bool:
         view = memoryview(buffer.reshape(-1))
         source = self._decoded if self._decoded is not None else self._process.stdout
         got = 0
@@ -232,7 +298,6 @@ class FrameReader:
         if got != self._band.nbytes:
             raise UserError(f"cannot read video {self.info.path}: it ends inside a frame (decoded file cut short)")
         np.copyto(buffer, self._band[:, x0:x1])
-        self._index += 1
         return True
 
     def _why(self) -> str:
@@ -251,14 +316,14 @@ def frames_at(info: VideoInfo, indices) -> Iterator[np.ndarray]:
     """The frames of ``info`` at ``indices``, in that order, each in a new array; lazily: a consumer that stops
     early decodes no further. From a video decoded once in this run, each frame is read by its offset; otherwise
     a decoder reads forward to it (and starts again for an index behind the last one)."""
-    decoded = decoded_frames_file(info)
+    decoded = decoded_head(info)
     size = info.width * info.height * 3
     reader, at = None, 0
     try:
         for index in indices:
             frame = np.empty((info.height, info.width, 3), np.uint8)
-            if decoded is not None:
-                with open(decoded, "rb", buffering=0) as f:
+            if decoded is not None and (decoded[2] or index < decoded[1]):
+                with open(decoded[0], "rb", buffering=0) as f:
                     if os.preadv(f.fileno(), [memoryview(frame.reshape(-1))], index * size) != size:
                         raise UserError(f"video {info.path} has no frame {index}")
                 yield frame

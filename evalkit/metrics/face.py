@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import threading
+import time
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -98,13 +100,16 @@ class FaceModels:
 
     KNOWN_DESCRIPTORS = 256  # remembered descriptors (1 KB each): a suite's template frames, over its combinations
 
-    def descriptor(self, image: np.ndarray, rect, points: np.ndarray) -> np.ndarray:
+    SHARED_WAIT_SECONDS = 10.0  # how long to wait for a descriptor that another process is computing
+
+    def descriptor(self, image: np.ndarray, rect, points: np.ndarray, shared: Path | None = None) -> np.ndarray:
         """The 128-d identity descriptor of the face whose 68 ``points`` lie in ``rect`` (its aligned 150 px chip).
 
         The network is the costly part (about 80 ms a face here): a descriptor is remembered by exactly what it is
         computed from (the image's bytes, by their BLAKE2 digest, the rectangle and the points as dlib receives
         them), so that the template frames every combination of a suite compares with are computed once per
-        process, and give the same numbers as before."""
+        process, and give the same numbers as before. With ``shared`` (a folder that the processes of one run
+        share), once per run: the first process to need one computes it and leaves it there (``_shared``)."""
         image = np.ascontiguousarray(image)
         box = self._rect(rect)
         pixels = [(int(round(x)), int(round(y))) for x, y in points]
@@ -115,13 +120,60 @@ class FaceModels:
             if known is not None:
                 self._known.move_to_end(key)
                 return known.copy()
-        shape = self._dlib.full_object_detection(box, [self._dlib.point(x, y) for x, y in pixels])
-        found = np.array(self.recogniser.compute_face_descriptor(image, shape), np.float64)
+
+        def compute() -> np.ndarray:
+            shape = self._dlib.full_object_detection(box, [self._dlib.point(x, y) for x, y in pixels])
+            return np.array(self.recogniser.compute_face_descriptor(image, shape), np.float64)
+
+        found = compute() if shared is None else self._shared(Path(shared), key, compute)
         with self._lock:
             self._known[key] = found.copy()
             while len(self._known) > self.KNOWN_DESCRIPTORS:
                 self._known.popitem(last=False)
         return found
+
+
+    def _shared(self, folder: Path, key: tuple, compute) -> np.ndarray:
+        """The descriptor for ``key`` from ``folder`` (its 128 float64 values, exactly as computed), else computed
+        and left there. One process computes it: the first to create its claim; another waits for the file (at
+        most SHARED_WAIT_SECONDS: a process killed with its claim costs a wait, never a wrong number), then
+        computes it itself."""
+        name = folder / (hashlib.blake2b(repr(key).encode(), digest_size=20).hexdigest() + ".f64")
+        claim = name.with_suffix(".claim")
+        waited = 0.0
+        while True:
+            found = _read_descriptor(name)
+            if found is not None:
+                return found
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                if waited < self.SHARED_WAIT_SECONDS:
+                    time.sleep(0.02)
+                    waited += 0.02
+                    continue
+                return compute()  # its owner is gone or slow: compute it here (the same numbers)
+            except OSError:
+                return compute()  # no room to share: compute it here
+            break
+        found = compute()
+        try:
+            partial = name.with_suffix(f".{os.getpid()}.partial")
+            partial.write_bytes(found.astype("<f8").tobytes())
+            os.replace(partial, name)  # whole before it is visible
+            os.unlink(claim)
+        except OSError:
+            pass
+        return found
+
+
+def _read_descriptor(name: Path) -> np.ndarray | None:
+    try:
+        data = name.read_bytes()
+    except OSError:
+        return None
+    return np.frombuffer(data, "<f8").astype(np.float64) if len(data) == 128 * 8 else None
 
 
 def face_rect_from_box(box, relation=DEFAULT_RECT_FROM_BOX) -> tuple[float, float, float, float]:

@@ -12,7 +12,7 @@ import pytest
 
 from evalkit.errors import UserError
 from evalkit.media.decode import (DECODED_ONCE_ENV, FrameReader, SpilledFrames, check_decodes, decoded_frames_file,
-                                  decoded_once, ping_pong_index)
+                                  decoded_head, decoded_once, frames_at, ping_pong_index)
 from evalkit.media.encode import VideoWriter
 from evalkit.media.ffmpeg import probe_video
 
@@ -54,6 +54,48 @@ def test_frames_read_back_are_the_decoders_bytes(clip):
     assert not folder.exists() and DECODED_ONCE_ENV not in os.environ
 
 
+def test_a_head_keeps_the_first_frames_and_readers_read_on_past_it(clip):
+    """Preflight keeps only the frames a run reads (keep_frames): every frame is still decoded and checked, the
+    head holds the decoder's bytes of the first frames, and any reader past it gets the very same frames as a
+    plain decode (the full frame, a window, by index, at random)."""
+    decoded = _read_all(clip)
+    with decoded_once() as folder:
+        assert check_decodes(clip, keep=True, keep_frames=4) == len(decoded)
+        assert decoded_frames_file(clip) is None  # not every frame: no whole file
+        path, held, whole = decoded_head(clip)
+        assert (held, whole) == (4, False) and Path(path).parent == folder
+        assert os.path.getsize(path) == decoded[:4].nbytes
+        assert np.array_equal(np.fromfile(path, np.uint8).reshape(decoded[:4].shape), decoded[:4])
+        assert np.array_equal(_read_all(clip), decoded)
+        window = (5, 7, 41, 30)
+        with FrameReader(clip, window) as reader:
+            buffer = np.empty(reader.shape, np.uint8)
+            got = []
+            while reader.read_into(buffer):
+                got.append(buffer.copy())
+        assert np.array_equal(np.stack(got), decoded[:, 7:30, 5:41])
+        order = [6, 1, 3, 8, 0]
+        assert np.array_equal(np.stack(list(frames_at(clip, order))), decoded[order])
+        with SpilledFrames(clip) as spill:
+            assert np.array_equal(spill.read_into(7, np.empty_like(decoded[0])), decoded[7])
+
+
+def test_a_head_as_long_as_the_video_is_the_whole_file(clip):
+    with decoded_once():
+        check_decodes(clip, keep=True, keep_frames=clip.frames + 5)
+        assert decoded_frames_file(clip) is not None and decoded_head(clip)[1:] == (clip.frames, True)
+
+
+def test_a_damaged_video_is_refused_past_the_frames_kept(tmp_path, clip):
+    cut = tmp_path / f"cut{clip.path.suffix}"
+    data = clip.path.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with decoded_once() as folder:
+        with pytest.raises(UserError, match="frames it claims decode"):
+            check_decodes(probe_video(cut), keep=True, keep_frames=1)
+        assert list(folder.iterdir()) == []
+
+
 def test_a_changed_file_is_decoded_again(clip, tmp_path):
     copy = tmp_path / clip.path.name
     copy.write_bytes(clip.path.read_bytes())
@@ -90,7 +132,7 @@ def test_a_failure_to_keep_the_frames_is_not_blamed_on_the_video(clip, tmp_path,
     import evalkit.media.decode as decode
 
     # where the frames cannot be written (as on a full disk): ffmpeg fails on its output, not on the video
-    monkeypatch.setattr(decode, "_keep_target", lambda info: str(tmp_path / "missing" / "frames.rgb24"))
+    monkeypatch.setattr(decode, "_keep_target", lambda info, frames=None: str(tmp_path / "missing" / "frames.rgb24"))
     with decoded_once():
         assert check_decodes(clip, keep=True) == clip.frames
         assert decoded_frames_file(clip) is None

@@ -125,6 +125,28 @@ def test_identity_descriptor_rescaled_self_is_close(astronaut):
 
 
 @needs_face
+def test_descriptors_shared_by_a_runs_processes(astronaut, tmp_path, monkeypatch):
+    """``descriptor(..., shared=folder)``: the first to need one computes it and leaves its exact values in the
+    folder; a process that finds it there reads them (a process that does not remember it: the memory cleared);
+    a claim whose owner never delivers costs a wait, then the descriptor is computed here, the same numbers."""
+    models, image, rect, points = astronaut
+    monkeypatch.setattr(models, "_known", type(models._known)())
+    own = models.descriptor(image, rect, points)
+    models._known.clear()
+    assert np.array_equal(models.descriptor(image, rect, points, shared=tmp_path), own)
+    [left] = list(tmp_path.iterdir())
+    assert left.suffix == ".f64" and np.array_equal(np.fromfile(left, "<f8"), own)  # no claim or partial left
+    left.write_bytes(np.arange(128, dtype="<f8").tobytes())  # what another process left: read, not computed
+    models._known.clear()
+    assert models.descriptor(image, rect, points, shared=tmp_path).tolist() == list(range(128))
+    left.unlink()
+    left.with_suffix(".claim").touch()  # claimed by a process that died before it wrote the descriptor
+    monkeypatch.setattr(models, "SHARED_WAIT_SECONDS", 0.1)
+    models._known.clear()
+    assert np.array_equal(models.descriptor(image, rect, points, shared=tmp_path), own)
+
+
+@needs_face
 def test_no_face_in_a_flat_picture(astronaut):
     models = astronaut[0]
     assert len(models.detect(np.full((240, 320, 3), 128, np.uint8))) == 0
