@@ -132,7 +132,6 @@ class FaceModels:
                 self._known.popitem(last=False)
         return found
 
-
     def _shared(self, folder: Path, key: tuple, compute) -> np.ndarray:
         """The descriptor for ``key`` from ``folder`` (its 128 float64 values, exactly as computed), else computed
         and left there. One process computes it: the first to create its claim; another waits for the file (at
