@@ -81,7 +81,8 @@ def run_on_ray_with_inputs_away(suite: Path, inputs: Path, out: Path, address: s
 
 def test_ray_tasks_get_their_files_through_ray_and_match_a_local_run(ray_cluster, fixtures_dir, tmp_path):
     """The demo suite (its six models, on 2 s of its speech, with a short latency pass: the comparison is of
-    quality, not speed) with `evalkit run --executor ray --ray-address`:
+    quality, not speed; without the face metrics, which the dataset test below measures through Ray) with
+    `evalkit run --executor ray --ray-address`:
     every task finds its inputs through Ray (the suite's files are moved away once the driver has shipped
     them), and the summary equals a local run's."""
     inputs = tmp_path / "inputs"  # every file the suite names, in one folder that can be moved away
@@ -89,7 +90,10 @@ def test_ray_tasks_get_their_files_through_ray_and_match_a_local_run(ray_cluster
     shutil.copytree(fixtures_dir / "clip", inputs / "clip")
     data = demo_suite_data(inputs)
     data["inputs"][0]["audio"] = str(short_audio(inputs, inputs, 2))
-    data["metrics"] = {"trim_to_shortest": True}
+    # without dlib's landmarks and identity (a third of each of the 12 combinations' CPU time): what is checked
+    # here is where the tasks' files come from and that the numbers equal a local run's; the dataset test below
+    # keeps the face metrics on, so a Ray task that measures faces is still run and compared
+    data["metrics"] = {"trim_to_shortest": True, "face": False}
     data["store_full_frames"] = False
     data["timing"] = {"warmup": 2, "min_timed_frames": 10, "min_seconds": 0}
     suite = write_suite(tmp_path / "demo.yaml", data)
