@@ -260,3 +260,27 @@ def demo_run(request, fixtures_dir, tmp_path_factory) -> Path:
         return run_suite(suite, out=folder / "reports", log=lambda *_: None)
 
     return once_per_session(request, tmp_path_factory, "demo_run", run)
+
+
+@pytest.fixture(scope="session")
+def demo_compared_with_itself(request, demo_run, tmp_path_factory) -> tuple[int, Path, str, str]:
+    """`evalkit compare DEMO DEMO --out FOLDER` of the demo run against itself, made once per session for the
+    tests that read it (tests/report/test_verdicts.py, tests/report/test_html_screenshots.py; each ran its own,
+    six side-by-side videos of 317 frames): (exit code, FOLDER, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from evalkit.cli import main
+
+    def compare(folder: Path) -> Path:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["compare", str(demo_run), str(demo_run), "--out", str(folder / "cmp")])
+        (folder / "stdout.txt").write_text(out.getvalue())
+        (folder / "stderr.txt").write_text(err.getvalue())
+        (folder / "code.txt").write_text(str(code))
+        return folder
+
+    folder = once_per_session(request, tmp_path_factory, "demo_compare", compare)
+    return (int((folder / "code.txt").read_text()), folder / "cmp", (folder / "stdout.txt").read_text(),
+            (folder / "stderr.txt").read_text())
