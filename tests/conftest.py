@@ -146,6 +146,7 @@ def whole_file(path: str, memo: dict[str, bool] = {}) -> bool:  # noqa: B006 (a 
     return memo[path]
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: pytest without it runs the tests in one process
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadfile`, except that the tests of a file without module-scoped fixtures go one by one to
     whichever worker is free (``whole_file``): a file's tests that share nothing need not wait for each other in

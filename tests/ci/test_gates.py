@@ -132,7 +132,8 @@ def test_relative_gates_against_a_baseline(gate_suite, gated_run, tmp_path, caps
     assert main(["baseline", "set", str(run_dir), "--name", "team", "--dir", str(tmp_path / "baselines")]) == 0
     base = tmp_path / "baselines" / "team"
     assert (base / "run.json").is_file() and (base / "summary.csv").is_file() and not list(base.rglob("*.mp4"))
-    relative = dict(without_face(data), baseline=str(base), gates=[{"field": "ssim_mean", "max_drop": 0.005, "models": ["reference"]}])
+    relative = dict(without_face(data), baseline=str(base),
+                    gates=[{"field": "ssim_mean", "max_drop": 0.005, "models": ["reference"]}])
     relative["models"] = [dict(data["models"][0], generator=data["models"][2]["generator"])]  # 'reference' is now noisy
     code = main(["run", str(write_suite(tmp_path / "rel.yaml", relative)), "--out", str(tmp_path / "r")])
     out = capsys.readouterr().out
