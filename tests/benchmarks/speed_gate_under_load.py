@@ -99,7 +99,7 @@ def main() -> int:
     if not all(g["clock"] == "cpu" and (g["passed"] or g["inconclusive"]) for g in run["gates"]):
         problems.append("a speed gate failed an unchanged model on a busy machine, or judged the wall clock")
     cpus = entry["timing_load"]["cpus"]
-    print(f"busy pass: others used {entry['timing_load']['others_share']} of {cpus} CPUs")
+    print(f"busy pass: others used {entry['timing_load']['others_share']} of the machine ({cpus} CPUs)")
     if entry["timing_load"]["others_share"] < 0.8 / cpus:
         problems.append("the busy loop was not seen by the latency pass")
     if not len(entry["timed_cpu_ms"]) == len(entry["timed_ms"]) >= 200:
