@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -114,21 +115,54 @@ def release_suite_data(fixtures: Path, folder: Path, seconds: float) -> dict:
     return data
 
 
-# Under xdist each test file goes whole to a worker, in collection order (`--no-loadscope-reorder` in
-# pyproject.toml; xdist's default order is the files with the most tests first). These files take the
-# longest and go first, so the two workers finish together: a Ray cluster; runs killed and resumed (174 CPU-s);
-# every backend (108 CPU-s); the pipeline's known answers; the streamed pass; RunKey's release runs on two
-# backends (56 CPU-s); the field's metrics (62 CPU-s). (CPU-s: each file alone, `/usr/bin/time` of
-# `pytest FILE`, fixture build included, 2026-12-07, on a busy 2-core VM.) In xdist's own order
-# the Ray file, with two tests, went last and ran alone for its last minute.
-LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/test_faults.py", "tests/pipeline/test_runner.py",
-                 "tests/test_run.py", "tests/pipeline/test_generate.py", "tests/record/test_runkey.py",
-                 "tests/measure/test_field.py"]
+# Under xdist (`--dist loadfile --no-loadscope-reorder`, pyproject.toml) the units of work go to the workers in
+# collection order, sorted here: these files first, longest first (their seconds, each file under `-n 2` beside
+# the rest, 2026-12-07, a busy 2-core VM, wall: a Ray cluster and two runs on it, 250; every backend, 220; the
+# demo's lossless numbers, 154; two worker counts, 108; the field's metrics, 101; gates, 130; the protocols,
+# 106; the streamed pass, 100; faults, 270 in tests of 15 to 55 s), then the rest as collected. xdist gives each
+# worker two units at the start and another whenever it has at most two tests left.
+LONGEST_FIRST = ["tests/matrix/test_ray_tasks.py", "tests/pipeline/test_runner.py",
+                 "tests/measure/test_stream_lossless_numbers.py", "tests/test_run.py",
+                 "tests/matrix/test_executors.py", "tests/measure/test_field.py", "tests/ci/test_gates.py",
+                 "tests/pipeline/test_generate_protocols.py", "tests/pipeline/test_generate.py",
+                 "tests/measure/test_stream.py", "tests/ci/test_signoff.py", "tests/record/test_runkey.py",
+                 "tests/test_faults.py"]
+MODULE_SCOPED = re.compile(r"""scope=["'](module|class|package)["']""")
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {path: k for k, path in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest as collected
+
+
+def whole_file(path: str, memo: dict[str, bool] = {}) -> bool:  # noqa: B006 (a memo, on purpose)
+    """Whether the test file ``path`` (relative to the repository) defines a fixture made once per module (or
+    class): one costly run that several of its tests read, so the file must run whole in one worker."""
+    if path not in memo:
+        try:
+            memo[path] = bool(MODULE_SCOPED.search((REPO / path).read_text(encoding="utf-8")))
+        except OSError:
+            memo[path] = True
+    return memo[path]
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: pytest without it runs the tests in one process
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, except that the tests of a file without module-scoped fixtures go one by one to
+    whichever worker is free (``whole_file``): a file's tests that share nothing need not wait for each other in
+    one worker while the other worker has finished (tests/test_faults.py's nine runs of evalkit, 15 to 55 s each,
+    were the last minutes of a run in one worker). (xdist's own `--dist loadgroup` reads xdist_group marks
+    through ``item._nodeid``, which pytest 9 no longer reads: its groups are silently ignored.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SplitWhatSharesNothing(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if whole_file(path) else nodeid
+
+    return SplitWhatSharesNothing(config, log)
 
 
 def once_per_session(request, tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
@@ -227,3 +261,27 @@ def demo_run(request, fixtures_dir, tmp_path_factory) -> Path:
         return run_suite(suite, out=folder / "reports", log=lambda *_: None)
 
     return once_per_session(request, tmp_path_factory, "demo_run", run)
+
+
+@pytest.fixture(scope="session")
+def demo_compared_with_itself(request, demo_run, tmp_path_factory) -> tuple[int, Path, str, str]:
+    """`evalkit compare DEMO DEMO --out FOLDER` of the demo run against itself, made once per session for the
+    tests that read it (tests/report/test_verdicts.py, tests/report/test_html_screenshots.py; each ran its own,
+    six side-by-side videos of 317 frames): (exit code, FOLDER, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from evalkit.cli import main
+
+    def compare(folder: Path) -> Path:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["compare", str(demo_run), str(demo_run), "--out", str(folder / "cmp")])
+        (folder / "stdout.txt").write_text(out.getvalue())
+        (folder / "stderr.txt").write_text(err.getvalue())
+        (folder / "code.txt").write_text(str(code))
+        return folder
+
+    folder = once_per_session(request, tmp_path_factory, "demo_compare", compare)
+    return (int((folder / "code.txt").read_text()), folder / "cmp", (folder / "stdout.txt").read_text(),
+            (folder / "stderr.txt").read_text())

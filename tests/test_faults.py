@@ -26,7 +26,7 @@ import pytest
 
 from evalkit.ci import history
 from evalkit.matrix.jobs import ENTRY_JSON, LOCK_FILE, STATE_JSON, longest_first, plan_jobs
-from tests.conftest import write_suite
+from tests.conftest import short_audio, write_suite
 from tests.helpers import tiny_suite
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: /proc, prctl, renameat2")
@@ -122,9 +122,15 @@ def recorded(db: Path) -> list[tuple[str, str, int]]:
                            " FROM runs r ORDER BY r.run_id").fetchall()
 
 
+FAULTS_AUDIO_SECONDS = 1.0  # 24 frames a combination: the frames' number and values are not what is checked here
+
+
 def faults_suite(fixtures_dir: Path, tmp_path: Path, models=("reference",)) -> dict:
-    """``tiny_suite`` without the face metrics: what is checked here is processes, files and messages."""
-    return tiny_suite(fixtures_dir, tmp_path, models, face=False)
+    """``tiny_suite`` without the face metrics, on 1 s of its speech: what is checked here is processes, files
+    and messages (every step a fault stops at is reached whatever the length)."""
+    data = tiny_suite(fixtures_dir, tmp_path, models, face=False)
+    data["inputs"][0]["audio"] = str(short_audio(fixtures_dir, tmp_path, FAULTS_AUDIO_SECONDS))
+    return data
 
 
 def suite_file(fixtures_dir: Path, tmp_path: Path, models=("reference",), **extra) -> Path:

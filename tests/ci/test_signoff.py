@@ -12,11 +12,21 @@ from evalkit.record.environment import source_sha256
 from tests.conftest import release_suite_data, write_suite
 
 
+def signoff_suite_data(fixtures_dir, folder, seconds: float) -> dict:
+    """suites/release.yaml on the test fixtures with the first ``seconds`` of the audio, without dlib's landmarks
+    and identity descriptors (``metrics.face``): the sign-off, its record and the history are checked here, and
+    release.yaml gates on no face metric; tests/pipeline/test_generate_protocols.py runs release.yaml's three
+    protocols with them, tests/measure/test_field.py checks their values."""
+    data = release_suite_data(fixtures_dir, folder, seconds)
+    data["metrics"] = dict(data["metrics"], face=False)
+    return data
+
+
 @pytest.fixture(scope="module")
 def release_suite(fixtures_dir, tmp_path_factory):
     """suites/release.yaml on the test fixtures, with 4 s of the audio."""
     tmp = tmp_path_factory.mktemp("release")
-    data = release_suite_data(fixtures_dir, tmp, 4)
+    data = signoff_suite_data(fixtures_dir, tmp, 4)
     return tmp, write_suite(tmp / "release.yaml", data)
 
 
@@ -64,7 +74,7 @@ def test_verify_untouched_altered_and_other_model(signed, fixtures_dir, tmp_path
 
 def test_signoff_fails_a_model_that_misses_the_criteria(fixtures_dir, tmp_path, capsys):
     # 2 s of the audio: noisy's 30 dB misses psnr_mean >= 50 whatever the length.
-    suite = write_suite(tmp_path / "release.yaml", release_suite_data(fixtures_dir, tmp_path, 2))
+    suite = write_suite(tmp_path / "release.yaml", signoff_suite_data(fixtures_dir, tmp_path, 2))
     code = main(["signoff", str(suite), "--model", str(fixtures_dir / "models" / "noisy.onnx"),
                  "--out", str(tmp_path / "reports-noisy")])
     out = capsys.readouterr().out

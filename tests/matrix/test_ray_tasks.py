@@ -1,6 +1,6 @@
 """The Ray executor on a real local Ray cluster, on loopback only.
 
-The demo suite (six models, on 2 s of speech) runs locally and, through the command line, as Ray tasks; the
+Three of the demo suite's models (on 2 s of speech) run locally and, through the command line, as Ray tasks; the
 quality columns of the two summaries must be equal. To show that the tasks got their files through Ray's
 object store and not from the caller's paths, the suite's input folder is moved away as soon as the driver says
 it has shipped them, and put back only when every task has finished. A SyncTalk_2D dataset input (frames as
@@ -80,25 +80,33 @@ def run_on_ray_with_inputs_away(suite: Path, inputs: Path, out: Path, address: s
 
 
 def test_ray_tasks_get_their_files_through_ray_and_match_a_local_run(ray_cluster, fixtures_dir, tmp_path):
-    """The demo suite (its six models, on 2 s of its speech, with a short latency pass: the comparison is of
-    quality, not speed) with `evalkit run --executor ray --ray-address`:
+    """Three of the demo suite's models (three tasks for the cluster's two CPUs; on 2 s of its speech, with a
+    short latency pass: the comparison is of quality, not speed; without the face metrics, which the dataset
+    test below measures through Ray) with
+    `evalkit run --executor ray --ray-address`:
     every task finds its inputs through Ray (the suite's files are moved away once the driver has shipped
     them), and the summary equals a local run's."""
     inputs = tmp_path / "inputs"  # every file the suite names, in one folder that can be moved away
     shutil.copytree(fixtures_dir / "models", inputs / "models")
     shutil.copytree(fixtures_dir / "clip", inputs / "clip")
     data = demo_suite_data(inputs)
+    # reference, copycat and mobile-unet: the demo's other three are generators of the same kind (a small ONNX
+    # file, shipped and run the same way), which six tasks ran twice over without checking anything more
+    data["models"] = [m for m in data["models"] if m["name"] in ("reference", "copycat", "mobile-unet")]
     data["inputs"][0]["audio"] = str(short_audio(inputs, inputs, 2))
-    data["metrics"] = {"trim_to_shortest": True}
+    # without dlib's landmarks and identity (a third of each of the 12 combinations' CPU time): what is checked
+    # here is where the tasks' files come from and that the numbers equal a local run's; the dataset test below
+    # keeps the face metrics on, so a Ray task that measures faces is still run and compared
+    data["metrics"] = {"trim_to_shortest": True, "face": False}
     data["store_full_frames"] = False
     data["timing"] = {"warmup": 2, "min_timed_frames": 10, "min_seconds": 0}
     suite = write_suite(tmp_path / "demo.yaml", data)
     local = run_suite(load_suite(suite), out=tmp_path / "local", log=lambda *_: None, workers=1)
 
     remote, lines = run_on_ray_with_inputs_away(suite, inputs, tmp_path / "ray", ray_cluster, {})
-    # six generators, the audio encoder, the video (also the ground truth: shipped once), the speech, the boxes
-    assert any(line.startswith("shipped 10 input files") for line in lines), lines
-    assert sum(line.startswith("finished ") and line.endswith("on 127.0.0.1") for line in lines) == 6, lines
+    # three generators, the audio encoder, the video (also the ground truth: shipped once), the speech, the boxes
+    assert any(line.startswith("shipped 7 input files") for line in lines), lines
+    assert sum(line.startswith("finished ") and line.endswith("on 127.0.0.1") for line in lines) == 3, lines
     assert_same_quality(local, remote)
     for model in ("reference", "copycat", "mobile-unet"):
         folder = f"{model}__cpu__talking_head"

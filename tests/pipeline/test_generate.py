@@ -24,7 +24,9 @@ from tests.conftest import decode, short_audio
 TIMING = TimingSpec(warmup=1, min_timed_frames=3, min_seconds=0)
 
 
-def _generate(fixtures_dir, tmp_path, model: str, seconds: float, **options):
+def _generate(fixtures_dir, tmp_path, model: str, seconds: float, face: bool = True, **options):
+    """``face=False``: without dlib's landmarks and identity (``metrics.face``), for the tests that compare
+    pixels and the fidelity numbers only."""
     contract = Contract()
     clip = fixtures_dir / "clip"
     audio_path = short_audio(fixtures_dir, tmp_path, seconds)
@@ -34,7 +36,7 @@ def _generate(fixtures_dir, tmp_path, model: str, seconds: float, **options):
     audio = compute_audio_features(audio_path, fixtures_dir / "models" / "audio_encoder.onnx", None, contract)
     backend = BackendSpec(name="cpu", session_options=SessionOptions(intra_op_num_threads=1))
     out = tmp_path / f"{model}-{options.get('batch_size', 1)}"
-    metrics = MetricsSpec(trim_to_shortest=True)
+    metrics = MetricsSpec(trim_to_shortest=True, face=face)
     with OnnxRuntimeRunner(fixtures_dir / "models" / f"{model}.onnx", contract, backend) as runner:
         generated = generate(runner, audio, prepared, out, timing=TIMING,
                              measuring=StreamMeasures(contract, metrics, spec.ground_truth), **options)
@@ -86,7 +88,7 @@ def test_measured_in_memory_equals_measured_from_the_written_files(fixtures_dir,
 
 @pytest.mark.slow
 def test_full_frames_are_not_stored_unless_asked(fixtures_dir, tmp_path):
-    generated, out, *_ = _generate(fixtures_dir, tmp_path, "reference", 1.0)
+    generated, out, *_ = _generate(fixtures_dir, tmp_path, "reference", 1.0, face=False)
     assert not (out / FRAMES_FULL).exists()
     assert (out / FRAMES_INNER).is_file()
     assert generated.times.pipeline_seconds > 0
@@ -100,8 +102,8 @@ def test_batches_give_the_frames_one_at_a_time_gives(fixtures_dir, tmp_path):
     for seconds, batch in ((1.0, 4), (1.2, 8)):
         (tmp_path / f"a{seconds}").mkdir()
         (tmp_path / f"b{seconds}").mkdir()
-        one, out_one, *_ = _generate(fixtures_dir, tmp_path / f"a{seconds}", "mobile_unet", seconds)
-        four, out_four, *_ = _generate(fixtures_dir, tmp_path / f"b{seconds}", "mobile_unet", seconds,
+        one, out_one, *_ = _generate(fixtures_dir, tmp_path / f"a{seconds}", "mobile_unet", seconds, face=False)
+        four, out_four, *_ = _generate(fixtures_dir, tmp_path / f"b{seconds}", "mobile_unet", seconds, face=False,
                                        batch_size=batch)
         assert one.frames == four.frames
         np.testing.assert_array_equal(decode(out_one / FRAMES_INNER), decode(out_four / FRAMES_INNER))

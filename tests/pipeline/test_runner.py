@@ -59,13 +59,14 @@ def one_second_audio(fixtures_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def backends_run(fixtures_dir, tmp_path_factory):
     """reference on every backend (6 s: the off-by-one test needs a reliable sync estimate; at 4 s the
-    off-by-one run's confidence, 7.3, sat just under the threshold of 7.5 while the faithful runs read 9.9)."""
+    off-by-one run's confidence, 7.3, sat just under the threshold of 7.5 while the faithful runs read 9.9).
+    The second graph optimisation level runs in ``fp16_run`` instead: its check, parity of the first 8 frames'
+    raw outputs, needs neither the 6 s nor the ground truth."""
     tmp = tmp_path_factory.mktemp("backends")
     audio = short_audio_file(fixtures_dir, tmp_path_factory.mktemp("audio6s"), 6)
     data = suite_data(
         fixtures_dir, audio, ["reference"],
         [{"name": "cpu", "session_options": {"graph_optimization_level": "all"}},
-         {"name": "cpu-noopt", "session_options": {"graph_optimization_level": "disable"}},
          {"name": "cuda", "provider": "CUDAExecutionProvider"},
          {"name": "external", "kind": "external", "command": EXTERNAL},
          {"name": "off-by-one", "kind": "external", "command": EXTERNAL + ["--shift-frames", "1"]}],
@@ -76,13 +77,15 @@ def backends_run(fixtures_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fp16_run(fixtures_dir, one_second_audio, tmp_path_factory):
-    """reference and reference_fp16 on the CPU backend of backends_run, with their parity pair. Its own run, so
-    that reference_fp16 is not also run on the other backends; parity compares the raw outputs of the first
-    8 frames (parity.frames), the same tensors whatever the audio's length beyond them."""
+    """reference and reference_fp16 on the CPU backend of backends_run, with their parity pair, and on the same
+    CPU without graph optimisation. Its own run, so that reference_fp16 is not also run on the other backends;
+    parity compares the raw outputs of the first 8 frames (parity.frames), the same tensors whatever the
+    audio's length beyond them."""
     tmp = tmp_path_factory.mktemp("fp16")
     data = suite_data(
         fixtures_dir, one_second_audio, ["reference", "reference_fp16"],
-        [{"name": "cpu", "session_options": {"graph_optimization_level": "all"}}], ground_truth=False,
+        [{"name": "cpu", "session_options": {"graph_optimization_level": "all"}},
+         {"name": "cpu-noopt", "session_options": {"graph_optimization_level": "disable"}}], ground_truth=False,
         parity={"baseline_backend": "cpu", "pairs": [
             {"reference": {"model": "reference", "backend": "cpu"},
              "candidate": {"model": "reference_fp16", "backend": "cpu"}, "precision": "fp16"}]},
@@ -109,8 +112,8 @@ def test_fp32_against_fp16_differs_but_within_the_fp16_tolerance(fp16_run):
     assert tensor["elements"] == 8 * 3 * 320 * 320
 
 
-def test_two_graph_optimisation_levels_agree_within_fp32_tolerance(backends_run):
-    parity = entries(backends_run)[("reference", "cpu-noopt")]["parity"]
+def test_two_graph_optimisation_levels_agree_within_fp32_tolerance(fp16_run):
+    parity = entries(fp16_run)[("reference", "cpu-noopt")]["parity"]
     assert parity["passed"] and parity["tensor"]["max_abs"] <= DEFAULT_TOLERANCES["fp32"][0]
     assert parity["reference"] == "reference/cpu/talking_head"
 
@@ -234,14 +237,32 @@ def test_parity_statistics_by_hand():
     assert compare_outputs(ref, np.array([1.0, 2.15, 0.0, np.nan, 4.0]), atol=0.1, rtol=0.1)  # within rtol: passes
 
 
-def test_compare_two_runs(backends_run, tmp_path, capsys):
-    assert main(["compare", str(backends_run), str(backends_run), "--out", str(tmp_path / "cmp")]) == 0
-    table = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+@pytest.fixture(scope="module")
+def compared_with_itself(backends_run, tmp_path_factory):
+    """`evalkit compare RUN RUN --json` of backends_run against itself, without --out, from another working
+    directory: (exit code, the JSON it printed, that working directory). One comparison (its videos: 147 frames
+    a run) for the two tests that read it."""
+    import contextlib
+    import io
+
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.chdir(elsewhere)
+        code = main(["compare", str(backends_run), str(backends_run), "--json"])
+    return code, json.loads(out.getvalue()), elsewhere
+
+
+def test_compare_two_runs(backends_run, compared_with_itself):
+    code, result, _ = compared_with_itself
+    assert code == 0
+    cmp = Path(result["out"])
+    table = pd.read_csv(cmp / "comparison.csv")
     psnr = table[(table.field == "psnr_mean") & (table.model == "reference") & (table.backend == "cpu")].iloc[0]
     assert psnr["delta"] == 0 and {"a", "b", "ratio_b_over_a"} <= set(table.columns)
-    html = (tmp_path / "cmp" / "comparison.html").read_text()
+    html = (cmp / "comparison.html").read_text()
     assert "Parity of B against A" in html and "different machines" not in html
-    video = tmp_path / "cmp" / "reference__cpu__talking_head__reconstruction_a_vs_b.mp4"
+    video = cmp / "reference__cpu__talking_head__reconstruction_a_vs_b.mp4"
     assert video.is_file() and "reference / cpu / talking_head / reconstruction, around the face" in html
     from evalkit.media.ffmpeg import probe_video
     from evalkit.media.frames import face_window
@@ -268,16 +289,15 @@ def test_compare_a_baseline_with_a_run_by_numbers(backends_run, tmp_path, capsys
     assert not list(out.glob("*.mp4"))
 
 
-def test_compare_defaults_beside_the_runs_and_prints_json(backends_run, tmp_path, monkeypatch, capsys):
+def test_compare_defaults_beside_the_runs_and_prints_json(backends_run, compared_with_itself):
     """Without --out the comparison goes beside the runs' suite folders, whatever the working directory."""
-    monkeypatch.chdir(tmp_path)
-    assert main(["compare", str(backends_run), str(backends_run), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    code, result, elsewhere = compared_with_itself
+    assert code == 0
     expected = backends_run.resolve().parent.parent / "compare" / f"{backends_run.name}_vs_{backends_run.name}"
     assert Path(result["out"]) == expected and (expected / "comparison.html").is_file()
     assert "reference/cpu/talking_head/reconstruction" in result["compared"]
     assert result["significant_speed_changes"] == []  # the same samples: nothing is significant
-    assert not (tmp_path / "reports").exists()
+    assert not (elsewhere / "reports").exists()
 
 
 @pytest.mark.parametrize("allow", [False, True])

@@ -1,15 +1,16 @@
-"""Runs matched by RunKey (model, backend, input, protocol), and speed that a busy machine does not flip.
+"""Runs matched by RunKey (model, backend, input, protocol).
 
 Real runs of the release suite on the fixtures: parity compares each backend with the baseline backend under
 the same protocol only (before RunKey, a model's distant and dubbed runs were compared with its reconstruction
-run and recorded parity_passed 0); a relative speed gate on an unchanged model, timed while another process
-keeps a core busy, does not fail (it judges CPU time, and a noisy timing is inconclusive, not failed).
+run and recorded parity_passed 0); golden outputs are kept and compared per protocol; each timed call's CPU
+time is recorded beside its wall time.
+
+A relative speed gate on an unchanged model timed while another process keeps a core busy, and CPU time against
+wall time on a quiet pass, were tests here until 2026-12-07: they are about speed on a shared machine, and are
+tests/benchmarks/speed_gate_under_load.py now (the gate's logic: tests/report/test_verdicts.py).
 """
 
 from __future__ import annotations
-
-import multiprocessing
-import time
 
 import pytest
 
@@ -28,7 +29,7 @@ def two_backend_release(fixtures_dir, tmp_path_factory):
     data["backends"] = [dict(data["backends"][0]),
                         dict(data["backends"][0], name="cpu-basic",
                              session_options={"intra_op_num_threads": 2, "graph_optimization_level": "basic"})]
-    data["timing"] = {"warmup": 2, "min_timed_frames": 60, "min_seconds": 0.2}
+    data["timing"] = {"warmup": 2, "min_timed_frames": 10, "min_seconds": 0}  # timing's counts, not its speed
     data.pop("gates")  # parity is what is looked at here (2 s of audio is too short for a reliable sync gate)
     # and timing, not dlib's landmarks and identity descriptors (about 0.09 CPU-s a frame of each of the six
     # combinations; tests/measure/test_field.py checks them)
@@ -79,53 +80,12 @@ def test_golden_outputs_are_kept_and_compared_per_protocol(two_backend_release, 
     assert all(g["passed"] and g["same_input_tensors"] for g in golden.values()), golden
 
 
-def _busy(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
-
-
-def test_a_relative_speed_gate_does_not_fail_an_unchanged_model_on_a_busy_machine(two_backend_release, tmp_path):
-    """The baseline is the first run; the same model is timed again while a busy loop in another process keeps
-    one of the machine's cores busy. The gate judges CPU time per inference (recorded beside the wall time):
-    it passes, or, if the CPU time moved too while the machine was busy, it says inconclusive; never failed."""
-    tmp, data, _, run_dir = two_backend_release
-    assert main(["-q", "baseline", "set", str(run_dir), "--name", "before", "--dir", str(tmp_path / "b")]) == 0
-    gated = dict(data, backends=data["backends"][:1], protocols=data["protocols"][:1],
-                 baseline=str(tmp_path / "b" / "before"),
-                 gates=[{"field": "throughput_fps", "max_drop_percent": 10},
-                        {"field": "latency_p50_ms", "max_rise_percent": 10}])
-    gated["timing"] = {"warmup": 2, "min_timed_frames": 200, "min_seconds": 1.0}
-    suite = write_suite(tmp_path / "gated.yaml", gated)
-    load = multiprocessing.get_context("spawn").Process(target=_busy, args=(600.0,), daemon=True)
-    load.start()
-    try:
-        code = main(["-q", "run", str(suite), "--out", str(tmp_path / "reports"), "--workers", "1"])
-    finally:
-        load.terminate()
-        load.join()
-    run = load_run(sorted((tmp_path / "reports" / "release").iterdir())[-1]).to_json_dict()
-    gates = run["gates"]
-    assert code == 0 and len(gates) == 2
-    assert all(g["clock"] == "cpu" and (g["passed"] or g["inconclusive"]) for g in gates), gates
-    entry = run["runs"][0]
-    assert len(entry["timed_cpu_ms"]) == len(entry["timed_ms"]) >= 200
-    # the busy loop is another process's: the latency pass saw at least most of its core in use by others
-    cpus = entry["timing_load"]["cpus"]
-    assert entry["timing_load"]["others_share"] >= 0.8 / cpus
-    # a call's CPU time is at most its threads' share of its wall time (2 intra-op threads, + clock granularity)
-    assert all(c <= 2 * w + 0.1 for c, w in zip(entry["timed_cpu_ms"], entry["timed_ms"]))
-
-
-def test_cpu_time_per_inference_is_close_to_the_wall_time_on_a_quiet_pass(two_backend_release):
-    """On the first run (no load of the test's own), the fixture's small network keeps one core busy per call:
-    its median CPU time per inference lies within a factor of 2 of its median wall time (between 0.5x, a call
-    waiting for a core, and 2x, both intra-op threads busy). Skipped when other processes kept the machine
-    busy meanwhile (the test cannot make a shared machine quiet)."""
+def test_each_timed_call_records_its_cpu_time_beside_its_wall_time(two_backend_release):
+    """Every timed call has its process CPU time, which is at most its two intra-op threads' share of its wall
+    time (+ 0.1 ms of clock granularity), and the latency pass records what else used the machine meanwhile."""
     _, _, _, run_dir = two_backend_release
-    entry = next(e for e in load_run(run_dir).to_json_dict()["runs"] if e["backend"] == "cpu")
-    share = entry["timing_load"]["others_share"]
-    if share is None or share > 0.25:
-        pytest.skip(f"other processes used {share} of the machine while timing: not a quiet pass")
-    s = entry["summary"]
-    assert 0.5 <= s["cpu_latency_p50_ms"] / s["latency_p50_ms"] <= 2.0
+    for entry in load_run(run_dir).to_json_dict()["runs"]:
+        assert len(entry["timed_cpu_ms"]) == len(entry["timed_ms"]) >= 10
+        assert all(c <= 2 * w + 0.1 for c, w in zip(entry["timed_cpu_ms"], entry["timed_ms"]))
+        share = entry["timing_load"]["others_share"]  # a share of all the machine's CPU time, or None
+        assert entry["timing_load"]["cpus"] >= 1 and (share is None or 0 <= share <= 1)

@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import pytest
 
-from evalkit.cli import main
 from tests.helpers import find_browser
 
 OK_GREEN = (217, 242, 217)  # #d9f2d9, the pages' "ok" / "pass" / "best" background
@@ -52,9 +51,9 @@ def test_the_report_shows_the_verdicts_first(demo_run, tmp_path):
     assert full.shape[:2] == (1000, 1400)
 
 
-def test_compare_shows_its_headline_first(demo_run, tmp_path, capsys):
-    out = tmp_path / "cmp"
-    assert main(["-q", "compare", str(demo_run), str(demo_run), "--out", str(out)]) == 0
+def test_compare_shows_its_headline_first(demo_compared_with_itself, tmp_path):
+    code, out, _, _ = demo_compared_with_itself
+    assert code == 0
     image = screenshot(out / "comparison.html", tmp_path / "compare.png", height=800)
     ink = np.count_nonzero(image.min(axis=-1) < 100)  # dark text
     assert ink > 5000  # the headline and verdict table are drawn, not a blank page

@@ -180,15 +180,15 @@ def test_compare_of_runs_whose_outputs_differ_in_size_exits_1_with_one_line(demo
     assert "Not comparable: reference/cpu/talking_head" in html
 
 
-def test_compare_leads_with_what_changed(demo_run, tmp_path, capsys):
+def test_compare_leads_with_what_changed(demo_compared_with_itself):
     """A run against itself: quality identical, no speed change beyond noise, nothing unfolded; a poster frame
     on each video."""
-    assert main(["compare", str(demo_run), str(demo_run), "--out", str(tmp_path / "cmp")]) == 0
-    captured = capsys.readouterr()
-    assert captured.out.splitlines()[0] == "Quality: identical in all 6 runs compared."
-    assert "pair 6 of 6 done: copycat/cpu/talking_head, quality identical" in captured.err
-    html = (tmp_path / "cmp" / "comparison.html").read_text()
+    code, cmp, out, err = demo_compared_with_itself
+    assert code == 0
+    assert out.splitlines()[0] == "Quality: identical in all 6 runs compared."
+    assert "pair 6 of 6 done: copycat/cpu/talking_head, quality identical" in err
+    html = (cmp / "comparison.html").read_text()
     assert html.index("Quality: identical") < html.index('id="deltas"')
     assert "Nothing changed" in html and "Folded:" in html
     posters = re.findall(r'poster="([^"]+)"', html)
-    assert len(posters) == 6 and all((tmp_path / "cmp" / p).stat().st_size > 1000 for p in posters)
+    assert len(posters) == 6 and all((cmp / p).stat().st_size > 1000 for p in posters)
