@@ -253,6 +253,12 @@ def _relative(gate, label, entry, ids, value, base_entry, record, baseline, cloc
         base = number(base_entry.summary.cell(field))
     if base is not None and gate.abs:
         base = abs(base)
+    other = mp4_definition_change(field, base_entry, entry)
+    if other is not None:
+        return GateResult(label, gate.field, *ids, value, "vs baseline", base, False,
+                          f"FAILED: {gate.field} of this run and of the baseline are not the same measure ({other}); "
+                          "make a new baseline with this evalkit and suite (`evalkit baseline set RUN_DIR --force`)",
+                          clock=clock)
     if value is None or base is None or math.isnan(value) or math.isnan(base):
         return GateResult(label, gate.field, *ids, value, "vs baseline", base, False,
                           f"FAILED: {gate.field} has no value (this run {_fmt(value)}, baseline {_fmt(base)})",
@@ -288,6 +294,30 @@ def _relative(gate, label, entry, ids, value, base_entry, record, baseline, cloc
     head = "INCONCLUSIVE: " if inconclusive else "passed: " if ok else "FAILED: "
     return GateResult(label, gate.field, *ids, value, limit_text, base, bool(ok), head + msg + machine_note,
                       inconclusive=inconclusive, clock=clock)
+
+
+def _mp4_definition(field: str, entry) -> dict:
+    """What an mp4 column's value depends on besides the frames: SSIM's viewing scale, and how output.mp4 was
+    encoded (where evalkit encoded it)."""
+    facts: dict = {}
+    if entry.viewer is not None and "_ssim" in field:
+        facts["SSIM scale"] = entry.viewer.ssim_scale
+    if entry.mp4_encoding is not None:
+        enc = entry.mp4_encoding
+        facts.update({"x264 preset": enc.preset, "CRF": enc.crf,
+                      "x264 threads": enc.threads if enc.threads is not None else "x264's default"})
+    return facts
+
+
+def mp4_definition_change(field: str, base_entry, entry) -> str | None:
+    """How the baseline's value of an mp4 column (``mp4_face_*``, ``mp4_full_*``) was measured otherwise than
+    this run's: "SSIM scale 1 in the baseline, 3 here" (record schema 6 changed both), or None. A relative gate
+    across such a change compares two measures, and fails rather than pass by accident."""
+    if not field.startswith("mp4_"):
+        return None
+    base, own = _mp4_definition(field, base_entry), _mp4_definition(field, entry)
+    changed = [f"{k} {base[k]} in the baseline, {own[k]} here" for k in base if k in own and base[k] != own[k]]
+    return "; ".join(changed) or None
 
 
 def _fmt(v) -> str:

@@ -36,6 +36,7 @@ from evalkit.matrix.plan import (Job, combo_folder, expected_cost, job_specs, lo
 from evalkit.matrix.state import (ENTRY_JSON, LOCK_FILE, STATE_JSON, STATE_KIND, PartialRun,  # noqa: F401 (re-exported)
                                   RunLock, claim, finished_entries, locked, mark_stopped, partial_runs,
                                   process_started, read_state, write_state, writer_running)
+from evalkit.media.encode import MP4_THREADS
 from evalkit.measure.outputs import measure_run
 from evalkit.measure.stream import StreamMeasures
 from evalkit.pipeline.external import run_external
@@ -269,7 +270,7 @@ def _generate_on(backend: BackendSpec, model, contract, audio, prep, folder: Pat
         copy={"mouth_mse": generated.copy_mse, "psnr_db": suite.metrics.copy_psnr_db},
         mouth_sharpness=generated.sharpness,
         template_indices=generated.template_indices, pipeline_seconds=times.pipeline_seconds,
-        mp4_encoding={"preset": suite.mp4.preset, "crf": suite.mp4.crf},
+        mp4_encoding={"preset": suite.mp4.preset, "crf": suite.mp4.crf, "threads": MP4_THREADS},
     )
     return generated, produced
 

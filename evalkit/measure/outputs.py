@@ -5,8 +5,9 @@ Regions, each labelled in every output:
 - ``inner``: the model's own inner region (320x320), exact pixels;
 - ``mouth``: the contract's ``mouth_box`` within it;
 - ``full``: the pasted-back full frame, exact pixels;
-- ``mp4_full``: the full frame decoded from ``output.mp4`` (H.264 yuv420p):
-  what a viewer sees.
+- ``mp4_face`` (the default) or ``mp4_full``: the face window, or the whole
+  frame, decoded from ``output.mp4`` (H.264 yuv420p): what a viewer sees; its
+  SSIM at the viewer's scale (``measure_viewer_frames``).
 
 evalkit's own pipeline measures inner, mouth and full while the frames are in
 memory (``FrameMeasures``, fed by ``pipeline.generate``) and decodes the MP4
@@ -34,7 +35,7 @@ from evalkit.config.contract import Contract
 from evalkit.pipeline.crop import CropPreparer
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import probe_video
-from evalkit.metrics.fidelity import SsimKernel
+from evalkit.metrics.fidelity import SsimKernel, viewing_scale
 from evalkit.metrics.sync import MouthTrack, estimate_sync, mouth_thumbnails, video_lag
 from evalkit.metrics.syncnet import SyncNetRunner
 from evalkit.record.layout import FRAMES_FULL, FRAMES_INNER, OUTPUT_MP4
@@ -187,7 +188,10 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
 
     ``window`` (x0, y0, x1, y1; ``media.frames.face_window``, the whole frame when None) is the face window.
     With ``metrics.viewer_region`` face (region mp4_face) only the window is decoded into memory and scored;
-    with full (region mp4_full) the whole frame is. Frames are scored by VIEWER_THREADS workers while the next
+    with full (region mp4_full) the whole frame is. PSNR is of the picture's pixels; SSIM of the picture seen
+    from a viewer's distance: its block means at ``metrics.fidelity.viewing_scale`` (1 for a picture under 384
+    pixels on its shorter side, 3 for the 900x800 face window of a 1440x1080 video), as the SSIM authors' own
+    implementation downsamples; the record's ``viewer.ssim_scale`` says which. Frames are scored by VIEWER_THREADS workers while the next
     ones decode. With ``side_by_side``, the same decoded frames are also written there as ground truth | output
     of the window (H.264, with ``audio``), so the page's comparison video costs no second decode.
     """
@@ -204,7 +208,7 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
         kernel = getattr(local, "kernel", None)
         if kernel is None:
             kernel = local.kernel = SsimKernel()
-        scores[i] = kernel.psnr_and_ssim(truths[k], outs[k])
+        scores[i] = kernel.psnr_and_ssim(truths[k], outs[k], scale)
 
     with ExitStack() as stack:
         reader = stack.enter_context(FrameReader(mp4_info, read))
@@ -214,6 +218,7 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
         if outs.shape != truths.shape:
             raise UserError(f"{mp4} is {mp4_info.width}x{mp4_info.height}, its ground truth {ground_truth} "
                             f"{truth_info.width}x{truth_info.height}: frames of different sizes cannot be compared")
+        scale = viewing_scale(*reader.shape[:2])
         pool = stack.enter_context(ThreadPoolExecutor(VIEWER_THREADS, thread_name_prefix="evalkit-viewer"))
         writer = None
         if side_by_side is not None:
@@ -249,7 +254,7 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
             job.result()
     measures.fidelity[region]["psnr"].extend(scores[:, 0].tolist())
     measures.fidelity[region]["ssim"].extend(scores[:, 1].tolist())
-    measures.viewer = {"region": region, "window": list(face) if read is not None else None}
+    measures.viewer = {"region": region, "window": list(face) if read is not None else None, "ssim_scale": scale}
 
 
 def measure_run(combo_dir: Path, ground_truth: Path | None, boxes: np.ndarray, template_indices: list[int],

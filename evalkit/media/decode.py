@@ -199,8 +199,8 @@ class FrameReader:
     """Reads rgb24 frames of ``info.path`` in order; use as a context manager.
 
     With ``window`` (x0, y0, x1, y1, half-open), each frame read is that part of the frame only: the decoder
-    converts whole frames to rgb24 and then crops (``format=rgb24,crop``), so the pixels are exactly those of
-    the whole frame read and sliced; only the window crosses the pipe. From a video decoded once in this run,
+    converts only the window's even-aligned surroundings to rgb24 and then crops, so the pixels are exactly those
+    of the whole frame read and sliced; only the window crosses the pipe. From a video decoded once in this run,
     only the window's rows are read from its file; past the frames that file holds (a head: ``decoded_head``),
     a decoder reads on from the start, skipping the frames already read.
     """
@@ -238,10 +238,18 @@ class FrameReader:
         return self
 
     def _start_decoder(self) -> None:
-        stream = ffmpeg.input(str(self.info.path))["v:0"]
+        # One decoding thread: the same pixels (decoding is exact), less CPU than threads waiting for each other.
+        stream = ffmpeg.input(str(self.info.path), threads=1)["v:0"]
         if self.window is not None:
             x0, y0, x1, y1 = self.window
-            stream = stream.filter("format", "rgb24").filter("crop", x1 - x0, y1 - y0, x0, y0, exact=1)
+            # Cut the window's even-aligned surroundings out of the decoded picture first, so that only they are
+            # converted to rgb24: at even offsets a 4:2:0 or 4:2:2 picture's chroma samples stay those of the
+            # same pixels, and ffmpeg's conversion gives each pixel exactly what converting the whole frame
+            # gives it (tests/media/test_decode.py); then the window itself.
+            ex0, ey0 = x0 - x0 % 2, y0 - y0 % 2
+            ex1, ey1 = min(x1 + x1 % 2, self.info.width), min(y1 + y1 % 2, self.info.height)
+            stream = (stream.filter("crop", ex1 - ex0, ey1 - ey0, ex0, ey0, exact=1).filter("format", "rgb24")
+                      .filter("crop", x1 - x0, y1 - y0, x0 - ex0, y0 - ey0, exact=1))
         stream = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", loglevel="error")
         self._process = stream.run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True)
         threading.Thread(target=self._drain_stderr, daemon=True).start()

@@ -21,15 +21,21 @@ from evalkit.media.ffmpeg import ffmpeg_exe
 # encoder version string or creation time in the container).
 BITEXACT = {"fflags": "+bitexact", "flags": "+bitexact", "map_metadata": "-1"}
 
+MP4_THREADS = 1
+"""x264's threads for the MP4s people watch (output.mp4, side_by_side.mp4): one, so that the same frames give the
+same bytes on every machine (with x264's default, frame threads by the machine's cores, the pictures of a 16-core
+machine differ from a 2-core one's, and with them the MP4's PSNR and SSIM), at less CPU than threads spent
+waiting for each other (at 1440x1080, superfast: 13.8 against 15.9 CPU-ms a frame here; docs/speed.md)."""
+
 
 class VideoWriter:
     """Write rgb24 frames of one size to ``path``; use as a context manager.
 
-    ``kind`` is ``"mp4"`` (H.264 yuv420p, plus AAC from ``audio`` when given), ``"frames"`` (a run's frame
-    files: H.264 in RGB at QP 0, x264's lossless mode, in Matroska: decodes back to the same bytes; at 320x320
-    about a fifth of FFV1's encoding CPU and a third of its decoding CPU on this project's machine, and a smaller
-    file) or ``"lossless"`` (FFV1 in Matroska, planar RGB: decodes back to the same bytes; the fixtures' clip,
-    for tools that read FFV1 more widely than lossless RGB H.264).
+    ``kind`` is ``"mp4"`` (H.264 yuv420p on MP4_THREADS threads, plus AAC from ``audio`` when given),
+    ``"frames"`` (a run's frame files: H.264 in RGB at QP 0, x264's lossless mode, in Matroska: decodes back to
+    the same bytes; at 320x320 about a fifth of FFV1's encoding CPU and a third of its decoding CPU on this
+    project's machine, and a smaller file) or ``"lossless"`` (FFV1 in Matroska, planar RGB: decodes back to the
+    same bytes; the fixtures' clip, for tools that read FFV1 more widely than lossless RGB H.264).
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: float, kind: str = "mp4",
@@ -40,7 +46,7 @@ class VideoWriter:
         if kind == "mp4":
             streams = [video.video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")]
             opts = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": crf, "preset": preset,
-                    "movflags": "+faststart", "r": fps}
+                    "threads": MP4_THREADS, "movflags": "+faststart", "r": fps}
             if audio is not None:
                 streams.append(ffmpeg.input(str(audio)).audio)
                 opts.update(acodec="aac", audio_bitrate="128k")

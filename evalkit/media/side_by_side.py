@@ -7,6 +7,7 @@ from pathlib import Path
 
 from evalkit.errors import UserError
 from evalkit.media.ffmpeg import ffmpeg_exe
+from evalkit.media.encode import MP4_THREADS
 from evalkit.files import atomic_output
 
 
@@ -55,7 +56,7 @@ def _stack(left: Path, right: Path, tmp: Path, frames: int, audio_from_right: bo
     if audio_from_right:
         cmd += ["-map", "1:a?", "-c:a", "aac", "-b:a", "96k"]
     cmd += ["-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", str(tmp)]
+            "-threads", str(MP4_THREADS), "-movflags", "+faststart", str(tmp)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise UserError(f"ffmpeg could not stack {left} and {right}: {result.stderr.strip()[-300:]}")

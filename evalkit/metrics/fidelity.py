@@ -120,6 +120,63 @@ def ssim(reference: np.ndarray, candidate: np.ndarray, data_range: float = 255.0
     return out
 
 
+VIEWING_SCALE_SIDE = 256  # Wang et al.'s ssim.m: downsample by round(min(H, W) / 256)
+
+
+def viewing_scale(height: int, width: int) -> int:
+    """The factor by which SSIM's inputs are downsampled for a viewer's picture: ``max(1, round(min(H, W) / 256))``
+    (the automatic downsampling of the SSIM authors' reference implementation, ssim.m, Wang et al. 2004: one
+    factor for a picture of that size seen from a typical distance; MATLAB's rounding, halves up).
+
+    >>> viewing_scale(354, 388), viewing_scale(800, 900), viewing_scale(1080, 1920)
+    (1, 3, 4)
+    """
+    return max(1, math.floor(min(height, width) / VIEWING_SCALE_SIDE + 0.5))
+
+
+def block_means(frame: np.ndarray, scale: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The means of ``scale`` x ``scale`` blocks of an (H, W, C) uint8 frame, in float32: (H // scale, W // scale,
+    C), each the block's integer sum divided by scale^2 (correctly rounded to float32).
+
+    The last H mod scale rows and W mod scale columns, which fill no whole block, are left out. ``out``: a
+    buffer of that shape to fill.
+
+    >>> block_means(np.arange(16, dtype=np.uint8).reshape(4, 4, 1), 2)[..., 0].tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
+    """
+    frame = np.ascontiguousarray(frame, np.uint8)
+    h, w, c = frame.shape[0] // scale, frame.shape[1] // scale, frame.shape[2]
+    if out is None:
+        out = np.empty((h, w, c), np.float32)
+    if out.shape != (h, w, c) or out.dtype != np.float32:
+        raise ValueError(f"out is {out.shape} {out.dtype}, expected ({h}, {w}, {c}) float32")
+    _block_means(frame.reshape(frame.shape[0], -1), scale, c, out.reshape(h, w * c),
+                 np.empty(w * scale * c, np.int32))
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _block_means(frame, scale, c, out, row):  # pragma: no cover (compiled)
+    """Rows of (H, W * C) views: the ``scale`` rows of a block summed into ``row`` with unit stride (vectorised),
+    then each block's ``scale`` columns."""
+    h, wc = out.shape
+    n = wc * scale
+    d = np.float32(scale * scale)
+    for i in range(h):
+        row[:] = 0
+        for k in range(scale):
+            src = frame[i * scale + k]
+            for x in range(n):
+                row[x] += src[x]
+        dst = out[i]
+        for j in range(wc // c):
+            for ch in range(c):
+                total = 0
+                for k in range(scale):
+                    total += row[(j * scale + k) * c + ch]
+                dst[j * c + ch] = np.float32(total) / d
+
+
 class SsimKernel:
     """SSIM of one frame pair at a time (``ssim``'s definition), with its buffers kept between frames.
 
@@ -138,6 +195,7 @@ class SsimKernel:
         self._size = 0
         self._diff: np.ndarray | None = None
         self._row: np.ndarray | None = None
+        self._scaled: np.ndarray | None = None  # the two frames' block means (``psnr_and_ssim``'s ssim_scale)
 
     def _buffers(self, shape: tuple[int, int, int]) -> None:
         size = shape[0] * shape[1] * shape[2]
@@ -157,11 +215,24 @@ class SsimKernel:
         """SSIM of two (H, W, C) frames (uint8, or any dtype used as is)."""
         return self._measure(reference, candidate, with_psnr=False)[1]
 
-    def psnr_and_ssim(self, reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    def psnr_and_ssim(self, reference: np.ndarray, candidate: np.ndarray, ssim_scale: int = 1) -> tuple[float, float]:
         """PSNR (``psnr``'s definition, with the kernel's data range) and SSIM of two (H, W, C) frames, from one
         look at where they differ: for uint8 frames the squared error is summed over the rectangle that holds
-        every differing pixel (the same integer sum as over the whole frame: the rest adds zeros)."""
-        return self._measure(reference, candidate, with_psnr=True)
+        every differing pixel (the same integer sum as over the whole frame: the rest adds zeros).
+
+        ``ssim_scale`` > 1 (``viewing_scale``): PSNR as always, SSIM of the frames' ``block_means`` at that scale
+        (the viewer's picture: output.mp4 against its ground truth)."""
+        if ssim_scale == 1:
+            return self._measure(reference, candidate, with_psnr=True)
+        err = mse(reference, candidate)[0]  # a numpy float: 0 gives inf
+        with np.errstate(divide="ignore"):
+            value = float(10.0 * np.log10(self.data_range ** 2 / err))
+        h, w, c = reference.shape[0] // ssim_scale, reference.shape[1] // ssim_scale, reference.shape[2]
+        if self._scaled is None or self._scaled.shape[1:] != (h, w, c):
+            self._scaled = np.empty((2, h, w, c), np.float32)
+        a = block_means(reference, ssim_scale, self._scaled[0])
+        b = block_means(candidate, ssim_scale, self._scaled[1])
+        return value, (1.0 if err == 0 else self._measure(a, b, with_psnr=False)[1])
 
     def _measure(self, reference: np.ndarray, candidate: np.ndarray, with_psnr: bool) -> tuple[float, float]:
         h, w, c = reference.shape

@@ -30,6 +30,12 @@ Versions:
   into the candidate's entry (``runs[i].parity``): the migration marks it in the list and drops the copy. An
   entry's ``summary`` and ``golden`` are typed parts (``record.summary.Summary``, ``Golden``); the JSON of
   both is what version 4 wrote.
+- 6: the viewer's picture measured as issue 24 defined it. SSIM of region mp4_face / mp4_full is of the
+  picture's block means at ``viewer.ssim_scale`` (``metrics.fidelity.viewing_scale``: 1 below 384 pixels on
+  the window's shorter side, so the 640x480 fixture's numbers are unchanged; 3 for a 1440x1080 video's face
+  window); output.mp4 is encoded by x264 on one thread (``mp4_encoding.threads``: the same bytes on every
+  machine; x264's own choice by the machine's cores before). Older records state scale 1 and threads null
+  ("x264's default"), and a relative gate on an mp4 column refuses a baseline of another definition.
 
 Non-finite floats are stored as the strings "inf", "-inf", "nan" (JSON has
 none): a ``Real`` field reads them back as floats and writes them as those
@@ -52,7 +58,7 @@ from evalkit.record.vocabulary import DEFAULT_PROTOCOL  # also what a record fro
 from evalkit.record.vocabulary import RUN_STATUSES, SPEED_ALIASES
 
 RECORD_KIND = "evalkit.run"
-RECORD_SCHEMA_VERSION = 5
+RECORD_SCHEMA_VERSION = 6
 
 
 # --- facts about the files a run used ---------------------------------------------------------------------------
@@ -310,13 +316,17 @@ class Viewer(RecordPart):
 
     region: Literal["mp4_face", "mp4_full"]
     window: list[int] | None = None
+    ssim_scale: int = Field(1, ge=1, description="SSIM of the picture's block means at this factor "
+                            "(metrics.fidelity.viewing_scale; schema 6); PSNR is of the picture's pixels")
 
 
 class Mp4Encoding(RecordPart):
-    """How evalkit encoded output.mp4 (the suite's ``mp4``): x264's preset and CRF."""
+    """How evalkit encoded output.mp4 (the suite's ``mp4``): x264's preset and CRF, and its threads."""
 
     preset: str
     crf: int
+    threads: int | None = Field(None, description="x264's threads (1 since schema 6: the same bytes on every "
+                                "machine); null: x264's default, by the machine's cores (older records)")
 
 
 class RunEntry(RecordPart):
@@ -529,7 +539,14 @@ def _v4_viewer(record: dict) -> dict:
     return record
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+def _v5_to_v6(record: dict) -> dict:
+    """Version 5 to 6: nothing to fill (a version-5 viewer is scale 1, its encoding x264's default threads: the
+    parts' defaults); the number says which definitions of the mp4 columns the record holds."""
+    return dict(record, schema_version=6)
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5,
+                                                 5: _v5_to_v6}
 """``MIGRATIONS[n]`` brings a version-n record to version n + 1."""
 KNOWN_SCHEMA_VERSIONS = (*MIGRATIONS, RECORD_SCHEMA_VERSION)
 

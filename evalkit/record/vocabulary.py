@@ -13,8 +13,10 @@ REGIONS = {
     "mouth": "the mouth_box within the model's region, lossless output frames",
     "full": "the pasted-back full frame, lossless output frames",
     "mp4_face": "the face window decoded from output.mp4 (H.264 yuv420p): what a viewer sees of the face "
-                "(metrics.viewer_region: face, the default; the window the side-by-side video shows)",
-    "mp4_full": "the whole frame decoded from output.mp4 (H.264 yuv420p) (metrics.viewer_region: full)",
+                "(metrics.viewer_region: face, the default; the window the side-by-side video shows); SSIM at the "
+                "viewer's scale (run.json's viewer.ssim_scale)",
+    "mp4_full": "the whole frame decoded from output.mp4 (H.264 yuv420p) (metrics.viewer_region: full); SSIM at "
+                "the viewer's scale",
 }
 """Regions measured against the ground truth (keys of an entry's ``fidelity``), with what each is."""
 

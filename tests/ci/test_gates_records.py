@@ -298,3 +298,28 @@ def test_relative_speed_gate_names_its_statistic_and_passes_a_faster_run(field):
     assert not slow and "Mann-Whitney" in slow.message
     [median] = evaluate_gates(faster, [GateSpec(field="latency_p50_ms", max_rise_percent=10)], base)
     assert median and "median latency" in median.message
+
+
+def _mp4_record(ssim: float, scale: int, threads: int | None):
+    entry = {"model": "m", "backend": "cpu", "input": "clip", "status": "ok",
+             "summary": {"mp4_face_ssim_mean": ssim, "mp4_face_psnr_mean": 40.0},
+             "viewer": {"region": "mp4_face", "window": [0, 0, 800, 900], "ssim_scale": scale},
+             "mp4_encoding": {"preset": "superfast", "crf": 18, "threads": threads}}
+    return typed_record(runs=[entry])
+
+
+def test_a_relative_mp4_gate_refuses_a_baseline_measured_otherwise():
+    """Record schema 6 measures the viewer's SSIM at a viewing scale and encodes output.mp4 on one thread: a
+    baseline of the old definitions (scale 1, x264's own threads) is not compared with, whichever way it goes."""
+    gate = GateSpec(field="mp4_face_ssim_mean", max_drop=0.01)
+    old, new = _mp4_record(0.95, 1, None), _mp4_record(0.99, 3, 1)
+    [result] = evaluate_gates(new, [gate], old)
+    assert not result
+    assert "SSIM scale 1 in the baseline, 3 here" in result.message
+    assert "x264 threads x264's default in the baseline, 1 here" in result.message
+    [psnr] = evaluate_gates(new, [GateSpec(field="mp4_face_psnr_mean", max_drop=0.5)], old)
+    assert not psnr and "SSIM scale" not in psnr.message and "x264 threads" in psnr.message
+    [same] = evaluate_gates(_mp4_record(0.985, 3, 1), [gate], new)  # one definition: judged as ever
+    assert same and "drop of 0.005" in same.message
+    [lossless] = evaluate_gates(_mp4_record(0.99, 3, 1), [GateSpec(field="psnr_mean", max_drop=1)], old)
+    assert "not the same measure" not in lossless.message

@@ -80,6 +80,30 @@ def test_a_head_keeps_the_first_frames_and_readers_read_on_past_it(clip):
             assert np.array_equal(spill.read_into(7, np.empty_like(decoded[0])), decoded[7])
 
 
+@pytest.mark.parametrize("size", [(64, 48), (226, 130)])
+def test_a_window_is_the_whole_frame_sliced_at_any_offset(tmp_path, size):
+    """A window is decoded by converting only its even-aligned surroundings to rgb24: at odd and even offsets and
+    sizes, up to the frame's edges, the pixels are those of the whole frame decoded and sliced (random pixels,
+    so chroma taken from a neighbouring pixel would show), for H.264 4:2:0 and for lossless RGB."""
+    w, h = size
+    frames = np.random.default_rng(5).integers(0, 256, (3, h, w, 3), dtype=np.uint8)
+    for kind in ("mp4", "lossless"):
+        path = tmp_path / f"noise.{'mp4' if kind == 'mp4' else 'mkv'}"
+        with VideoWriter(path, w, h, 25, kind=kind) as writer:
+            for frame in frames:
+                writer.write(frame)
+        info = probe_video(path)
+        whole = _read_all(info)
+        for x0, y0, x1, y1 in ((5, 7, 41, 30), (0, 0, w - 1, h - 1), (1, 1, w, h), (10, 4, 38, 20), (3, 5, w, h - 2),
+                               (w - 9, h - 7, w, h)):
+            with FrameReader(info, (x0, y0, x1, y1)) as reader:
+                buffer = np.empty(reader.shape, np.uint8)
+                got = []
+                while reader.read_into(buffer):
+                    got.append(buffer.copy())
+            assert np.array_equal(np.stack(got), whole[:, y0:y1, x0:x1]), (kind, (x0, y0, x1, y1))
+
+
 def test_a_head_as_long_as_the_video_is_the_whole_file(clip):
     with decoded_once():
         check_decodes(clip, keep=True, keep_frames=clip.frames + 5)

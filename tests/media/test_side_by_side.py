@@ -69,6 +69,6 @@ def test_a_tall_face_window_is_scaled_down_the_same_way_by_both_writers(tmp_path
             assert _db(half, want) > 35, path  # the window, scaled: a re-encode away
         shifted = np.stack([blocks(np.roll(f, -8, axis=0)) for f in truth_frames])
         assert _db(both[:, :, : panel[0]], shifted) < _db(both[:, :, : panel[0]], expected[0]) - 6  # that window
-    # the scores are of the window at full size, not of the scaled picture
-    assert measures.viewer == {"region": "mp4_face", "window": list(WINDOW)}
+    # the scores are of the window at full size (SSIM at the viewer's scale), not of the side-by-side's picture
+    assert measures.viewer == {"region": "mp4_face", "window": list(WINDOW), "ssim_scale": 1}
     assert len(measures.fidelity["mp4_face"]["ssim"]) == 6

@@ -10,7 +10,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from evalkit.metrics import psnr, ssim, summarise
-from evalkit.metrics.fidelity import SsimKernel
+from evalkit.metrics.fidelity import SsimKernel, block_means, viewing_scale
 from tests.conftest import REAL, decode, real_file
 
 # The issue's bound: scikit-image computes in float64; evalkit in float32 on
@@ -83,6 +83,45 @@ def test_psnr_and_ssim_from_one_look_are_the_two_functions_exactly():
         region = other[y:y + h, x:x + w]
         region[:] = np.clip(region.astype(int) + rng.integers(-30, 31, region.shape), 0, 255)
         assert kernel.psnr_and_ssim(face, other) == (psnr(face, other)[0], ssim(face, other)[0]), (y, x, h, w)
+
+
+def _numpy_block_means(frame: np.ndarray, f: int) -> np.ndarray:
+    h, w = frame.shape[0] // f, frame.shape[1] // f
+    return frame[: h * f, : w * f].astype(np.float64).reshape(h, f, w, f, -1).mean(axis=(1, 3))
+
+
+def test_viewing_scale_is_the_ssim_authors_rule():
+    """ssim.m (Wang et al.): f = max(1, round(min(M, N) / 256)), MATLAB's round (halves away from zero)."""
+    assert [viewing_scale(s, 2000) for s in (11, 255, 383, 384, 639, 640, 800, 1080)] == [1, 1, 1, 2, 2, 3, 3, 4]
+    assert viewing_scale(2000, 384) == 2
+
+
+def test_the_viewers_ssim_is_skimages_on_block_means_of_real_faces():
+    """The viewer's picture (region mp4_face): PSNR of the full-size frames, SSIM of their f x f block means,
+    against scikit-image on block means computed independently in float64, for real faces enlarged to a
+    1080p face window's size (odd sizes: partial blocks left out) under realistic distortions."""
+    real_file("face_crop328_0.png")
+    faces = [cv2.imread(str(p), cv2.IMREAD_COLOR)[:, :, ::-1] for p in sorted(REAL.glob("*.png"))[:3]]
+    frames = np.stack([cv2.resize(f, (901, 799), interpolation=cv2.INTER_CUBIC) for f in faces])
+    scale = viewing_scale(799, 901)
+    assert scale == 3
+    kernel = SsimKernel()
+    for name, candidate in distortions(frames, seed=2).items():
+        for a, b in zip(frames, candidate):
+            value, similarity = kernel.psnr_and_ssim(a, b, scale)
+            assert value == psnr(a, b)[0] and abs(value - peak_signal_noise_ratio(a, b, data_range=255)) < 1e-9, name
+            expected = skimage_ssim(_numpy_block_means(a, scale), _numpy_block_means(b, scale))
+            assert abs(similarity - expected) < AGREEMENT, name
+            assert abs(similarity - kernel.psnr_and_ssim(a, b)[1]) > 1e-4, name  # another measure than scale 1
+    assert kernel.psnr_and_ssim(frames[0], frames[0], scale) == (math.inf, 1.0)
+
+
+@pytest.mark.parametrize("shape, f", [((10, 12, 3), 2), ((11, 13, 3), 3), ((64, 40, 1), 4), ((49, 49, 3), 7)])
+def test_block_means_are_the_mean_of_each_whole_block(shape, f):
+    frame = np.random.default_rng(f).integers(0, 256, shape, dtype=np.uint8)
+    got = block_means(frame, f)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _numpy_block_means(frame, f), rtol=1e-7, atol=0)
 
 
 def test_identical_frames_give_inf_and_one():

@@ -84,7 +84,7 @@ def test_todays_record_loads_with_every_key_and_non_finite_numbers_round_trip(tm
 
 def test_a_version_2_record_reads_as_today_and_version_3_facts_name_the_frame_list(tmp_path):
     _write(tmp_path / "v2", _record(schema_version=2))
-    assert load_run(tmp_path / "v2").schema_version == RECORD_SCHEMA_VERSION == 5
+    assert load_run(tmp_path / "v2").schema_version == RECORD_SCHEMA_VERSION == 6
     facts = {"path": "/data/ds/full_body_img", "sha256": "a" * 64, "frame_list": "/tmp/cache/frames.ffconcat"}
     record = _record()
     record["inputs"]["talking_head"]["video"] = facts
@@ -216,7 +216,7 @@ def test_a_version_4_record_keeps_its_parity_once(tmp_path):
     record = _record(schema_version=4, runs=[_entry(), candidate, only_in_entry], parity=[baseline_one, pair])
     _write(tmp_path / "v4", record)
     loaded = load_run(tmp_path / "v4")
-    assert loaded.schema_version == 5
+    assert loaded.schema_version == RECORD_SCHEMA_VERSION
     assert [(p.candidate, p.reference, p.baseline) for p in loaded.parity] == [
         ("reference/cuda/talking_head", "reference/cpu/talking_head", True),
         ("reference/cuda/talking_head", "other/cpu/talking_head", False),
@@ -244,3 +244,14 @@ def test_the_summary_row_is_typed_and_a_misspelt_column_is_an_error(tmp_path):
     from evalkit.record.summary import SUMMARY_COLUMNS, Summary
 
     assert list(Summary.model_fields) == list(SUMMARY_COLUMNS)  # the type is the CSV's columns, in order
+
+
+def test_a_version_5_record_states_the_old_viewer_definitions(tmp_path):
+    """Version 6 changed two definitions of the mp4 columns (the viewer's SSIM at a viewing scale, output.mp4 on
+    one x264 thread): a version-5 record reads with what it measured, scale 1 and x264's default threads."""
+    entry = _entry(viewer={"region": "mp4_face", "window": [10, 20, 400, 380]},
+                   mp4_encoding={"preset": "superfast", "crf": 18})
+    _write(tmp_path / "v5", _record(schema_version=5, runs=[entry]))
+    loaded = load_run(tmp_path / "v5")
+    assert loaded.schema_version == 6
+    assert loaded.runs[0].viewer.ssim_scale == 1 and loaded.runs[0].mp4_encoding.threads is None
