@@ -3,6 +3,7 @@
 Run from the checkout, with the fixtures built (``evalkit fixtures build``)::
 
     python tests/benchmarks/own_cost.py            # both sizes; --sizes 640x480 for one
+    python tests/benchmarks/own_cost.py --repeat 3 # medians of 3 pairs of runs (to compare code: a pair is noisy)
 
 For each frame size (the fixture clip as built, 640x480, and the same clip scaled to 1440x1080 with its crop
 boxes scaled alike: a real recording's size), two runs of the fixture ``reference`` model (its inference is
@@ -166,15 +167,8 @@ def evalkit_run(suite_path: Path, out: Path) -> dict:
             "stages": entry.get("stage_cpu_seconds") or {}, "ffmpeg": ffmpeg}
 
 
-def measure_size(work: Path, size: str) -> dict:
-    width, height = map(int, size.split("x"))
-    video, boxes = scaled_clip(work, width, height)
-    runs = {}
-    for seconds in (4, 12):
-        audio = cut_audio(seconds, work / f"speech_{seconds}s.wav")
-        runs[seconds] = evalkit_run(suite(work, video, boxes, audio, f"own_cost_{size}_{seconds}s"),
-                                    work / f"runs_{size}")
-    short, long_ = runs[4], runs[12]
+def _pair(short: dict, long_: dict, size: str) -> dict:
+    """The figures of one 4 s run and one 12 s run: per frame, fixed, and each part's."""
     frames = long_["frames"] - short["frames"]
     per_frame_ms = (long_["cpu"] - short["cpu"]) / frames * 1e3
     fixed = short["cpu"] - per_frame_ms / 1e3 * short["frames"]
@@ -192,9 +186,38 @@ def measure_size(work: Path, size: str) -> dict:
             "fixed_cpu_seconds": fixed, "goal_ms_per_frame": GOALS_MS.get(size), "stages": table}
 
 
+def measure_size(work: Path, size: str, repeat: int = 1) -> dict:
+    """``repeat`` pairs of runs (4 s and 12 s of audio; every other pair in the other order, so that neither
+    length always runs first); the figures are the medians over the pairs, each pair's kept under ``pairs``."""
+    width, height = map(int, size.split("x"))
+    video, boxes = scaled_clip(work, width, height)
+    suites = {seconds: suite(work, video, boxes, cut_audio(seconds, work / f"speech_{seconds}s.wav"),
+                             f"own_cost_{size}_{seconds}s") for seconds in (4, 12)}
+    pairs = []
+    for k in range(repeat):
+        runs = {seconds: evalkit_run(suites[seconds], work / f"runs_{size}") for seconds in ((4, 12), (12, 4))[k % 2]}
+        pairs.append(_pair(runs[4], runs[12], size))
+    if repeat == 1:
+        return pairs[0]
+    median = lambda values: float(np.median(values))  # noqa: E731
+    keys = ("wall_4s_run", "cpu_4s_run", "cpu_12s_run", "ms_per_frame", "fixed_cpu_seconds")
+    out = {"size": size, "frames": pairs[0]["frames"], "goal_ms_per_frame": GOALS_MS.get(size),
+           **{key: median([p[key] for p in pairs]) for key in keys}}
+    out["spread_ms_per_frame"] = [min(p["ms_per_frame"] for p in pairs), max(p["ms_per_frame"] for p in pairs)]
+    out["spread_fixed_cpu_seconds"] = [min(p["fixed_cpu_seconds"] for p in pairs),
+                                       max(p["fixed_cpu_seconds"] for p in pairs)]
+    parts = sorted({part for p in pairs for part in p["stages"]})
+    out["stages"] = {part: {field: median([p["stages"].get(part, {}).get(field, 0.0) for p in pairs])
+                            for field in ("ms_per_frame", "cpu_s_4s_run")} for part in parts}
+    out["pairs"] = pairs
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="640x480,1440x1080", help="frame sizes, comma-separated")
+    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs per size; the figures are their medians "
+                        "(a pair's per-frame figure moves by several CPU-ms on this VM: 3 or more to compare code)")
     args = parser.parse_args()
     import tempfile
 
@@ -202,9 +225,13 @@ def main() -> int:
     print(f"machine: {results['machine']}")
     with tempfile.TemporaryDirectory(prefix="evalkit-own-cost-") as tmp:
         for size in args.sizes.split(","):
-            r = measure_size(Path(tmp), size)
+            r = measure_size(Path(tmp), size, args.repeat)
             results[size] = r
             goal = r["goal_ms_per_frame"]
+            if args.repeat > 1:
+                print(f"\n{size}, medians of {args.repeat} pairs: CPU-ms a frame {r['spread_ms_per_frame'][0]:.1f} to "
+                      f"{r['spread_ms_per_frame'][1]:.1f}, fixed CPU-s {r['spread_fixed_cpu_seconds'][0]:.1f} to "
+                      f"{r['spread_fixed_cpu_seconds'][1]:.1f} over the pairs")
             print(f"\n{size}: {r['ms_per_frame']:.1f} CPU-ms a frame (goal {goal:g}: "
                   f"{'met' if goal and r['ms_per_frame'] <= goal else 'not met'}), fixed {r['fixed_cpu_seconds']:.1f} "
                   f"CPU-s a run (goal {GOAL_FIXED_S:g}: {'met' if r['fixed_cpu_seconds'] <= GOAL_FIXED_S else 'not met'}); "
