@@ -210,3 +210,34 @@ def test_the_audio_envelope_in_blocks_equals_one_pass():
     whole = np.sqrt(np.square(band[: frames * 640]).reshape(frames, 640).mean(axis=1))
     # 1e-9 of the envelope's scale: the filter's response to a block's edge dies away within the 0.5 s context
     assert np.abs(audio_envelope(wav, SR, 25.0, frames) - whole).max() < 1e-9 * whole.max()
+
+
+
+def test_the_channel_mean_is_numpys_bit_for_bit():
+    """channel_mean (the thumbnails' grey) equals np.mean(axis=2, dtype=float32) for every sum of three uint8, in
+    any channel order, and on a strided view of random pixels."""
+    from evalkit.metrics.sync import channel_mean
+
+    s = np.arange(766)
+    every_sum = np.stack([np.minimum(s, 255), np.clip(s - 255, 0, 255), np.clip(s - 510, 0, 255)], -1)
+    for frame in (every_sum.astype(np.uint8)[None], every_sum[:, ::-1].astype(np.uint8)[None],
+                  np.random.default_rng(5).integers(0, 256, (108, 250, 3), dtype=np.uint8)[2:, 3:]):
+        got = channel_mean(frame, np.empty(frame.shape[:2], np.float32))
+        assert got.dtype == np.float32
+        assert np.array_equal(got.view(np.uint32), np.mean(frame, axis=2, dtype=np.float32).view(np.uint32))
+    assert channel_mean(every_sum.astype(np.uint8)[None], np.empty((1, 766), np.float32))[0, 765] == np.float32(255)
+
+
+def test_mouth_thumbnails_are_the_channel_mean_shrunk():
+    """A thumbnail: the channels' mean, area-resized to THUMBNAIL_SHAPE, rounded (np.mean's grey, as before)."""
+    import cv2
+
+    from evalkit.metrics.sync import THUMBNAIL_SHAPE, mouth_thumbnails
+
+    frames = np.random.default_rng(6).integers(0, 256, (3, 108, 250, 3), dtype=np.uint8)[:, 2:, 3:]
+    got = mouth_thumbnails(frames)  # a strided view, as the pipeline passes its mouth box
+    assert got.dtype == np.uint8 and got.shape == (3, *THUMBNAIL_SHAPE)
+    for frame, thumbnail in zip(frames, got):
+        grey = np.mean(frame, axis=2, dtype=np.float32)
+        expected = np.rint(cv2.resize(grey, THUMBNAIL_SHAPE[::-1], interpolation=cv2.INTER_AREA)).astype(np.uint8)
+        assert np.array_equal(thumbnail, expected)
