@@ -69,6 +69,7 @@ DRIFT_SECONDS = 0.5  # Gaussian sigma of the slow per-pixel drift (lighting, res
 PCA_SHAPE = (18, 42)  # the stabilised thumbnail halved for the principal components: 756 pixels
 TRACK_CHUNK = 256  # frames a MouthTrack stores (and detrends) together
 TRACK_IN_MEMORY = 8  # chunks (2,048 frames, 6 MB) a MouthTrack holds in memory; older ones go to a temporary file
+DETRENDED_KEPT = 2048  # frames up to which a MouthTrack keeps its detrended thumbnails between passes (6 MB)
 TRACK_BLUR = 1.0  # thumbnail pixels: Gaussian sigma of the images registered
 KEY_AGREEMENT = 1.0  # thumbnail pixels: a keyframe's answer further than this from the step's prediction re-keys
 VIDEO_LAG_COMPONENTS = 8  # principal components of the ground truth's mouth compared by video_lag
@@ -210,6 +211,7 @@ class MouthTrack:
         self._key_at = self._prev_at = np.zeros(2)
         self.keyframes = 0
         self._components = None  # ((fps, frames), mean, components, variances): components()'s last answer
+        self._kept = None  # ((fps, frames), [(start, stop, x), ...]): _detrended's last answer (see forget_detrended)
 
     def add(self, thumbnail: np.ndarray) -> None:
         """One frame's ``THUMBNAIL_SHAPE`` uint8 grey mouth thumbnail, in order."""
@@ -242,6 +244,7 @@ class MouthTrack:
         self._positions[-1][i] = at
         self._sum += stable
         self.frames += 1
+        self._kept = None
 
     def _spill_old_chunks(self) -> None:
         """Full chunks beyond the newest ``TRACK_IN_MEMORY`` go to a temporary file (deleted when the track is),
@@ -303,7 +306,16 @@ class MouthTrack:
         """(start, stop, x): the first ``frames`` stabilised thumbnails, halved to ``PCA_SHAPE`` (2x2 means),
         each pixel's slow drift (a Gaussian of ``DRIFT_SECONDS``) removed, float32 [stop - start, pixels], in
         chunks. Each chunk is filtered with ``margin`` frames of context on each side, the Gaussian's whole
-        reach, so the chunks join into exactly the filter of the whole clip."""
+        reach, so the chunks join into exactly the filter of the whole clip.
+
+        Up to ``DETRENDED_KEPT`` frames the chunks are kept for the next pass over the same frames (an estimate
+        makes three: the components, the track's own projection, the video lag's) until ``forget_detrended``
+        or the next ``add``: the same arrays, so the same numbers, computed once."""
+        key = (fps, frames)
+        if self._kept is not None and self._kept[0] == key:
+            yield from self._kept[1]
+            return
+        kept = [] if frames <= DETRENDED_KEPT else None
         sigma = DRIFT_SECONDS * fps
         margin = int(4.0 * sigma + 0.5)  # scipy's reach at its default truncate=4.0
         h, w = PCA_SHAPE
@@ -313,7 +325,16 @@ class MouthTrack:
             x = self.stabilised(lo, hi).astype(np.float32).reshape(hi - lo, h, 2, w, 2).mean(axis=(2, 4))
             x = x.reshape(hi - lo, h * w)
             x -= scipy.ndimage.gaussian_filter1d(x, sigma, axis=0, mode="nearest") if hi - lo > 1 else x.mean(0)
-            yield start, stop, x[start - lo : stop - lo]
+            part = x[start - lo : stop - lo]
+            if kept is not None:
+                kept.append((start, stop, part if (lo, hi) == (start, stop) else part.copy()))  # no margins kept
+            yield start, stop, part
+        if kept is not None:
+            self._kept = key, kept
+
+    def forget_detrended(self) -> None:
+        """Drop the detrended thumbnails kept between passes (``_detrended``): up to 6 MB a track."""
+        self._kept = None
 
     def components(self, fps: float, count: int = 1, frames: int | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                          np.ndarray]:

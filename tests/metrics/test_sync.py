@@ -241,3 +241,29 @@ def test_mouth_thumbnails_are_the_channel_mean_shrunk():
         grey = np.mean(frame, axis=2, dtype=np.float32)
         expected = np.rint(cv2.resize(grey, THUMBNAIL_SHAPE[::-1], interpolation=cv2.INTER_AREA)).astype(np.uint8)
         assert np.array_equal(thumbnail, expected)
+
+
+def test_detrended_thumbnails_kept_between_passes_give_the_same_numbers(fixture_clip, monkeypatch):
+    """A track keeps its detrended thumbnails for the next pass (sync, then the video lag): the projections
+    and the estimate equal those of a track that recomputes them every pass, in chunks with margins."""
+    import evalkit.metrics.sync as sync
+
+    mouth, wav = fixture_clip
+    thumbnails = sync.mouth_thumbnails(mouth)
+    monkeypatch.setattr(sync, "TRACK_CHUNK", 64)  # several chunks, each with its margins
+    kept, fresh = sync.MouthTrack.of(thumbnails), sync.MouthTrack.of(thumbnails)
+    monkeypatch.setattr(sync, "DETRENDED_KEPT", 0)
+    expected = [fresh.project(25.0, *fresh.components(25.0, 8)[:2]), fresh.opening(25.0)[0]]
+    monkeypatch.setattr(sync, "DETRENDED_KEPT", 10_000)
+    first = kept.project(25.0, *kept.components(25.0, 8)[:2])
+    assert kept._kept is not None and len(kept._kept[1]) == -(-kept.frames // 64)
+    assert np.array_equal(first, expected[0])
+    assert np.array_equal(kept.opening(25.0)[0], expected[1])  # from the kept chunks
+    assert np.array_equal(kept.project(25.0, *kept.components(25.0, 8)[:2]), expected[0])
+    kept.forget_detrended()
+    assert kept._kept is None
+    kept.add(thumbnails[0])  # a new frame drops what was kept
+    kept.project(25.0, *kept.components(25.0, 1)[:2])
+    assert kept._kept[0] == (25.0, kept.frames)
+    kept.add(thumbnails[1])
+    assert kept._kept is None
