@@ -267,3 +267,22 @@ def test_detrended_thumbnails_kept_between_passes_give_the_same_numbers(fixture_
     assert kept._kept[0] == (25.0, kept.frames)
     kept.add(thumbnails[1])
     assert kept._kept is None
+
+
+def test_a_remembered_audio_envelope_is_the_computed_one_and_a_copy():
+    """audio_envelope remembers its last answers by the audio's digest: the same numbers as computing it, a
+    copy each time (a caller's change stays its own), and other audio or arguments computed afresh."""
+    import evalkit.metrics.sync as sync
+
+    rng = np.random.default_rng(12)
+    wav = (rng.standard_normal(SR * 3) * 0.1).astype(np.float32)
+    sync._ENVELOPES.clear()
+    first = sync.audio_envelope(wav, SR, 25.0, 75)
+    assert np.array_equal(first, sync._audio_envelope(wav, SR, 25.0, 75)) and len(sync._ENVELOPES) == 1
+    first[:] = -1.0
+    again = sync.audio_envelope(wav.copy(), SR, 25.0, 75)  # another array, the same samples: remembered
+    assert len(sync._ENVELOPES) == 1 and np.array_equal(again, sync._audio_envelope(wav, SR, 25.0, 75))
+    other = wav.copy()
+    other[100] += 0.5
+    assert not np.array_equal(sync.audio_envelope(other, SR, 25.0, 75), again)
+    assert len(sync.audio_envelope(wav, SR, 25.0, 70)) == 70 and len(sync._ENVELOPES) == 3
