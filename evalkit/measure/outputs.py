@@ -169,6 +169,8 @@ class FrameMeasures:
                           video_lag=video_lag(truth, output, fps, max_offset).to_dict())
         if self.syncnet is not None:
             result["syncnet"] = self.syncnet.result(wav, sample_rate, fps)
+        for track in (output, truth):  # the truth's track may be kept for later runs: not its passes' arrays
+            track.forget_detrended()
         return result
 
 

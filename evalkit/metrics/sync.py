@@ -52,7 +52,10 @@ confidence 0, instead of an arbitrary lag.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import cv2
@@ -69,6 +72,7 @@ DRIFT_SECONDS = 0.5  # Gaussian sigma of the slow per-pixel drift (lighting, res
 PCA_SHAPE = (18, 42)  # the stabilised thumbnail halved for the principal components: 756 pixels
 TRACK_CHUNK = 256  # frames a MouthTrack stores (and detrends) together
 TRACK_IN_MEMORY = 8  # chunks (2,048 frames, 6 MB) a MouthTrack holds in memory; older ones go to a temporary file
+DETRENDED_KEPT = 2048  # frames up to which a MouthTrack keeps its detrended thumbnails between passes (6 MB)
 TRACK_BLUR = 1.0  # thumbnail pixels: Gaussian sigma of the images registered
 KEY_AGREEMENT = 1.0  # thumbnail pixels: a keyframe's answer further than this from the step's prediction re-keys
 VIDEO_LAG_COMPONENTS = 8  # principal components of the ground truth's mouth compared by video_lag
@@ -110,13 +114,38 @@ def no_signal(fps: float, reason: str) -> SyncResult:
     return SyncResult(None, None, 0.0, fps, True, reason)
 
 
+ENVELOPES_KEPT = 4  # audio envelopes remembered (a run's sync estimates of the output, the ground truth, landmarks)
+_ENVELOPES: OrderedDict = OrderedDict()
+_ENVELOPES_LOCK = threading.Lock()
+
+
 def audio_envelope(wav: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:
     """RMS amplitude of ``SPEECH_BAND`` over each video frame's interval, shape [frames] (full scale 1.0).
 
     Frames past the end of the audio get 0 (silence). Long audio is filtered in blocks of ``ENVELOPE_BLOCK``
     seconds, each with ``ENVELOPE_CONTEXT`` seconds of the real signal on both sides (the filter's response
     has died away long before), so memory stays a few MB whatever the audio's length.
+
+    A run asks for the same envelope three times (its output's sync, its ground truth's, the landmarks'): the
+    last ``ENVELOPES_KEPT`` are remembered by the audio's digest (BLAKE2, a tenth of the filter's cost) and the
+    arguments, and handed out as copies.
     """
+    wav = np.ascontiguousarray(wav)
+    key = (hashlib.blake2b(wav.data, digest_size=20).digest(), wav.dtype.str, wav.shape, sample_rate, fps, frames)
+    with _ENVELOPES_LOCK:
+        known = _ENVELOPES.get(key)
+        if known is not None:
+            _ENVELOPES.move_to_end(key)
+            return known.copy()
+    envelope = _audio_envelope(wav, sample_rate, fps, frames)
+    with _ENVELOPES_LOCK:
+        _ENVELOPES[key] = envelope.copy()
+        while len(_ENVELOPES) > ENVELOPES_KEPT:
+            _ENVELOPES.popitem(last=False)
+    return envelope
+
+
+def _audio_envelope(wav: np.ndarray, sample_rate: int, fps: float, frames: int) -> np.ndarray:
     low, high = SPEECH_BAND
     high = min(high, 0.45 * sample_rate)
     sos = scipy.signal.butter(4, [low, high], btype="bandpass", fs=sample_rate, output="sos")
@@ -156,11 +185,19 @@ def mouth_thumbnails(mouth_frames: np.ndarray) -> np.ndarray:
     """
     h, w = THUMBNAIL_SHAPE
     out = np.empty((len(mouth_frames), h, w), np.uint8)
-    grey = None
+    grey = np.empty(np.shape(mouth_frames)[1:3], np.float32)
     for i, frame in enumerate(mouth_frames):  # one frame at a time: no float copy of the whole batch
-        grey = np.mean(frame, axis=2, dtype=np.float32, out=grey)
-        out[i] = np.rint(cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA))
+        out[i] = np.rint(cv2.resize(channel_mean(frame, grey), (w, h), interpolation=cv2.INTER_AREA))
     return out
+
+
+def channel_mean(frame: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The mean of an (H, W, 3) uint8 frame's channels into ``out`` (H, W) float32: bit for bit
+    ``np.mean(frame, axis=2, dtype=np.float32)`` (the sum of three uint8 is exact in float32 whatever the order,
+    then one division by 3), at a fifth of its cost (numpy's reduction over a 3-long axis is slow)."""
+    np.add(frame[..., 0], frame[..., 1], out=out, dtype=np.float32)
+    np.add(out, frame[..., 2], out=out, dtype=np.float32)
+    return np.divide(out, np.float32(3), out=out)
 
 
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
@@ -202,6 +239,7 @@ class MouthTrack:
         self._key_at = self._prev_at = np.zeros(2)
         self.keyframes = 0
         self._components = None  # ((fps, frames), mean, components, variances): components()'s last answer
+        self._kept = None  # ((fps, frames), [(start, stop, x), ...]): _detrended's last answer (see forget_detrended)
 
     def add(self, thumbnail: np.ndarray) -> None:
         """One frame's ``THUMBNAIL_SHAPE`` uint8 grey mouth thumbnail, in order."""
@@ -234,6 +272,7 @@ class MouthTrack:
         self._positions[-1][i] = at
         self._sum += stable
         self.frames += 1
+        self._kept = None
 
     def _spill_old_chunks(self) -> None:
         """Full chunks beyond the newest ``TRACK_IN_MEMORY`` go to a temporary file (deleted when the track is),
@@ -295,7 +334,16 @@ class MouthTrack:
         """(start, stop, x): the first ``frames`` stabilised thumbnails, halved to ``PCA_SHAPE`` (2x2 means),
         each pixel's slow drift (a Gaussian of ``DRIFT_SECONDS``) removed, float32 [stop - start, pixels], in
         chunks. Each chunk is filtered with ``margin`` frames of context on each side, the Gaussian's whole
-        reach, so the chunks join into exactly the filter of the whole clip."""
+        reach, so the chunks join into exactly the filter of the whole clip.
+
+        Up to ``DETRENDED_KEPT`` frames the chunks are kept for the next pass over the same frames (an estimate
+        makes three: the components, the track's own projection, the video lag's) until ``forget_detrended``
+        or the next ``add``: the same arrays, so the same numbers, computed once."""
+        key = (fps, frames)
+        if self._kept is not None and self._kept[0] == key:
+            yield from self._kept[1]
+            return
+        kept = [] if frames <= DETRENDED_KEPT else None
         sigma = DRIFT_SECONDS * fps
         margin = int(4.0 * sigma + 0.5)  # scipy's reach at its default truncate=4.0
         h, w = PCA_SHAPE
@@ -305,7 +353,16 @@ class MouthTrack:
             x = self.stabilised(lo, hi).astype(np.float32).reshape(hi - lo, h, 2, w, 2).mean(axis=(2, 4))
             x = x.reshape(hi - lo, h * w)
             x -= scipy.ndimage.gaussian_filter1d(x, sigma, axis=0, mode="nearest") if hi - lo > 1 else x.mean(0)
-            yield start, stop, x[start - lo : stop - lo]
+            part = x[start - lo : stop - lo]
+            if kept is not None:
+                kept.append((start, stop, part if (lo, hi) == (start, stop) else part.copy()))  # no margins kept
+            yield start, stop, part
+        if kept is not None:
+            self._kept = key, kept
+
+    def forget_detrended(self) -> None:
+        """Drop the detrended thumbnails kept between passes (``_detrended``): up to 6 MB a track."""
+        self._kept = None
 
     def components(self, fps: float, count: int = 1, frames: int | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                          np.ndarray]:

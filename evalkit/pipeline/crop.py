@@ -130,10 +130,12 @@ class CropPreparer:
     def __init__(self, contract: Contract):
         self.contract = contract
         self.interpolation = INTERPOLATION[contract.resize_interpolation]
-        h, w = contract.inner_height, contract.inner_width
         self.crop = np.empty((contract.crop_size, contract.crop_size, 3), dtype=np.uint8)
         self.model_input = np.empty(contract.image_input_shape, dtype=np.float32)
-        self._planes = np.empty((3, h, w), dtype=np.float32)
+        # each byte's input value, float32(byte * input_scale) computed as numpy does it (in float64, then
+        # rounded): a table look-up gives the very values of that multiply, at a third of its cost
+        self._scale_table = np.empty(256, np.float32)
+        np.multiply(np.arange(256, dtype=np.uint8), contract.input_scale, out=self._scale_table, casting="unsafe")
         ix1, iy1, ix2, iy2 = contract.inner_box
         self.inner = self.crop[iy1:iy2, ix1:ix2]
         order = [2, 1, 0] if contract.channel_order == "bgr" else [0, 1, 2]
@@ -149,10 +151,13 @@ class CropPreparer:
     def prepare(self, frame: np.ndarray, box) -> np.ndarray:
         self.crop_frame(frame, box)
         c = self.contract
-        planes = self._planes
+        planes = self.model_input[0, :3]
+        channels = cv2.split(self.inner)
         for dst, src in enumerate(self._order):
-            np.multiply(self.inner[:, :, src], c.input_scale, out=planes[dst], casting="unsafe")
-        self.model_input[0, :3] = planes
+            plane = planes[dst]
+            looked_up = cv2.LUT(channels[src], self._scale_table, dst=plane)
+            if looked_up is not plane:  # not written in place (it is, for a contiguous plane of the right size)
+                plane[...] = looked_up
         self.model_input[0, 3:] = planes
         mx1, my1, mx2, my2 = c.mask_box
         self.model_input[0, 3:, my1:my2, mx1:mx2] = 0.0

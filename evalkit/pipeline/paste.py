@@ -23,8 +23,10 @@ class Paster:
         self.interpolation = INTERPOLATION[contract.resize_interpolation]
         h, w = contract.inner_height, contract.inner_width
         self._scaled = np.empty((3, h, w), dtype=np.float32)
+        self._interleaved = np.empty((h, w, 3), dtype=np.float32)
         self.generated = np.empty((h, w, 3), dtype=np.uint8)
         self._order = [2, 1, 0] if contract.channel_order == "bgr" else [0, 1, 2]
+        self._inverse_order = [self._order.index(dst) for dst in range(3)]  # the plane that fills channel dst
 
     def to_uint8(self, output: np.ndarray) -> np.ndarray:
         """[1, 3, H, W] model output -> (H, W, 3) uint8 RGB (a reused buffer). NaN becomes 0.
@@ -44,8 +46,10 @@ class Paster:
         # side is NaN, so two passes do what nan_to_num and clip did in five, with no temporary masks
         np.fmax(self._scaled, 0.0, out=self._scaled)
         np.fmin(self._scaled, 255.0, out=self._scaled)
-        for src, dst in enumerate(self._order):
-            self.generated[:, :, dst] = self._scaled[src]  # float -> uint8 truncates
+        # planes -> (H, W, 3) in float32 (OpenCV's merge: a copy), then one contiguous cast (float -> uint8
+        # truncates): the same pixels as casting each plane into a strided channel, at two thirds of the cost
+        interleaved = cv2.merge([self._scaled[src] for src in self._inverse_order], dst=self._interleaved)
+        np.copyto(self.generated, interleaved, casting="unsafe")
         return self.generated
 
     def paste(self, crop: np.ndarray, generated: np.ndarray, frame: np.ndarray, box, out: np.ndarray) -> np.ndarray:
@@ -54,5 +58,8 @@ class Paster:
         crop[iy1:iy2, ix1:ix2] = generated
         x1, y1, x2, y2 = (int(v) for v in box)
         np.copyto(out, frame)
-        out[y1:y2, x1:x2] = cv2.resize(crop, (x2 - x1, y2 - y1), interpolation=self.interpolation)
+        region = out[y1:y2, x1:x2]
+        resized = cv2.resize(crop, (x2 - x1, y2 - y1), dst=region, interpolation=self.interpolation)  # in place
+        if resized is not region:  # OpenCV wrote elsewhere (a box reaching outside the frame: numpy says so)
+            region[...] = resized
         return out

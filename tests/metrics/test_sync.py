@@ -210,3 +210,79 @@ def test_the_audio_envelope_in_blocks_equals_one_pass():
     whole = np.sqrt(np.square(band[: frames * 640]).reshape(frames, 640).mean(axis=1))
     # 1e-9 of the envelope's scale: the filter's response to a block's edge dies away within the 0.5 s context
     assert np.abs(audio_envelope(wav, SR, 25.0, frames) - whole).max() < 1e-9 * whole.max()
+
+
+
+def test_the_channel_mean_is_numpys_bit_for_bit():
+    """channel_mean (the thumbnails' grey) equals np.mean(axis=2, dtype=float32) for every sum of three uint8, in
+    any channel order, and on a strided view of random pixels."""
+    from evalkit.metrics.sync import channel_mean
+
+    s = np.arange(766)
+    every_sum = np.stack([np.minimum(s, 255), np.clip(s - 255, 0, 255), np.clip(s - 510, 0, 255)], -1)
+    for frame in (every_sum.astype(np.uint8)[None], every_sum[:, ::-1].astype(np.uint8)[None],
+                  np.random.default_rng(5).integers(0, 256, (108, 250, 3), dtype=np.uint8)[2:, 3:]):
+        got = channel_mean(frame, np.empty(frame.shape[:2], np.float32))
+        assert got.dtype == np.float32
+        assert np.array_equal(got.view(np.uint32), np.mean(frame, axis=2, dtype=np.float32).view(np.uint32))
+    assert channel_mean(every_sum.astype(np.uint8)[None], np.empty((1, 766), np.float32))[0, 765] == np.float32(255)
+
+
+def test_mouth_thumbnails_are_the_channel_mean_shrunk():
+    """A thumbnail: the channels' mean, area-resized to THUMBNAIL_SHAPE, rounded (np.mean's grey, as before)."""
+    import cv2
+
+    from evalkit.metrics.sync import THUMBNAIL_SHAPE, mouth_thumbnails
+
+    frames = np.random.default_rng(6).integers(0, 256, (3, 108, 250, 3), dtype=np.uint8)[:, 2:, 3:]
+    got = mouth_thumbnails(frames)  # a strided view, as the pipeline passes its mouth box
+    assert got.dtype == np.uint8 and got.shape == (3, *THUMBNAIL_SHAPE)
+    for frame, thumbnail in zip(frames, got):
+        grey = np.mean(frame, axis=2, dtype=np.float32)
+        expected = np.rint(cv2.resize(grey, THUMBNAIL_SHAPE[::-1], interpolation=cv2.INTER_AREA)).astype(np.uint8)
+        assert np.array_equal(thumbnail, expected)
+
+
+def test_detrended_thumbnails_kept_between_passes_give_the_same_numbers(fixture_clip, monkeypatch):
+    """A track keeps its detrended thumbnails for the next pass (sync, then the video lag): the projections
+    and the estimate equal those of a track that recomputes them every pass, in chunks with margins."""
+    import evalkit.metrics.sync as sync
+
+    mouth, wav = fixture_clip
+    thumbnails = sync.mouth_thumbnails(mouth)
+    monkeypatch.setattr(sync, "TRACK_CHUNK", 64)  # several chunks, each with its margins
+    kept, fresh = sync.MouthTrack.of(thumbnails), sync.MouthTrack.of(thumbnails)
+    monkeypatch.setattr(sync, "DETRENDED_KEPT", 0)
+    expected = [fresh.project(25.0, *fresh.components(25.0, 8)[:2]), fresh.opening(25.0)[0]]
+    monkeypatch.setattr(sync, "DETRENDED_KEPT", 10_000)
+    first = kept.project(25.0, *kept.components(25.0, 8)[:2])
+    assert kept._kept is not None and len(kept._kept[1]) == -(-kept.frames // 64)
+    assert np.array_equal(first, expected[0])
+    assert np.array_equal(kept.opening(25.0)[0], expected[1])  # from the kept chunks
+    assert np.array_equal(kept.project(25.0, *kept.components(25.0, 8)[:2]), expected[0])
+    kept.forget_detrended()
+    assert kept._kept is None
+    kept.add(thumbnails[0])  # a new frame drops what was kept
+    kept.project(25.0, *kept.components(25.0, 1)[:2])
+    assert kept._kept[0] == (25.0, kept.frames)
+    kept.add(thumbnails[1])
+    assert kept._kept is None
+
+
+def test_a_remembered_audio_envelope_is_the_computed_one_and_a_copy():
+    """audio_envelope remembers its last answers by the audio's digest: the same numbers as computing it, a
+    copy each time (a caller's change stays its own), and other audio or arguments computed afresh."""
+    import evalkit.metrics.sync as sync
+
+    rng = np.random.default_rng(12)
+    wav = (rng.standard_normal(SR * 3) * 0.1).astype(np.float32)
+    sync._ENVELOPES.clear()
+    first = sync.audio_envelope(wav, SR, 25.0, 75)
+    assert np.array_equal(first, sync._audio_envelope(wav, SR, 25.0, 75)) and len(sync._ENVELOPES) == 1
+    first[:] = -1.0
+    again = sync.audio_envelope(wav.copy(), SR, 25.0, 75)  # another array, the same samples: remembered
+    assert len(sync._ENVELOPES) == 1 and np.array_equal(again, sync._audio_envelope(wav, SR, 25.0, 75))
+    other = wav.copy()
+    other[100] += 0.5
+    assert not np.array_equal(sync.audio_envelope(other, SR, 25.0, 75), again)
+    assert len(sync.audio_envelope(wav, SR, 25.0, 70)) == 70 and len(sync._ENVELOPES) == 3

@@ -83,3 +83,22 @@ def test_landmark_folder_uses_the_contracts_landmarks(tmp_path):
         [100, 190, 260, 350], [101, 191, 261, 351], [110, 200, 270, 360]]
     other = Contract(landmark_left=2, landmark_right=30, landmark_top=50)
     assert load_landmark_boxes(tmp_path, other)[0].tolist() == [110, 180, 250, 320]
+
+
+@pytest.mark.parametrize("order", ["bgr", "rgb"])
+def test_input_values_are_numpys_multiply_bit_for_bit(order):
+    """Each input value is float32(byte * input_scale) as numpy's multiply gives it (a table look-up now): for
+    every byte value, in either channel order, the masked copy the same outside the mask."""
+    c = Contract(channel_order=order)
+    frame = np.zeros((328, 328, 3), np.uint8)
+    frame[4:324, 4:324] = np.random.default_rng(8).integers(0, 256, (320, 320, 3), dtype=np.uint8)
+    frame[4, 4:260, 0] = np.arange(256)  # every byte value, in the first row
+    x = CropPreparer(c).prepare(frame, (0, 0, 328, 328))  # box 328: the resize is the identity
+    inner = frame[4:324, 4:324, ::-1] if order == "bgr" else frame[4:324, 4:324]
+    expected = np.empty((3, 320, 320), np.float32)
+    for k in range(3):
+        np.multiply(inner[:, :, k], c.input_scale, out=expected[k], casting="unsafe")
+    assert np.array_equal(x[0, :3].view(np.uint32), expected.view(np.uint32))
+    mx1, my1, mx2, my2 = c.mask_box
+    expected[:, my1:my2, mx1:mx2] = 0.0
+    assert np.array_equal(x[0, 3:].view(np.uint32), expected.view(np.uint32))

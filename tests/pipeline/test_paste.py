@@ -35,3 +35,23 @@ def test_paste_back_resizes_the_crop_to_the_box():
     assert np.array_equal(out[20:184, 10:174], expected)
     assert (out[:20] == 7).all() and (out[:, :10] == 7).all()
     assert (frame == 7).all()  # the template frame is not touched
+
+
+def test_to_uint8_is_each_planes_cast_bit_for_bit():
+    """Pixels: each clipped plane cast to uint8 into its channel (as before the planes were interleaved first),
+    out-of-range, NaN and infinite values included, in either channel order."""
+    import pytest
+
+    rng = np.random.default_rng(9)
+    out = rng.normal(0.5, 0.6, (1, 3, 320, 320)).astype(np.float32)
+    out[0, :, 0, :4] = [np.nan, np.inf, -np.inf, 255.999 / 255]
+    for order in ("bgr", "rgb"):
+        c = Contract(channel_order=order)
+        scaled = np.fmin(np.fmax(out[0] * np.float32(c.output_scale), 0.0), 255.0)
+        expected = np.empty((320, 320, 3), np.uint8)
+        for src, dst in enumerate([2, 1, 0] if order == "bgr" else [0, 1, 2]):
+            expected[:, :, dst] = scaled[src]
+        assert np.array_equal(Paster(c).to_uint8(out), expected)
+    with pytest.raises(ValueError):  # a box reaching outside the frame is no silent half-paste
+        Paster(Contract()).paste(np.zeros((328, 328, 3), np.uint8), np.zeros((320, 320, 3), np.uint8),
+                                 np.zeros((100, 100, 3), np.uint8), (50, 50, 150, 150), np.empty((100, 100, 3), np.uint8))
