@@ -378,7 +378,8 @@ class MetricsSpec(BaseModel):
         "face", description="What the viewer's picture (output.mp4 decoded, against the ground truth) is measured "
         "on: the face window that the side-by-side video shows (region mp4_face: the face with a margin around "
         "every crop box of the run), or the whole frame (region mp4_full: mostly background the paste never "
-        "touches, and 5x the cost at 1440x1080).")
+        "touches, and 5x the cost at 1440x1080). PSNR is of its pixels, SSIM of its f x f block means (f = "
+        "max(1, round(min(H, W) / 256)), the SSIM authors' viewing scale; run.json's viewer.ssim_scale).")
     face: bool = Field(True, description="Landmark distance (LMD), mouth opening from landmarks and identity with "
                        "dlib's models, where evalkit[face] is installed (without it the columns are absent).")
     lpips: Optional[LpipsSpec] = Field(None, description="LPIPS per frame with the user's ONNX export (optional).")

@@ -34,10 +34,12 @@ TABLE_GROUPS = [
         ("full_psnr_mean", "full PSNR", 2, "mean PSNR (dB) of the pasted-back full frame"),
         ("mp4_face_psnr_mean", "MP4 PSNR", 2, "mean PSNR (dB) of the face window decoded from output.mp4 (what a "
                                                "viewer sees of the face)"),
-        ("mp4_face_ssim_mean", "MP4 SSIM", 4, "mean SSIM of the face window decoded from output.mp4"),
+        ("mp4_face_ssim_mean", "MP4 SSIM", 4, "mean SSIM of the face window decoded from output.mp4, at the "
+                                              "viewer's scale (run.json: viewer.ssim_scale)"),
         ("mp4_full_psnr_mean", "MP4 full PSNR", 2, "mean PSNR (dB) of the whole frame decoded from output.mp4 "
                                                    "(metrics.viewer_region: full)"),
-        ("mp4_full_ssim_mean", "MP4 full SSIM", 4, "mean SSIM of the whole frame decoded from output.mp4"),
+        ("mp4_full_ssim_mean", "MP4 full SSIM", 4, "mean SSIM of the whole frame decoded from output.mp4, at the "
+                                                   "viewer's scale"),
     ]),
     ("Sync and copy detection", [
         ("sync_offset_frames", "offset", 0, "sync offset (frames; + = mouth after sound); coloured by its distance "
