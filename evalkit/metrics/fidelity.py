@@ -224,15 +224,18 @@ class SsimKernel:
         (the viewer's picture: output.mp4 against its ground truth)."""
         if ssim_scale == 1:
             return self._measure(reference, candidate, with_psnr=True)
-        err = mse(reference, candidate)[0]  # a numpy float: 0 gives inf
-        with np.errstate(divide="ignore"):
-            value = float(10.0 * np.log10(self.data_range ** 2 / err))
+        err = mse(reference, candidate)[0]
         h, w, c = reference.shape[0] // ssim_scale, reference.shape[1] // ssim_scale, reference.shape[2]
         if self._scaled is None or self._scaled.shape[1:] != (h, w, c):
             self._scaled = np.empty((2, h, w, c), np.float32)
         a = block_means(reference, ssim_scale, self._scaled[0])
         b = block_means(candidate, ssim_scale, self._scaled[1])
-        return value, (1.0 if err == 0 else self._measure(a, b, with_psnr=False)[1])
+        return self._psnr(err), (1.0 if err == 0 else self._measure(a, b, with_psnr=False)[1])
+
+    def _psnr(self, err) -> float:
+        """PSNR of a mean squared error (``psnr``'s formula): inf for 0, nan for nan."""
+        with np.errstate(divide="ignore"):
+            return float(10.0 * np.log10(self.data_range ** 2 / np.float64(err)))
 
     def _measure(self, reference: np.ndarray, candidate: np.ndarray, with_psnr: bool) -> tuple[float, float]:
         h, w, c = reference.shape
@@ -251,9 +254,7 @@ class SsimKernel:
             y0, y1, x0, x1 = 0, h, 0, w
             if with_psnr:
                 err = float(mse(reference, candidate)[0])
-        with np.errstate(divide="ignore"):
-            value = float(10.0 * np.log10(self.data_range ** 2 / err))
-        return value, self._ssim_in(reference, candidate, h, w, c, pad, y0, y1, x0, x1)
+        return self._psnr(err), self._ssim_in(reference, candidate, h, w, c, pad, y0, y1, x0, x1)
 
     def _ssim_in(self, reference, candidate, h, w, c, pad, y0, y1, x0, x1) -> float:
         """SSIM given the rectangle [y0, y1) x [x0, x1) outside which the frames are equal."""
