@@ -11,6 +11,7 @@ combination of a run, after the others ran). Ctrl-C: 130, SIGTERM: 143.
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
 import json
 import os
@@ -186,6 +187,32 @@ def _run_command(args) -> int:
     for w in caught if common.verbosity >= NORMAL else ():
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return code
+
+
+def entry() -> None:
+    """The ``evalkit`` console script and ``python -m evalkit``: ``main()``, then the process ends without the
+    interpreter's teardown (``exit_without_teardown``). ``main()`` itself returns, for callers in a process of
+    their own (tests)."""
+    exit_without_teardown(main())
+
+
+def exit_without_teardown(code: int) -> None:
+    """End the process as the interpreter's exit does where it matters, and skip the rest: non-daemon threads
+    joined (with concurrent.futures' exit hooks), ``atexit`` handlers run (temporary folders' finalizers,
+    logging, Ray, multiprocessing), the standard streams flushed; then ``os._exit``. What is skipped is freeing
+    every module and object one by one, which took 0.5-0.8 CPU-s after a run of the fixture on the 2-core VM
+    (numba's and LLVM's compiled code, ONNX Runtime, dlib's models): see docs/speed.md. Every file evalkit
+    writes is closed (and renamed into place) before ``main()`` returns."""
+    shutdown = getattr(threading, "_shutdown", None)  # what the interpreter calls first at exit (CPython)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: main() has already said what it could
+            pass
+    os._exit(int(code) & 0xFF)
 
 
 def main(argv: list[str] | None = None) -> int:

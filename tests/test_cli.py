@@ -124,6 +124,35 @@ def test_help_and_module_entry_point():
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
+def test_the_process_ends_as_the_interpreter_would_where_it_matters(tmp_path):
+    """``entry`` ends the process by ``os._exit`` (skipping the interpreter's teardown), after what exit does that
+    matters: a non-daemon thread still writing is joined, an executor's queued work done, atexit handlers and
+    temporary folders' finalizers run, buffered output flushed, and the code returned."""
+    code = f"""
+import atexit, concurrent.futures, pathlib, sys, tempfile, threading, time
+out = pathlib.Path({str(tmp_path)!r})
+def late():
+    time.sleep(0.3)
+    (out / "thread.txt").write_text("joined")
+threading.Thread(target=late).start()
+pool = concurrent.futures.ThreadPoolExecutor(1)
+pool.submit(time.sleep, 0.2)
+pool.submit(lambda: (out / "pool.txt").write_text("done"))
+atexit.register(lambda: (out / "atexit.txt").write_text("ran"))
+kept = tempfile.TemporaryDirectory(dir=out)
+(out / "tmpname.txt").write_text(kept.name)
+sys.stdout.write("buffered, no newline")
+from evalkit.cli import exit_without_teardown
+exit_without_teardown(7)
+print("never")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 7 and done.stdout == "buffered, no newline", (done.stdout, done.stderr)
+    assert (tmp_path / "thread.txt").read_text() == "joined" and (tmp_path / "pool.txt").read_text() == "done"
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+    assert not pytest.importorskip("pathlib").Path((tmp_path / "tmpname.txt").read_text()).exists()
+
+
 @pytest.mark.parametrize("args", [["run", "MISSING"], ["run", "BAD"], ["run", "BAD", "--workers", "0"]])
 def test_a_mistake_in_the_suite_or_options_is_told_before_the_pipeline_is_imported(args, tmp_path):
     """`evalkit run` checks its options and its suite before it imports the pipeline (onnxruntime, scipy,
