@@ -2,7 +2,7 @@
 
 ``--workers N`` starts its workers from a multiprocessing fork server (executors.py) that imports this module
 once, while the driver is still checking the suite (preflight): each worker is then a fork of a process that
-already holds the pipeline's modules (ONNX Runtime, OpenCV, numba, scipy, librosa's audio front end) and, when
+already holds the pipeline's modules (ONNX Runtime, OpenCV, numba, scipy, soundfile and soxr for the audio) and, when
 the suite measures faces, dlib's models, instead of a fresh interpreter importing them all again (about 3 CPU-s
 a worker here). Nothing here starts a thread or an ONNX Runtime session: a fork of this process is safe.
 
@@ -22,15 +22,14 @@ FACE_ENV = "EVALKIT_PRELOAD_FACE"
 
 
 def preload() -> None:
-    import librosa
+    import soundfile  # noqa: F401 (load_audio's reader and resampler: imported when a job reads its speech)
+    import soxr  # noqa: F401
 
     import evalkit.matrix.jobs  # noqa: F401 (the pipeline: generate, runner, measures, record)
     import evalkit.measure.field  # noqa: F401 (CPBD, face metrics, perceptual networks)
     import evalkit.measure.outputs  # noqa: F401
     import evalkit.metrics.sync  # noqa: F401
 
-    for name in ("load", "stft", "filters"):  # librosa's lazy submodules that a job uses: imported now
-        getattr(librosa, name)
     if os.environ.get(FACE_ENV) == "1":
         from evalkit.metrics.face import FaceModels
 

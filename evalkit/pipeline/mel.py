@@ -4,6 +4,11 @@ Exactly the reference ("Wav2Lip-style") audio front end, every number taken
 from the contract: pre-emphasis, centred STFT magnitude, Slaney mel filters,
 amplitude to dB minus ``ref_level_db``, and a symmetric normalisation into
 [-max_abs_value, max_abs_value].
+
+The STFT and the Slaney mel filters are librosa's arithmetic written out in numpy (``stft_magnitude``,
+``slaney_mel_filters``): the same window, the same float64 frames and FFT, the same filter formulas, so the
+features equal librosa's bit for bit (tests/pipeline/test_mel.py compares them with librosa) without importing
+librosa, whose import costs about 2 CPU-s a process.
 """
 
 from __future__ import annotations
@@ -18,6 +23,68 @@ from evalkit.errors import UserError
 def mel_frame_count(samples: int, contract: Contract) -> int:
     """Mel frames of ``samples`` samples of audio: the centred STFT's 1 + (samples + 2 (n_fft // 2) - n_fft) // hop."""
     return 1 + (samples + 2 * (contract.n_fft // 2) - contract.n_fft) // contract.hop_length
+
+
+def _hz_to_mel(frequencies: float) -> np.ndarray:
+    """librosa.hz_to_mel(frequencies, htk=False) of one frequency (Slaney: linear below 1 kHz, log above)."""
+    frequencies = np.asanyarray(frequencies)
+    f_min, f_sp = 0.0, 200.0 / 3
+    mels = (frequencies - f_min) / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = (min_log_hz - f_min) / f_sp
+    logstep = np.log(6.4) / 27.0
+    if frequencies >= min_log_hz:
+        mels = min_log_mel + np.log(frequencies / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    """librosa.mel_to_hz(mels, htk=False) of a vector of mels."""
+    f_min, f_sp = 0.0, 200.0 / 3
+    freqs = f_min + f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = (min_log_hz - f_min) / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = mels >= min_log_mel
+    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    return freqs
+
+
+def slaney_mel_filters(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """The mel filter bank [n_mels, 1 + n_fft // 2], float32: ``librosa.filters.mel(sr=, n_fft=, n_mels=, fmin=,
+    fmax=)`` with its defaults (htk=False, norm='slaney'), the same operations in the same order.
+
+    Triangles between consecutive band edges equally spaced on the Slaney mel scale (linear below 1 kHz,
+    logarithmic above), each scaled by 2 / (its width in Hz) so that every band holds about the same energy.
+    """
+    n_mels = int(n_mels)
+    weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+    weights *= enorm[:, np.newaxis]
+    return weights
+
+
+def stft_magnitude(y: np.ndarray, n_fft: int, hop_length: int, win_length: int) -> np.ndarray:
+    """|STFT| of float64 ``y`` without centring, [1 + n_fft // 2, 1 + (len(y) - n_fft) // hop_length], float64:
+    ``np.abs(librosa.stft(y, n_fft=, hop_length=, win_length=, window='hann', center=False))``.
+
+    librosa's arithmetic: scipy's periodic Hann window of ``win_length`` zero-padded to ``n_fft`` in the middle,
+    times each frame of ``y`` (float64), numpy's rfft of each column, complex128, its modulus.
+    """
+    y = np.asarray(y, np.float64)
+    window = scipy.signal.get_window("hann", win_length, fftbins=True)
+    lpad = (n_fft - win_length) // 2
+    window = np.pad(window, (lpad, n_fft - win_length - lpad), mode="constant")
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop_length].T  # [n_fft, frames], a view
+    return np.abs(np.fft.rfft(window[:, np.newaxis] * frames, axis=0))
 
 
 MEL_CHUNK = 1000  # mel frames computed together (10 s at the default hop): memory stays a few MB for any length
@@ -37,13 +104,11 @@ def mel_spectrogram(wav: np.ndarray, contract: Contract) -> np.ndarray:
     from exactly the samples its frames cover, so the result equals one STFT of the whole audio while no
     float64 copy or spectrum of the whole audio is ever held (600 s of audio needed 550 MB that way).
     """
-    import librosa
-
     c = contract
     wav = np.asarray(wav, np.float32)
     half = c.n_fft // 2
     frames = mel_frame_count(len(wav), c)
-    basis = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+    basis = slaney_mel_filters(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax)
     out = np.empty((c.n_mels, frames), np.float32)
     a = c.max_abs_value
     for first in range(0, frames, MEL_CHUNK):
@@ -58,8 +123,7 @@ def mel_spectrogram(wav: np.ndarray, contract: Contract) -> np.ndarray:
         segment = scipy.signal.lfilter([1.0, -c.preemphasis], [1.0], x)[1:]
         segment[: max(0, -lo)] = 0.0  # the padding before the audio
         segment[max(0, len(wav) - lo):] = 0.0  # and after it
-        spectrum = np.abs(librosa.stft(y=segment, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
-                                       window="hann", center=False))
+        spectrum = stft_magnitude(segment, c.n_fft, c.hop_length, c.win_length)
         db = 20.0 * np.log10(np.maximum(c.min_amplitude, basis @ spectrum)) - c.ref_level_db
         out[:, first:last] = np.clip(2 * a * ((db - c.min_level_db) / -c.min_level_db) - a, -a, a)
     return out
