@@ -14,7 +14,8 @@ from pathlib import Path
 from evalkit import __version__
 from evalkit.media.ffmpeg import ffmpeg_exe, ffmpeg_version
 
-PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "opencv-python-headless", "librosa", "scikit-image")
+PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "opencv-python-headless", "librosa", "soundfile",
+            "soxr", "scikit-image")
 
 
 def sha256_file(path: Path) -> str:
