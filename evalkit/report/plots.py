@@ -26,30 +26,29 @@ PNG_PAD_INCHES = 0.1  # matplotlib's pad_inches for bbox_inches="tight"
 def to_base64_png(fig) -> str:
     """The figure as a palette PNG (PNG_COLOURS colours), base64 for a data: URI, cut to its tight bounding box.
 
-    Drawn once where it can be: matplotlib's ``savefig(bbox_inches="tight")`` draws a figure twice (once to find
-    the box, once to render it) and encodes a PNG that is decoded again here to be quantized. When everything
-    drawn lies on the canvas, this draws once, reads the tight box from that drawing and crops the canvas's own
-    pixels (the same picture, give or take the box's rounding to whole pixels; 0.3-0.5 of 2.1-2.3 CPU-s for a
-    four-run report's figures, docs/speed.md). A figure drawn past its canvas (a legend beside the axes, as the
-    history's trends have) is saved by ``savefig``, whose tight box takes the canvas out to it."""
+    What ``savefig(bbox_inches="tight", pad_inches=PNG_PAD_INCHES)`` draws, with each step done once: the figure
+    is laid out without rendering (savefig's own first pass), the tight box read from that layout, and the figure
+    rendered once. When everything drawn lies on the canvas, that one rendering is the canvas's and the box is
+    cropped from its pixels (the same picture, give or take the box's rounding to whole pixels); a figure drawn
+    past its canvas (a legend beside the axes, as the history's trends have; an x label below a figure with no
+    tight_layout) is rendered by savefig into that box, given as the box itself, so that savefig does not lay the
+    figure out again, and as raw RGBA, so that no PNG is encoded only to be decoded here. The pixels are
+    savefig's (tests/report/test_plots.py compares them)."""
     from PIL import Image
 
     canvas = fig.canvas
     fig.set_dpi(PNG_DPI)
-    canvas.draw()
+    fig.draw_without_rendering()
     drawn = fig.get_tightbbox(canvas.get_renderer())  # inches, origin bottom left
+    box = drawn.padded(PNG_PAD_INCHES)
     width, height = canvas.get_width_height()
     if drawn.x0 >= 0 and drawn.y0 >= 0 and drawn.x1 * PNG_DPI <= width and drawn.y1 * PNG_DPI <= height:
-        box = drawn.padded(PNG_PAD_INCHES)
+        canvas.draw()
         x0, x1 = max(0, math.floor(box.x0 * PNG_DPI)), min(width, math.ceil(box.x1 * PNG_DPI))
         y0, y1 = max(0, math.floor(height - box.y1 * PNG_DPI)), min(height, math.ceil(height - box.y0 * PNG_DPI))
         image = Image.fromarray(np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[y0:y1, x0:x1, :3]))
     else:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight", pad_inches=PNG_PAD_INCHES,
-                    metadata={"Software": None})
-        buf.seek(0)
-        image = Image.open(buf).convert("RGB")
+        image = _saved_rgb(fig, box)
     plt.close(fig)
     # FASTOCTREE: 2 ms a figure here, against 230 ms for MEDIANCUT (1.6 CPU-s of a report's seven figures),
     # and a smaller file; a line plot's few flat colours come out the same to the eye
@@ -59,6 +58,23 @@ def to_base64_png(fig) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
+def _saved_rgb(fig, box):
+    """``fig`` rendered by savefig into ``box`` (inches), as an RGB image: savefig's raw RGBA, sized as savefig
+    sizes its canvas for a box (``Figure.bbox`` of the box at PNG_DPI, whole pixels by ``int``); should the bytes
+    not fit that size, the PNG savefig writes, decoded."""
+    from matplotlib.transforms import Affine2D, Bbox
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="rgba", dpi=PNG_DPI, bbox_inches=box)
+    raw = buf.getvalue()
+    w, h = (int(v) for v in Bbox.from_bounds(0, 0, *box.size).transformed(Affine2D().scale(PNG_DPI)).max)
+    if len(raw) == 4 * w * h:
+        return Image.frombuffer("RGBA", (w, h), raw, "raw", "RGBA", 0, 1).convert("RGB")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches=box, metadata={"Software": None})
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
 
 
 _label = run_label  # model / backend / input [/ protocol]

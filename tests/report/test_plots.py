@@ -36,3 +36,37 @@ def test_a_figure_on_its_canvas_is_cut_to_what_is_drawn():
     assert image.shape[0] < 3 * plots.PNG_DPI and image.shape[1] < 4 * plots.PNG_DPI  # the margins cut
     for edge in (image[:5], image[-5:], image[:, :5], image[:, -5:]):
         assert (edge >= 250).all()  # padding only
+
+
+def _savefig_tight(fig) -> np.ndarray:
+    """The independent reference: matplotlib's own savefig(bbox_inches="tight") PNG, quantized as the report's."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=plots.PNG_DPI, bbox_inches="tight", pad_inches=plots.PNG_PAD_INCHES)
+    buf.seek(0)
+    image = Image.open(buf).convert("RGB").quantize(colors=plots.PNG_COLOURS, method=Image.Quantize.FASTOCTREE)
+    return np.asarray(image.convert("RGB"))
+
+
+def test_a_figure_past_its_canvas_is_savefigs_picture():
+    """A figure whose x label lies below its canvas (no tight_layout, as the per-frame curves): laid out once,
+    rendered once into the tight box as raw RGBA, its pixels are those of savefig(bbox_inches="tight") (which lays
+    it out twice and writes a PNG), every one of them."""
+    def figure():
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 3.6))
+        x = np.arange(97)
+        ax1.plot(30 + np.sin(x / 7), lw=1, label="model / cpu / clip")
+        ax2.plot(0.9 + 0.05 * np.cos(x / 5), lw=1, label="model / cpu / clip")
+        for ax in (ax1, ax2):
+            ax.set(xlabel="frame", ylabel="dB", title="PSNR per frame (inner)")
+            ax.legend(fontsize=7, loc="lower left")
+        return fig
+
+    fig = figure()
+    fig.set_dpi(plots.PNG_DPI)
+    fig.draw_without_rendering()
+    assert fig.get_tightbbox().y0 < 0  # drawn past the canvas: the savefig path
+    expected = _savefig_tight(fig)
+    plt.close(fig)
+    image = _png(plots.to_base64_png(figure()))
+    assert image.shape == expected.shape
+    assert np.array_equal(image, expected)
