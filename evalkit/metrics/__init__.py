@@ -11,11 +11,23 @@ import math
 
 import numpy as np
 
-from evalkit.metrics.fidelity import HIGHER_IS_BETTER, mse, psnr, ssim
 from evalkit.metrics.latency import latency_summary
-from evalkit.metrics.output_stats import OutputStats
 
 __all__ = ["HIGHER_IS_BETTER", "OutputStats", "latency_summary", "mse", "psnr", "ssim", "summarise"]
+
+_LAZY = {"HIGHER_IS_BETTER": "fidelity", "mse": "fidelity", "psnr": "fidelity", "ssim": "fidelity",
+         "OutputStats": "output_stats"}
+
+
+def __getattr__(name: str):
+    """The fidelity metrics and OutputStats, imported when first asked for: they load numba and OpenCV (0.2 CPU-s),
+    which the views of a record (``evalkit report``, ``history``, ``compare``: ``summarise`` and
+    ``latency_summary`` only) never use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"evalkit.metrics.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def summarise(values) -> dict:

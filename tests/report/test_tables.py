@@ -87,3 +87,19 @@ def test_report_is_self_contained_with_every_section(demo_run):
         assert f'<video controls preload="none" src="{entry["folder"]}/side_by_side.mp4">' in html
     assert html.count("ground truth | output, side by side, around the face (every crop box and a margin)") == len(
         record["runs"])
+
+
+def test_the_views_of_a_record_load_no_numba():
+    """`evalkit report` reads a record: summaries and latency statistics, none of the metrics' numba kernels
+    (evalkit.metrics imports its fidelity metrics and OutputStats when first asked for them), and they still
+    come when asked."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import sys\nimport evalkit.commands.report, evalkit.measure.view_assets, evalkit.record.summary, "
+            "evalkit.report\nprint('numba' in sys.modules)\n"
+            "from evalkit.metrics import HIGHER_IS_BETTER, OutputStats, psnr\nprint('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["False", "True"]
