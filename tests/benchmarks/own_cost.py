@@ -4,6 +4,7 @@ Run from the checkout, with the fixtures built (``evalkit fixtures build``)::
 
     python tests/benchmarks/own_cost.py            # both sizes; --sizes 640x480 for one
     python tests/benchmarks/own_cost.py --repeat 3 # medians of 3 pairs of runs (to compare code: a pair is noisy)
+    python tests/benchmarks/own_cost.py --no-face  # without the field's face metrics (metrics.face: false)
 
 For each frame size (the fixture clip as built, 640x480, and the same clip scaled to 1440x1080 with its crop
 boxes scaled alike: a real recording's size), two runs of the fixture ``reference`` model (its inference is
@@ -63,7 +64,7 @@ def scaled_clip(work: Path, width: int, height: int) -> tuple[Path, Path]:
     return out, out_boxes
 
 
-def suite(work: Path, video: Path, boxes: Path, audio: Path, name: str) -> Path:
+def suite(work: Path, video: Path, boxes: Path, audio: Path, name: str, face: bool = True) -> Path:
     models = FIXTURES / "models"
     data = {
         "name": name,
@@ -73,7 +74,7 @@ def suite(work: Path, video: Path, boxes: Path, audio: Path, name: str) -> Path:
                     "ground_truth": str(video)}],
         "backends": [{"name": "cpu", "provider": "CPUExecutionProvider",
                       "session_options": {"intra_op_num_threads": 1}}],
-        "metrics": {"trim_to_shortest": True},
+        "metrics": {"trim_to_shortest": True, **({} if face else {"face": False})},
     }
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -186,13 +187,13 @@ def _pair(short: dict, long_: dict, size: str) -> dict:
             "fixed_cpu_seconds": fixed, "goal_ms_per_frame": GOALS_MS.get(size), "stages": table}
 
 
-def measure_size(work: Path, size: str, repeat: int = 1) -> dict:
+def measure_size(work: Path, size: str, repeat: int = 1, face: bool = True) -> dict:
     """``repeat`` pairs of runs (4 s and 12 s of audio; every other pair in the other order, so that neither
     length always runs first); the figures are the medians over the pairs, each pair's kept under ``pairs``."""
     width, height = map(int, size.split("x"))
     video, boxes = scaled_clip(work, width, height)
     suites = {seconds: suite(work, video, boxes, cut_audio(seconds, work / f"speech_{seconds}s.wav"),
-                             f"own_cost_{size}_{seconds}s") for seconds in (4, 12)}
+                             f"own_cost_{size}_{seconds}s", face) for seconds in (4, 12)}
     pairs = []
     for k in range(repeat):
         runs = {seconds: evalkit_run(suites[seconds], work / f"runs_{size}") for seconds in ((4, 12), (12, 4))[k % 2]}
@@ -218,14 +219,19 @@ def main() -> int:
     parser.add_argument("--sizes", default="640x480,1440x1080", help="frame sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs per size; the figures are their medians "
                         "(a pair's per-frame figure moves by several CPU-ms on this VM: 3 or more to compare code)")
+    parser.add_argument("--no-face", action="store_true",
+                        help="runs without the field's face metrics (metrics.face: false: dlib's landmarks, identity "
+                        "descriptors and models, which came after the goals were set)")
     args = parser.parse_args()
     import tempfile
 
-    results = {"machine": machine(), "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    print(f"machine: {results['machine']}")
+    results = {"machine": machine(), "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "face_metrics": not args.no_face}
+    without = "; without the face metrics (metrics.face: false)" if args.no_face else ""
+    print(f"machine: {results['machine']}{without}")
     with tempfile.TemporaryDirectory(prefix="evalkit-own-cost-") as tmp:
         for size in args.sizes.split(","):
-            r = measure_size(Path(tmp), size, args.repeat)
+            r = measure_size(Path(tmp), size, args.repeat, face=not args.no_face)
             results[size] = r
             goal = r["goal_ms_per_frame"]
             if args.repeat > 1:
@@ -239,9 +245,10 @@ def main() -> int:
             print("| part | CPU-ms a frame | CPU-s in the 4 s run |\n|---|---|---|")
             for part, v in sorted(r["stages"].items(), key=lambda kv: -kv[1]["ms_per_frame"]):
                 print(f"| {part} | {v['ms_per_frame']:.1f} | {v['cpu_s_4s_run']:.2f} |")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
-    print(f"\nwritten: {RESULTS}")
+    out = RESULTS.with_name("own_cost_no_face.json") if args.no_face else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nwritten: {out}")
     return 0
 
 
