@@ -80,17 +80,13 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
         raise UserError(f"audio file not found: {path}")
     read = _read_soundfile(path)
     if read is None:
-        wav = _librosa_load(path, sample_rate)
+        wav, rate = _librosa_load(path, sample_rate), sample_rate
     else:
         wav, rate = read
-        if wav.size and not np.isfinite(wav).all():
-            raise UserError(f"audio {path}: holds NaN or infinite samples (a damaged float WAV?); export it again")
         if wav.ndim > 1:
             wav = np.mean(wav, axis=tuple(range(wav.ndim - 1)))  # librosa.to_mono
-        if wav.size:
-            wav = _resample(wav, rate, sample_rate)
     if wav.size == 0:
         raise UserError(f"audio {path} holds no samples")
-    if not np.isfinite(wav).all():
+    if not np.isfinite(wav).all():  # checked before soxr sees it
         raise UserError(f"audio {path}: holds NaN or infinite samples (a damaged float WAV?); export it again")
-    return np.ascontiguousarray(wav, dtype=np.float32)
+    return np.ascontiguousarray(_resample(wav, rate, sample_rate), dtype=np.float32)

@@ -25,28 +25,27 @@ def mel_frame_count(samples: int, contract: Contract) -> int:
     return 1 + (samples + 2 * (contract.n_fft // 2) - contract.n_fft) // contract.hop_length
 
 
+# The Slaney mel scale as librosa computes it (htk=False): linear below 1 kHz, logarithmic above
+_F_MIN, _F_SP = 0.0, 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = (_MIN_LOG_HZ - _F_MIN) / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
 def _hz_to_mel(frequencies: float) -> np.ndarray:
-    """librosa.hz_to_mel(frequencies, htk=False) of one frequency (Slaney: linear below 1 kHz, log above)."""
+    """librosa.hz_to_mel(frequencies, htk=False) of one frequency."""
     frequencies = np.asanyarray(frequencies)
-    f_min, f_sp = 0.0, 200.0 / 3
-    mels = (frequencies - f_min) / f_sp
-    min_log_hz = 1000.0
-    min_log_mel = (min_log_hz - f_min) / f_sp
-    logstep = np.log(6.4) / 27.0
-    if frequencies >= min_log_hz:
-        mels = min_log_mel + np.log(frequencies / min_log_hz) / logstep
+    mels = (frequencies - _F_MIN) / _F_SP
+    if frequencies >= _MIN_LOG_HZ:
+        mels = _MIN_LOG_MEL + np.log(frequencies / _MIN_LOG_HZ) / _LOGSTEP
     return mels
 
 
 def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     """librosa.mel_to_hz(mels, htk=False) of a vector of mels."""
-    f_min, f_sp = 0.0, 200.0 / 3
-    freqs = f_min + f_sp * mels
-    min_log_hz = 1000.0
-    min_log_mel = (min_log_hz - f_min) / f_sp
-    logstep = np.log(6.4) / 27.0
-    log_t = mels >= min_log_mel
-    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    freqs = _F_MIN + _F_SP * mels
+    log_t = mels >= _MIN_LOG_MEL
+    freqs[log_t] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels[log_t] - _MIN_LOG_MEL))
     return freqs
 
 
