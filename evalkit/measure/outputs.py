@@ -194,8 +194,9 @@ def measure_viewer_frames(measures: FrameMeasures, mp4: Path, ground_truth: Path
     from a viewer's distance: its block means at ``metrics.fidelity.viewing_scale`` (1 for a picture under 384
     pixels on its shorter side, 3 for the 900x800 face window of a 1440x1080 video), as the SSIM authors' own
     implementation downsamples; the record's ``viewer.ssim_scale`` says which. Frames are scored by
-    VIEWER_THREADS workers while the next ones decode. With ``side_by_side``, the same decoded frames are also written there as ground truth | output
-    of the window (H.264, with ``audio``), so the page's comparison video costs no second decode.
+    VIEWER_THREADS workers while the next ones decode. With ``side_by_side``, the same decoded frames are also
+    written there as ground truth | output of the window (H.264, with ``audio``), so the page's comparison video
+    costs no second decode.
     """
     from evalkit.media.encode import VideoWriter
 

@@ -25,8 +25,8 @@ MP4_THREADS = 1
 """x264's threads for the MP4s people watch (output.mp4, side_by_side.mp4): one, so that the same frames give the
 same bytes on every machine (x264's default takes its thread count from the machine's cores, and its output
 depends on that count: here the default's bytes and one thread's differ, and with them the MP4's PSNR and SSIM),
-at less CPU than threads spent
-waiting for each other (at 1440x1080, superfast: 13.8 against 15.9 CPU-ms a frame here; docs/speed.md)."""
+at less CPU than threads spent waiting for each other (at 1440x1080, superfast: 13.8 against 15.9 CPU-ms a frame
+here; docs/speed.md)."""
 
 
 class VideoWriter:
